@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Sequence
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from feeds.bar import Bar
 
 P = TypeVar("P", bound=BaseModel)
-S = TypeVar("S", bound="type[Strategy[BaseModel]]")
+S = TypeVar("S", bound="type[Strategy[Any]]")
 
 
 class Strategy(abc.ABC, Generic[P]):

@@ -1,0 +1,266 @@
+"""The composer: many strategies' signals -> one set of target weights, on a schedule.
+
+    target[sym] = sum over strategies s of  w_s * signal_s[sym] * a_s[sym]
+
+where w_s is the capital weight of s and a_s[sym] its allocation to sym, both decided by the
+composition method (`composer.methods`). If the sum of |target| exceeds `max_gross`, every
+target is scaled down so that it equals `max_gross`.
+
+The engine calls, per accepted bar, `on_bar(bar)`; per slice, `due(ts)` and, when it is True,
+`compose(ts)`. `compose` records the rebalance and schedules the next one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import zoneinfo
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, assert_never
+
+from composer.methods import METHODS
+from composer.settings import ComposerSettings, RebalanceSchedule
+from composer.strategy import Strategy
+from composer.targets import Targets
+from feeds.bar import NS_PER_MINUTE, NS_PER_SECOND, Bar
+from feeds.errors import ConfigError, InvariantViolation
+
+_ALWAYS = -(2**63)  # a due time every slice is at or after
+_NEVER = 2**63
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+class Composer:
+    """Feeds bars to the strategies and composes their signals into targets.
+
+    Args:
+        settings: the `composer:` settings.
+        strategies: strategy id -> instance, in the configured order.
+        symbols: the universe; targets carry every one of them (0.0 where nothing trades it).
+
+    Raises:
+        ConfigError: no strategy; a strategy with no symbols or a symbol outside the universe;
+            `strategy_weights` naming an unknown strategy (or missing for method 'static').
+            The message starts with the key path.
+    """
+
+    def __init__(
+        self,
+        settings: ComposerSettings,
+        strategies: Mapping[str, Strategy[Any]],
+        symbols: Sequence[str],
+    ) -> None:
+        if not strategies:
+            raise ConfigError("strategies: at least one strategy is required")
+        universe = tuple(symbols)
+        known = set(universe)
+        for sid, strat in strategies.items():
+            if not strat.symbols:
+                raise ConfigError(f"strategies.{sid}.symbols: the strategy has no symbols")
+            for sym in strat.symbols:
+                if sym not in known:
+                    raise ConfigError(
+                        f"strategies.{sid}.symbols: {sym} is not in the universe (symbols)"
+                    )
+        if settings.method == "static" and not settings.strategy_weights:
+            raise ConfigError("composer.strategy_weights: required for method 'static'")
+        for sid in settings.strategy_weights:
+            if sid not in strategies:
+                raise ConfigError(
+                    f"composer.strategy_weights.{sid}: no such strategy; "
+                    f"strategies: {', '.join(strategies)}"
+                )
+
+        self._settings = settings
+        self._strategies = dict(strategies)
+        self._universe = universe
+        self._max_gross = settings.max_gross
+        symbols_of = {sid: s.symbols for sid, s in self._strategies.items()}
+        self._method = METHODS[settings.method](settings, symbols_of)
+
+        routes: dict[str, list[Callable[[Bar], None]]] = {}
+        for strat in self._strategies.values():
+            for sym in strat.symbols:
+                routes.setdefault(sym, []).append(strat.on_bar)
+        if self._method.observes_bars:
+            for handlers in routes.values():
+                handlers.append(self._method.on_bar)
+        self._routes: dict[str, tuple[Callable[[Bar], None], ...]] = {
+            sym: tuple(handlers) for sym, handlers in routes.items()
+        }
+
+        self.warmup_bars: int = max(
+            [s.warmup_bars for s in self._strategies.values()] + [self._method.warmup_bars]
+        )
+        """Bars per symbol to preload: the longest of the strategies' and the method's."""
+
+        self._schedule = _schedule(settings.rebalance)
+
+    def on_bar(self, bar: Bar) -> None:
+        """Feed one accepted bar to the strategies that trade its symbol (and the method) (HOT)."""
+        handlers = self._routes.get(bar.symbol)
+        if handlers is not None:
+            for handle in handlers:
+                handle(bar)
+
+    def due(self, ts: int) -> bool:
+        """Whether the slice starting at `ts` (UTC ns) is a rebalance (HOT).
+
+        Call it once per slice, in time order. It stays True until `compose` is called, which
+        consumes the period; calling it again for the same `ts` gives the same answer.
+
+        "slice": always. "minutes": the first slice of each `minutes`-long bucket of UTC epoch
+        time (aligned to the epoch: 60 means on UTC hours) not yet composed in. "daily": the
+        first slice at or after `at` (local time in `timezone`) of each local date; a date
+        that had slices but none at or after `at` is rebalanced at the first slice of the next
+        date with slices. So daily bars stamped at local midnight with at=15:50 rebalance once
+        per bar, each for the date before (none at the first bar); minute bars rebalance at
+        15:50 every trading day, Mondays too; after an early close, at the next date's first
+        slice and again at its `at`.
+        """
+        return self._schedule.due(ts)
+
+    def compose(self, ts: int) -> Targets:
+        """The targets at `ts` from the strategies' current signals; schedules the next due.
+
+        Raises:
+            InvariantViolation: a strategy holds a signal outside [-1, 1] (or nan).
+        """
+        signals: dict[str, dict[str, float]] = {}
+        for sid, strat in self._strategies.items():
+            sig = dict(strat.signals)
+            for x in sig.values():
+                if not -1.0 <= x <= 1.0:  # nan fails this too
+                    _bad_signal(sid, strat, sig)
+            signals[sid] = sig
+        alloc = self._method.allocate(ts, signals)
+        w_of = alloc.strategy_weights
+        a_of = alloc.symbol_weights
+
+        weights = dict.fromkeys(self._universe, 0.0)
+        by_strategy: dict[str, dict[str, float]] = {}
+        for sid, strat in self._strategies.items():
+            w = w_of[sid]
+            a = a_of[sid]
+            sig = signals[sid]
+            contrib = {sym: w * sig[sym] * a[sym] for sym in strat.symbols}
+            for sym, x in contrib.items():
+                weights[sym] += x
+            by_strategy[sid] = contrib
+
+        gross = math.fsum(map(abs, weights.values()))
+        cap = self._max_gross
+        if gross > cap:
+            k = cap / gross
+            scaled = {sym: x * k for sym, x in weights.items()}
+            # Rounding can leave the scaled sum an ulp above the cap; the cap is a promise.
+            while math.fsum(map(abs, scaled.values())) > cap:
+                k = math.nextafter(k, 0.0)
+                scaled = {sym: x * k for sym, x in weights.items()}
+            weights = scaled
+
+        self._schedule.rebalanced(ts)
+        return Targets(
+            ts=ts,
+            weights=weights,
+            strategy_weights=dict(w_of),
+            by_strategy=by_strategy,
+            signals=signals,
+        )
+
+
+def _bad_signal(sid: str, strat: Strategy[Any], signals: Mapping[str, float]) -> None:
+    for sym, x in signals.items():
+        if not -1.0 <= x <= 1.0:
+            raise InvariantViolation(
+                f"strategy {sid!r} ({strat.strategy_name}) has signal {x!r} for {sym}, "
+                "outside [-1, 1]"
+            )
+
+
+class _EverySlice:
+    """every: slice."""
+
+    def due(self, ts: int) -> bool:
+        return True
+
+    def rebalanced(self, ts: int) -> None:
+        pass
+
+
+class _EveryMinutes:
+    """every: minutes. Buckets of UTC epoch time; the first slice is always due."""
+
+    def __init__(self, minutes: int) -> None:
+        self._bucket_ns = minutes * NS_PER_MINUTE
+        self._next_due = _ALWAYS
+
+    def due(self, ts: int) -> bool:
+        return ts >= self._next_due
+
+    def rebalanced(self, ts: int) -> None:
+        self._next_due = (ts // self._bucket_ns + 1) * self._bucket_ns
+
+
+class _Daily:
+    """every: daily. Due times are computed once per local date or rebalance, in UTC ns.
+
+    A date's rebalance is due from its `at`. A date that had slices but none at or after `at`
+    (daily bars stamped at midnight, an early close) leaves its rebalance overdue: it is due at
+    the first slice of the next date that has slices. Dates without slices (weekends) do not
+    count, so minute bars rebalance at `at` on Mondays too.
+    """
+
+    def __init__(self, at: datetime.time, zone: zoneinfo.ZoneInfo) -> None:
+        self._at = at
+        self._zone = zone
+        self._day_end = _ALWAYS  # forces the first slice to open its date
+        self._first = True
+        self._at_today = _NEVER
+        self._done_today = False
+        self._overdue = False
+        self._next_due = _NEVER
+
+    def due(self, ts: int) -> bool:
+        if ts >= self._day_end:
+            self._open_date(ts)
+        return ts >= self._next_due
+
+    def rebalanced(self, ts: int) -> None:
+        if ts >= self._day_end:
+            self._open_date(ts)
+        self._overdue = False
+        if ts >= self._at_today:
+            self._done_today = True
+        self._next_due = _NEVER if self._done_today else self._at_today
+
+    def _open_date(self, ts: int) -> None:
+        if not self._first and not self._done_today:
+            self._overdue = True
+        self._first = False
+        utc = datetime.datetime.fromtimestamp(ts // NS_PER_SECOND, tz=datetime.UTC)
+        day = utc.astimezone(self._zone).date()
+        self._at_today = self._local_ns(day, self._at)
+        self._day_end = self._local_ns(day + datetime.timedelta(days=1), datetime.time(0))
+        self._done_today = False
+        self._next_due = _ALWAYS if self._overdue else self._at_today
+
+    def _local_ns(self, day: datetime.date, at: datetime.time) -> int:
+        # fold=0: a time inside a DST gap is read with the offset before it (02:30 -> 03:30
+        # EDT), and one repeated by a fall-back is its first occurrence.
+        delta = datetime.datetime.combine(day, at, tzinfo=self._zone) - _EPOCH
+        return (delta.days * 86_400 + delta.seconds) * NS_PER_SECOND + delta.microseconds * 1000
+
+
+def _schedule(settings: RebalanceSchedule) -> _EverySlice | _EveryMinutes | _Daily:
+    match settings.every:
+        case "slice":
+            return _EverySlice()
+        case "minutes":
+            assert settings.minutes is not None  # the settings require it
+            return _EveryMinutes(settings.minutes)
+        case "daily":
+            assert settings.at is not None  # the settings require it
+            return _Daily(settings.at, zoneinfo.ZoneInfo(settings.timezone))
+        case other:
+            assert_never(other)
