@@ -1,0 +1,244 @@
+"""The risk gate: per-order limits and the kill switch.
+
+Every order from the rebalancer passes `RiskGate.check` before it reaches a broker. Limits clip
+or deny orders (events, not exceptions); the kill switch latches on a daily loss or a drawdown
+and then lets through only orders that reduce a position, until an operator resets it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+from decimal import ROUND_DOWN, Decimal
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from brokers.orders import OrderSide, SubmitOrder
+from feeds.bar import NS_PER_SECOND
+from portfolio.events import KillSwitchTripped, OrderClipped, OrderDenied, RiskEvent
+from portfolio.ledger import Ledger
+
+_ZERO = Decimal(0)
+_WHOLE = Decimal(1)
+_FRACTION = Decimal("1e-9")
+
+
+class RiskSettings(BaseModel):
+    """Risk limits (the `risk:` config section). Weights are fractions of equity."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_weight: float = Field(default=0.25, gt=0)
+    max_gross: float = Field(default=1.0, gt=0)
+    max_order_notional: Decimal = Field(default=Decimal(1_000_000), gt=0)
+    allow_short: bool = False
+    daily_loss_limit: float = Field(default=0.05, gt=0, lt=1)
+    max_drawdown: float = Field(default=0.20, gt=0, lt=1)
+    on_kill: Literal["halt", "flatten"] = "halt"
+    day_timezone: str = "America/New_York"
+
+    @field_validator("day_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"unknown IANA time zone {value!r}") from e
+        return value
+
+
+def _next_local_midnight_ns(ts: int, tz: dt.tzinfo) -> int:
+    local = dt.datetime.fromtimestamp(ts // NS_PER_SECOND, tz)
+    nxt = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(0), tzinfo=tz)
+    return int(nxt.timestamp()) * NS_PER_SECOND
+
+
+class RiskGate:
+    """Checks orders against the limits and watches equity for the kill switch.
+
+    Args:
+        settings: the limits.
+        fractional: whether orders may carry fractional quantities; if not, clips round down
+            to whole shares and a clip below one share denies the order.
+
+    Attributes:
+        kill_switch: latched once tripped, until `reset()`.
+        kill_reason: ``daily_loss`` or ``max_drawdown`` while latched, else None.
+        day_start_equity: the equity at the first mark of the current local day.
+    """
+
+    def __init__(self, settings: RiskSettings, *, fractional: bool) -> None:
+        self.settings = settings
+        self.fractional = fractional
+        self.kill_switch = False
+        self.kill_reason: str | None = None
+        self.day_start_equity = _ZERO
+        self._tz = ZoneInfo(settings.day_timezone)
+        self._next_day_ns = -(1 << 62)  # the first mark starts a day
+        self._quantum = _FRACTION if fractional else _WHOLE
+
+    def reset(self) -> None:
+        """Unlatch the kill switch (an operator's decision). It trips again at the next mark
+        if the loss or drawdown is still beyond its limit."""
+        self.kill_switch = False
+        self.kill_reason = None
+
+    def on_mark(self, ts: int, ledger: Ledger) -> KillSwitchTripped | None:
+        """Watch the freshly marked ledger; call once per slice, after `Ledger.mark`.
+
+        The first mark of a new local date sets the day's start equity. Trips on a daily loss
+        (from the day's start equity) or a drawdown (from the high-water mark) at or beyond its
+        limit.
+
+        Returns:
+            The event when the kill switch trips now; None otherwise (also while latched).
+        """
+        if ts >= self._next_day_ns:
+            self.day_start_equity = ledger.equity
+            self._next_day_ns = _next_local_midnight_ns(ts, self._tz)
+        if self.kill_switch:
+            return None
+        settings = self.settings
+        start = self.day_start_equity
+        if start > 0:
+            loss = float((start - ledger.equity) / start)
+            if loss >= settings.daily_loss_limit:
+                return self._trip(ts, ledger, "daily_loss", loss, settings.daily_loss_limit)
+        if ledger.drawdown >= settings.max_drawdown:
+            return self._trip(ts, ledger, "max_drawdown", ledger.drawdown, settings.max_drawdown)
+        return None
+
+    def _trip(
+        self,
+        ts: int,
+        ledger: Ledger,
+        reason: Literal["daily_loss", "max_drawdown"],
+        value: float,
+        limit: float,
+    ) -> KillSwitchTripped:
+        self.kill_switch = True
+        self.kill_reason = reason
+        return KillSwitchTripped(
+            ts=ts, reason=reason, equity=ledger.equity, value=value, limit=limit
+        )
+
+    def check(
+        self,
+        order: SubmitOrder,
+        ledger: Ledger,
+        prices: Mapping[str, float],
+        open_qty: Mapping[str, Decimal],
+    ) -> tuple[SubmitOrder | None, RiskEvent | None]:
+        """Approve, clip or deny one order.
+
+        In order: the kill switch (orders that increase |position| are denied; one that
+        crosses zero is clipped to the close), no shorting (a sell beyond the held quantity,
+        counting open sells, is clipped to it, or denied if nothing is held), then clips to
+        `max_order_notional`, `max_weight` and `max_gross` after the trade. The position is the
+        held quantity plus open orders; other symbols count as held, at `prices` (or their last
+        mark). The weight limits never clip an order below the part that reduces the position.
+
+        Returns:
+            (the order to send or None, the OrderClipped/OrderDenied event or None). A clipped
+            order keeps its client_order_id.
+        """
+        settings = self.settings
+        symbol = order.symbol
+        sign = 1 if order.side is OrderSide.BUY else -1
+        pos = ledger.positions.get(symbol)
+        held = pos.qty if pos is not None else _ZERO
+        pending = open_qty.get(symbol, _ZERO)
+        current = held + pending
+        # The part of the order that moves the position toward zero.
+        reducing = max(_ZERO, -sign * current)
+        requested = order.qty
+        qty = requested
+        reasons: list[str] = []
+
+        if self.kill_switch:
+            if reducing <= 0:
+                return None, self._denied(order, "kill_switch")
+            if qty > reducing:
+                qty = reducing
+                reasons.append("kill_switch")
+
+        if sign < 0 and not settings.allow_short:
+            # Open buys may never fill, so only open sells count against what can be sold.
+            sellable = held + min(pending, _ZERO)
+            if sellable <= 0:
+                return None, self._denied(order, "no_short")
+            if qty > sellable:
+                qty = sellable
+                reasons.append("no_short")
+
+        px = prices.get(symbol)
+        if px is not None:
+            price = Decimal(repr(px))
+        elif pos is not None:
+            price = pos.last_price
+        elif order.limit_price is not None:
+            price = order.limit_price
+        else:
+            return None, self._denied(order, "no_price")
+        if price <= 0:
+            return None, self._denied(order, "no_price")
+
+        cap = settings.max_order_notional / price
+        if qty > cap:
+            qty = cap
+            reasons.append("max_order_notional")
+
+        equity = ledger.equity
+        floor = min(qty, reducing)  # the weight limits never block a reduction
+        if qty > floor:
+            if equity <= 0:
+                qty = floor
+                reasons.append("no_equity")
+            else:
+                # Largest |position| allowed on the order's side, then what the order may add.
+                max_abs = Decimal(repr(settings.max_weight)) * equity / price
+                allowed = max(floor, max_abs - sign * current)
+                if qty > allowed:
+                    qty = allowed
+                    reasons.append("max_weight")
+                others = _ZERO
+                for other, p in ledger.positions.items():
+                    if other != symbol:
+                        opx = prices.get(other)
+                        mark = Decimal(repr(opx)) if opx is not None else p.last_price
+                        others += abs(p.qty * mark)
+                gross_room = Decimal(repr(settings.max_gross)) * equity - others
+                allowed = max(floor, gross_room / price - sign * current)
+                if qty > allowed:
+                    qty = allowed
+                    reasons.append("max_gross")
+
+        if not reasons:
+            return order, None
+        qty = qty.quantize(self._quantum, rounding=ROUND_DOWN)
+        if qty <= 0:
+            return None, self._denied(order, reasons[-1])
+        clipped = dataclasses.replace(order, qty=qty)
+        return clipped, OrderClipped(
+            client_order_id=order.client_order_id,
+            symbol=symbol,
+            side=order.side,
+            requested_qty=requested,
+            approved_qty=qty,
+            reason=",".join(reasons),
+            ts=order.ts,
+        )
+
+    @staticmethod
+    def _denied(order: SubmitOrder, reason: str) -> OrderDenied:
+        return OrderDenied(
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            qty=order.qty,
+            reason=reason,
+            ts=order.ts,
+        )
