@@ -5,7 +5,7 @@ It lives here because `feeds` is the bottom of the import graph; every package m
     TradingdError
     |- ConfigError              fatal at start-up: one message naming file and key, exit 2
     |- DataError                a bad bar or file: quarantined and counted, never passed on
-    |  \\- SourceError           a file cannot be read at all (missing, empty, no such column): exit 2
+    |  \\- SourceError           a file cannot be read at all (missing, empty, no column): exit 2
     |- BrokerError              (brokers.errors)
     |  |- TransientBrokerError  retried with backoff and jitter (timeouts, 5xx, 429)
     |  \\- BrokerRejected        becomes an OrderRejected event, never retried

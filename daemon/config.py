@@ -1,0 +1,248 @@
+"""Config overlays: YAML files merged left to right, validated into `Settings`.
+
+Mappings merge key by key (the later file wins on a conflict); any other value, lists included,
+is replaced whole. Every key remembers the file that set it last, so an error names that file
+and the key path: `config/risk_balanced.yaml: risk.max_gross: must be greater than 0`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+import orjson
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from composer.registry import StrategyRegistry, UnknownStrategyError
+from composer.strategy import Strategy
+from daemon.settings import Settings
+from feeds.errors import ConfigError
+
+Loc = tuple[str | int, ...]
+_SECRET_WORDS = ("secret", "token", "password", "api_key", "apikey")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    settings: Settings
+    files: tuple[str, ...]
+    origins: Mapping[Loc, str]
+
+    def origin(self, loc: Loc) -> str:
+        return _origin(self.origins, loc, self.files)
+
+    @property
+    def digest(self) -> str:
+        """A short hash of the resolved settings: the same config gives the same digest."""
+        dumped = orjson.dumps(self.settings.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(dumped).hexdigest()[:8]
+
+
+def read_overlays(paths: Sequence[str]) -> tuple[dict[str, Any], dict[Loc, str]]:
+    """Read and merge the files; return the merged tree and each key's origin file."""
+    if not paths:
+        raise ConfigError("no config file given")
+    merged: dict[str, Any] = {}
+    origins: dict[Loc, str] = {}
+    for path in paths:
+        _merge(merged, _read_yaml(path), origins, path, ())
+    return merged, origins
+
+
+def load_config(paths: Sequence[str], overrides: Mapping[Loc, Any] | None = None) -> LoadedConfig:
+    """Read, merge and validate the overlays; `overrides` (from the command line) win last.
+
+    Raises:
+        ConfigError: one message per problem, each naming the file and the key path.
+    """
+    tree, origins = read_overlays(paths)
+    for loc, value in (overrides or {}).items():
+        node: dict[str, Any] = tree
+        for key in loc[:-1]:
+            node = node.setdefault(str(key), {})
+        node[str(loc[-1])] = value
+        origins[loc] = "command line"
+    try:
+        settings = Settings.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, Settings, origins, tuple(paths), ())) from None
+    return LoadedConfig(settings=settings, files=tuple(paths), origins=origins)
+
+
+def build_strategies(
+    loaded: LoadedConfig, registry: StrategyRegistry, universe: Sequence[str]
+) -> dict[str, Strategy[Any]]:
+    """Instantiate the configured strategies; errors name the file and key path."""
+    built: dict[str, Strategy[Any]] = {}
+    for sid, spec in loaded.settings.strategies.items():
+        name = spec.type or sid
+        where: Loc = ("strategies", sid, "type") if spec.type else ("strategies", sid)
+        symbols = spec.symbols if spec.symbols is not None else list(universe)
+        unknown = [s for s in symbols if s not in universe]
+        if unknown:
+            loc: Loc = ("strategies", sid, "symbols")
+            raise ConfigError(
+                f"{loaded.origin(loc)}: {_dotted(loc)}: not in the universe: {', '.join(unknown)}"
+                f"; universe: {', '.join(universe)}"
+            )
+        try:
+            cls = registry.get(name)
+        except UnknownStrategyError as e:
+            raise ConfigError(f"{loaded.origin(where)}: {_dotted(where)}: {e}") from None
+        try:
+            built[sid] = registry.create(name, spec.params, symbols)
+        except ValidationError as e:
+            prefix: Loc = ("strategies", sid, "params")
+            raise ConfigError(
+                _describe(e, cls.params_model, loaded.origins, loaded.files, prefix)
+            ) from None
+    return built
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """The resolved settings as plain data, with any secret-looking value hidden."""
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                k: "***" if any(w in k.lower() for w in _SECRET_WORDS) else walk(v)
+                for k, v in node.items()
+            }
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    result: dict[str, Any] = walk(settings.model_dump(mode="json"))
+    return result
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read: {e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
+        raise ConfigError(f"{where}: YAML syntax error: {e.problem}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: YAML error: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, not {_kind(data)}")
+    return data
+
+
+def _merge(
+    into: dict[str, Any], new: Mapping[str, Any], origins: dict[Loc, str], path: str, loc: Loc
+) -> None:
+    for key, value in new.items():
+        here = (*loc, str(key))
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            origins[here] = path
+            _merge(into[key], value, origins, path, here)
+            continue
+        into[key] = value
+        # A replaced subtree forgets what earlier files set inside it.
+        for old in [o for o in origins if o[: len(here)] == here]:
+            del origins[old]
+        origins[here] = path
+        if isinstance(value, dict):
+            _mark(value, origins, path, here)
+
+
+def _mark(node: Mapping[str, Any], origins: dict[Loc, str], path: str, loc: Loc) -> None:
+    for key, value in node.items():
+        origins[(*loc, str(key))] = path
+        if isinstance(value, dict):
+            _mark(value, origins, path, (*loc, str(key)))
+
+
+def _origin(origins: Mapping[Loc, str], loc: Loc, files: Sequence[str]) -> str:
+    key = tuple(str(p) for p in loc)
+    while key:
+        if key in origins:
+            return origins[key]
+        key = key[:-1]
+    return files[-1] if len(files) == 1 else f"{' + '.join(files)} (merged)"
+
+
+def _describe(
+    error: ValidationError,
+    model: type[BaseModel],
+    origins: Mapping[Loc, str],
+    files: Sequence[str],
+    prefix: Loc,
+) -> str:
+    lines = []
+    for err in error.errors(include_url=False):
+        loc: Loc = tuple(err["loc"])
+        full = (*prefix, *loc)
+        message = _message(err, model, loc)
+        where = _origin(origins, full, files)
+        lines.append(f"{where}: {_dotted(full)}: {message}" if full else f"{where}: {message}")
+    return "\n".join(lines)
+
+
+def _message(err: Any, model: type[BaseModel], loc: Loc) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        fields = _fields_at(model, loc[:-1])
+        known = f"; expected one of: {', '.join(sorted(fields))}" if fields else ""
+        return f"unknown key{known}"
+    if kind == "missing":
+        return "required, not set"
+    msg = str(err["msg"])
+    for old, new in (("Input should be", "must be"), ("Value error, ", ""), ("Input ", "")):
+        msg = msg.replace(old, new)
+    return msg
+
+
+def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
+    """The field names of the model found at `loc` (through nested models and dict values)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return []
+            current = field.annotation
+        elif get_origin(current) is dict:
+            current = get_args(current)[1]
+        else:
+            return []
+        current = _unwrap(current)
+    if get_origin(current) is dict:
+        return []
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """`X | None` -> X, so the walk can go on into optional sub-models."""
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    if get_origin(annotation) is not dict and len(args) == 1:
+        return args[0]
+    return annotation
+
+
+def _dotted(loc: Loc) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    return type(value).__name__

@@ -1,0 +1,294 @@
+"""The engine: the synchronous core that every driver feeds. No I/O, no awaits, no wall clock.
+
+    bar -> sanity -> (quarantine | accept) -> slice (all bars of one timestamp)
+        -> ledger.mark -> strategies -> composer -> targets -> rebalance -> risk gate
+        -> SubmitOrder commands (returned to the driver, which hands them to the broker)
+    broker events -> order book, ledger
+
+The driver owns time: it calls `on_bar` for each bar, `close_slice` when the slice is complete
+(replay: a later timestamp arrived; live: every symbol reported or the grace period passed), and
+`on_events` with the broker's execution events. Everything the engine decides is reported to an
+`EngineListener` (outputs, logs, metrics) and returned as commands; the listener must not call
+back into the engine.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from brokers.orders import (
+    ExecutionEvent,
+    OrderAccepted,
+    OrderCanceled,
+    OrderFilled,
+    OrderPartiallyFilled,
+    OrderRejected,
+    SubmitOrder,
+)
+from composer.composer import Composer
+from composer.targets import Targets
+from feeds.bar import Bar
+from feeds.errors import InvariantViolation
+from feeds.sanity import SanityChecker
+from portfolio.events import KillSwitchTripped, OrderClipped, OrderDenied, RiskEvent
+from portfolio.ledger import Ledger
+from portfolio.order_book import OrderBook
+from portfolio.rebalance import Rebalancer
+from portfolio.risk import RiskGate
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    """Why an order exists (or was denied): the trace logged with every order.
+
+    Attributes:
+        slice_ts: start of the slice that decided it; the order's ts is that slice's close.
+        signals: each strategy's signal for the symbol at the decision.
+        target_weight: the composed target weight of the symbol.
+        risk: "approved", "clipped" or "denied".
+        order: the order handed to the broker (None when denied).
+    """
+
+    slice_ts: int
+    symbol: str
+    client_order_id: str
+    signals: dict[str, float]
+    target_weight: float
+    current_weight: float
+    requested: SubmitOrder
+    risk: str
+    risk_event: RiskEvent | None
+    order: SubmitOrder | None
+
+
+class EngineListener(Protocol):
+    """Receives what the engine decides. Called synchronously; must not call the engine."""
+
+    def on_slice(self, ts: int, ledger: Ledger) -> None:
+        """A slice closed (ts = its start) and the ledger was marked at its closes."""
+
+    def on_targets(self, targets: Targets) -> None: ...
+
+    def on_decision(self, decision: Decision) -> None: ...
+
+    def on_kill_switch(self, event: KillSwitchTripped) -> None: ...
+
+    def on_execution(self, event: ExecutionEvent, applied: bool) -> None:
+        """A broker event; `applied` is False for a fill already applied (a duplicate)."""
+
+    def on_stale(self, symbol: str, ts: int, stale: bool) -> None:
+        """`symbol` has had no bar for `stale_after_slices` slices (or is fresh again)."""
+
+
+@dataclass(slots=True)
+class EngineCounters:
+    bars_in: int = 0
+    bars_accepted: int = 0
+    bars_late: int = 0
+    slices: int = 0
+    rebalances: int = 0
+    orders: int = 0
+    denied_orders: int = 0
+    clipped_orders: int = 0
+    fills: int = 0
+    duplicate_fills: int = 0
+    rejected_orders: int = 0
+
+
+class Engine:
+    """The decision core. Deterministic: the same bars and config give the same commands."""
+
+    def __init__(
+        self,
+        *,
+        symbols: Sequence[str],
+        bar_ns: int,
+        sanity: SanityChecker,
+        composer: Composer,
+        ledger: Ledger,
+        order_book: OrderBook,
+        rebalancer: Rebalancer,
+        risk: RiskGate,
+        listener: EngineListener,
+        stale_after_slices: int,
+        flatten_on_kill: bool,
+    ) -> None:
+        self.symbols = tuple(symbols)
+        self.bar_ns = bar_ns
+        self.sanity = sanity
+        self.composer = composer
+        self.ledger = ledger
+        self.order_book = order_book
+        self.rebalancer = rebalancer
+        self.risk = risk
+        self.listener = listener
+        self.counters = EngineCounters()
+        self.rejected: Counter[str] = Counter()
+        self.slice_ts: int | None = None
+        self.last_targets: Targets | None = None
+        # Latest accepted close per symbol: what the rebalancer and the risk gate price with.
+        self.last_close: dict[str, float] = {}
+        self._universe = frozenset(symbols)
+        self._slice_closes: dict[str, float] = {}
+        self._stale_after = stale_after_slices
+        self._last_seen: dict[str, int] = dict.fromkeys(self.symbols, 0)
+        self._stale: set[str] = set()
+        self._flatten_on_kill = flatten_on_kill
+
+    def on_bar(self, bar: Bar) -> str | None:
+        """Check one bar and, if accepted, feed it into the open slice.
+
+        Returns:
+            None when accepted (or used only to mark, when late), else the quarantine reason.
+            A bar of a symbol outside the universe is rejected as "unknown_symbol".
+        """
+        counters = self.counters
+        counters.bars_in += 1
+        if bar.symbol not in self._universe:
+            self.rejected["unknown_symbol"] += 1
+            return "unknown_symbol"
+        reason = self.sanity.check(bar)
+        if reason is not None:
+            self.rejected[reason] += 1
+            return reason
+        counters.bars_accepted += 1
+        slice_ts = self.slice_ts
+        if slice_ts is None or bar.ts == slice_ts:
+            self.slice_ts = bar.ts
+        elif bar.ts < slice_ts:
+            # Its slice was decided already: it only marks positions.
+            counters.bars_late += 1
+            self.last_close[bar.symbol] = bar.close
+            return None
+        else:
+            raise InvariantViolation(
+                f"bar at {bar.ts} for {bar.symbol} while slice {slice_ts} is open: "
+                "the driver must close the slice first"
+            )
+        self._slice_closes[bar.symbol] = bar.close
+        self.composer.on_bar(bar)
+        return None
+
+    def close_slice(self) -> list[SubmitOrder]:
+        """Decide at the close of the open slice; return the orders to hand to the broker."""
+        slice_ts = self.slice_ts
+        if slice_ts is None:
+            return []
+        self.slice_ts = None
+        decision_ts = slice_ts + self.bar_ns
+        closes = self._slice_closes
+        self._slice_closes = {}
+        self.last_close.update(closes)
+        ledger = self.ledger
+        ledger.mark(closes)
+        counters = self.counters
+        counters.slices += 1
+        if len(closes) < len(self.symbols) or self._stale:
+            self._track_staleness(closes, slice_ts)
+        else:
+            seen = counters.slices
+            last_seen = self._last_seen
+            for symbol in closes:
+                last_seen[symbol] = seen
+
+        risk = self.risk
+        tripped = risk.on_mark(decision_ts, ledger)
+        if tripped is not None:
+            self.listener.on_kill_switch(tripped)
+        flatten = self._flatten_on_kill and risk.kill_switch and self._holds_positions()
+        orders: list[SubmitOrder] = []
+        if flatten or self.composer.due(slice_ts):
+            if flatten:
+                targets = Targets(ts=slice_ts, weights=dict.fromkeys(self.symbols, 0.0))
+            else:
+                targets = self.composer.compose(slice_ts)
+            counters.rebalances += 1
+            self.last_targets = targets
+            self.listener.on_targets(targets)
+            orders = self._orders_for(targets, slice_ts, decision_ts)
+        self.listener.on_slice(slice_ts, ledger)
+        return orders
+
+    def on_events(self, events: Sequence[ExecutionEvent]) -> None:
+        """Apply the broker's execution events to the order book and the ledger."""
+        counters = self.counters
+        for event in events:
+            self.order_book.on_event(event)
+            applied = True
+            match event:
+                case OrderFilled() | OrderPartiallyFilled():
+                    applied = self.ledger.apply_fill(event)
+                    if applied:
+                        counters.fills += 1
+                    else:
+                        counters.duplicate_fills += 1
+                case OrderRejected():
+                    counters.rejected_orders += 1
+                case OrderAccepted() | OrderCanceled():
+                    pass
+            self.listener.on_execution(event, applied)
+
+    def reset_kill_switch(self) -> None:
+        self.risk.reset()
+
+    def _orders_for(self, targets: Targets, slice_ts: int, decision_ts: int) -> list[SubmitOrder]:
+        ledger = self.ledger
+        prices = self.last_close
+        open_qty = self.order_book.open_qty()
+        intents = self.rebalancer.orders(targets, ledger, prices, open_qty, decision_ts)
+        counters = self.counters
+        approved_orders: list[SubmitOrder] = []
+        for intent in intents:
+            approved, event = self.risk.check(intent, ledger, prices, open_qty)
+            if approved is None:
+                verdict = "denied"
+                counters.denied_orders += 1
+            elif isinstance(event, OrderClipped):
+                verdict = "clipped"
+                counters.clipped_orders += 1
+            else:
+                verdict = "approved"
+            if approved is not None:
+                counters.orders += 1
+                self.order_book.on_submit(approved)
+                open_qty = self.order_book.open_qty()
+                approved_orders.append(approved)
+            symbol = intent.symbol
+            self.listener.on_decision(
+                Decision(
+                    slice_ts=slice_ts,
+                    symbol=symbol,
+                    client_order_id=intent.client_order_id,
+                    signals={sid: sig.get(symbol, 0.0) for sid, sig in targets.signals.items()},
+                    target_weight=targets.weights.get(symbol, 0.0),
+                    current_weight=ledger.weight(symbol),
+                    requested=intent,
+                    risk=verdict,
+                    risk_event=event if isinstance(event, OrderDenied | OrderClipped) else None,
+                    order=approved,
+                )
+            )
+        return approved_orders
+
+    def _holds_positions(self) -> bool:
+        return any(p.qty != 0 for p in self.ledger.positions.values())
+
+    def _track_staleness(self, closes: Mapping[str, float], slice_ts: int) -> None:
+        seen = self.counters.slices
+        last_seen = self._last_seen
+        for symbol in closes:
+            last_seen[symbol] = seen
+            if symbol in self._stale:
+                self._stale.discard(symbol)
+                self.listener.on_stale(symbol, slice_ts, False)
+        for symbol in self.symbols:
+            if symbol not in self._stale and seen - last_seen[symbol] >= self._stale_after:
+                self._stale.add(symbol)
+                self.listener.on_stale(symbol, slice_ts, True)
+
+    @property
+    def stale_symbols(self) -> frozenset[str]:
+        return frozenset(self._stale)

@@ -1,0 +1,323 @@
+"""The replay's outputs: CSV files, the decision log, and the summary's raw series.
+
+It is the engine's listener in a replay. Files that grow with the run (fills, rejected bars)
+stream to disk; the per-slice equity series is kept as compact columns because the summary needs
+it (drawdown, Sharpe) and is written once at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from brokers.orders import (
+    ExecutionEvent,
+    OrderCanceled,
+    OrderFilled,
+    OrderPartiallyFilled,
+    OrderRejected,
+    SubmitOrder,
+)
+from composer.targets import Targets
+from daemon.engine import Decision
+from daemon.logs import EventLog
+from daemon.timeutil import iso_utc, iso_utc_array
+from portfolio.events import KillSwitchTripped
+from portfolio.ledger import Ledger
+
+CENT = Decimal("0.01")
+
+
+@dataclass(slots=True)
+class _OrderRow:
+    order: SubmitOrder
+    slice_ts: int
+    risk: str
+    status: str = "open"
+    filled_qty: Decimal = Decimal(0)
+    notional: Decimal = Decimal(0)
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class EquitySeries:
+    ts: list[int] = field(default_factory=list)
+    cash: list[Decimal] = field(default_factory=list)
+    equity: list[Decimal] = field(default_factory=list)
+    gross: list[Decimal] = field(default_factory=list)
+    drawdown: list[float] = field(default_factory=list)
+
+
+class Recorder:
+    """Writes a replay's files into `out_dir` and logs its decisions."""
+
+    def __init__(self, out_dir: Path, log: EventLog) -> None:
+        self.out_dir = out_dir
+        self.log = log
+        self.series = EquitySeries()
+        self.risk_events = 0
+        self.kill_switch_events: list[KillSwitchTripped] = []
+        self._orders: dict[str, _OrderRow] = {}
+        self._files: list[IO[str]] = []
+
+    def start(self) -> None:
+        """Create the output folder and open the streamed files."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._fills = self._open_csv(
+            "fills.csv",
+            [
+                "time",
+                "client_order_id",
+                "symbol",
+                "side",
+                "qty",
+                "price",
+                "commission",
+                "execution_id",
+            ],
+        )
+        self._rejected = self._open_csv(
+            "rejected_bars.csv", ["file", "row", "symbol", "time", "reason"]
+        )
+        self._risk = self._open_csv(
+            "risk_events.csv",
+            [
+                "time",
+                "event",
+                "client_order_id",
+                "symbol",
+                "side",
+                "requested_qty",
+                "approved_qty",
+                "reason",
+            ],
+        )
+
+    def _open_csv(self, name: str, header: list[str]) -> Any:  # a csv writer
+        handle = (self.out_dir / name).open("w", newline="", encoding="utf-8")
+        self._files.append(handle)
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(header)
+        return writer
+
+    # EngineListener
+
+    def on_slice(self, ts: int, ledger: Ledger) -> None:
+        series = self.series
+        series.ts.append(ts)
+        series.cash.append(ledger.cash)
+        series.equity.append(ledger.equity)
+        series.gross.append(ledger.gross_exposure)
+        series.drawdown.append(ledger.drawdown)
+
+    def on_targets(self, targets: Targets) -> None:
+        if self.log.enabled("debug"):
+            self.log.debug(
+                "targets",
+                slice_time=iso_utc(targets.ts),
+                weights=targets.weights,
+                strategy_weights=targets.strategy_weights,
+            )
+
+    def on_decision(self, decision: Decision) -> None:
+        requested = decision.requested
+        event = decision.risk_event
+        fields: dict[str, Any] = {
+            "slice_time": iso_utc(decision.slice_ts),
+            "symbol": decision.symbol,
+            "client_order_id": decision.client_order_id,
+            "signals": decision.signals,
+            "target_weight": round(decision.target_weight, 6),
+            "current_weight": round(decision.current_weight, 6),
+            "side": str(requested.side),
+            "qty": str(requested.qty),
+            "risk": decision.risk,
+        }
+        if event is not None:
+            fields["risk_reason"] = event.reason
+            approved = decision.order.qty if decision.order is not None else Decimal(0)
+            self.risk_events += 1
+            self._risk.writerow(
+                [
+                    iso_utc(requested.ts),
+                    decision.risk,
+                    requested.client_order_id,
+                    requested.symbol,
+                    str(requested.side),
+                    str(requested.qty),
+                    str(approved),
+                    event.reason,
+                ]
+            )
+        if decision.order is not None:
+            fields["approved_qty"] = str(decision.order.qty)
+            self._orders[decision.client_order_id] = _OrderRow(
+                order=decision.order, slice_ts=decision.slice_ts, risk=decision.risk
+            )
+            self.log.info("order_submitted", **fields)
+        else:
+            self.log.warning("order_denied", **fields)
+
+    def on_kill_switch(self, event: KillSwitchTripped) -> None:
+        self.kill_switch_events.append(event)
+        self._risk.writerow(
+            [
+                iso_utc(event.ts),
+                "kill_switch",
+                "",
+                "",
+                "",
+                "",
+                "",
+                f"{event.reason}: {event.value:.4f} >= {event.limit:.4f}",
+            ]
+        )
+        self.log.warning(
+            "kill_switch_tripped",
+            time=iso_utc(event.ts),
+            reason=event.reason,
+            value=round(event.value, 6),
+            limit=event.limit,
+            equity=str(event.equity),
+        )
+
+    def on_execution(self, event: ExecutionEvent, applied: bool) -> None:
+        row = self._orders.get(event.client_order_id)
+        match event:
+            case OrderFilled() | OrderPartiallyFilled():
+                if not applied:
+                    self.log.warning(
+                        "duplicate_fill_ignored",
+                        client_order_id=event.client_order_id,
+                        execution_id=event.execution_id,
+                    )
+                    return
+                self._fills.writerow(
+                    [
+                        iso_utc(event.ts),
+                        event.client_order_id,
+                        event.symbol,
+                        str(event.side),
+                        str(event.qty),
+                        str(event.price),
+                        str(event.commission),
+                        event.execution_id,
+                    ]
+                )
+                if row is not None:
+                    row.filled_qty += event.qty
+                    row.notional += event.qty * event.price
+                    row.status = "filled" if isinstance(event, OrderFilled) else "partially_filled"
+                self.log.info(
+                    "order_filled",
+                    time=iso_utc(event.ts),
+                    client_order_id=event.client_order_id,
+                    symbol=event.symbol,
+                    side=str(event.side),
+                    qty=str(event.qty),
+                    price=str(event.price),
+                )
+            case OrderRejected():
+                if row is not None:
+                    row.status, row.detail = "rejected", event.reason
+                self.log.warning(
+                    "order_rejected",
+                    client_order_id=event.client_order_id,
+                    symbol=event.symbol,
+                    reason=event.reason,
+                )
+            case OrderCanceled():
+                if row is not None:
+                    row.status, row.detail = "canceled", event.reason
+                self.log.info(
+                    "order_canceled", client_order_id=event.client_order_id, reason=event.reason
+                )
+            case _:
+                pass
+
+    def on_stale(self, symbol: str, ts: int, stale: bool) -> None:
+        self.log.warning(
+            "symbol_stale" if stale else "symbol_fresh", symbol=symbol, slice_time=iso_utc(ts)
+        )
+
+    # Driver side
+
+    def rejected_bar(self, file: str, row: int, symbol: str, time: str, reason: str) -> None:
+        self._rejected.writerow([file, row, symbol, time, reason])
+        if self.log.enabled("debug"):
+            self.log.debug(
+                "bar_rejected", file=file, row=row, symbol=symbol, time=time, reason=reason
+            )
+
+    def close(self) -> None:
+        """Write the buffered files (orders, equity) and close everything."""
+        for handle in self._files:
+            handle.close()
+        self._files.clear()
+        with (self.out_dir / "orders.csv").open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(
+                [
+                    "time",
+                    "slice_time",
+                    "client_order_id",
+                    "symbol",
+                    "side",
+                    "qty",
+                    "type",
+                    "limit_price",
+                    "risk",
+                    "status",
+                    "filled_qty",
+                    "avg_fill_price",
+                    "detail",
+                ]
+            )
+            for cid, row in self._orders.items():
+                order = row.order
+                avg = (
+                    (row.notional / row.filled_qty).quantize(Decimal("0.0001"))
+                    if row.filled_qty
+                    else ""
+                )
+                writer.writerow(
+                    [
+                        iso_utc(order.ts),
+                        iso_utc(row.slice_ts),
+                        cid,
+                        order.symbol,
+                        str(order.side),
+                        str(order.qty),
+                        str(order.order_type),
+                        "" if order.limit_price is None else str(order.limit_price),
+                        row.risk,
+                        row.status,
+                        str(row.filled_qty),
+                        str(avg),
+                        row.detail,
+                    ]
+                )
+        self._write_equity()
+
+    def _write_equity(self) -> None:
+        series = self.series
+        times = iso_utc_array(np.asarray(series.ts, dtype=np.int64))
+        with (self.out_dir / "equity.csv").open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(["time", "cash", "equity", "gross_exposure", "drawdown"])
+            writer.writerows(
+                (t, c.quantize(CENT), e.quantize(CENT), g.quantize(CENT), f"{d:.6f}")
+                for t, c, e, g, d in zip(
+                    times,
+                    series.cash,
+                    series.equity,
+                    series.gross,
+                    series.drawdown,
+                    strict=True,
+                )
+            )

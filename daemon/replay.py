@@ -1,0 +1,287 @@
+"""The replay driver: historical bars from files through the engine and the simulated broker.
+
+A slice closes when a bar with a later timestamp arrives. Before the engine decides a slice, the
+simulated broker has filled against the bars of that slice (orders decided at the previous
+slice's close fill at this slice's open), and those fills are in the ledger.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from brokers.simulated import SimulatedBroker
+from composer.composer import Composer
+from composer.registry import load_registry
+from daemon.config import LoadedConfig, build_strategies
+from daemon.engine import Engine
+from daemon.logs import EventLog
+from daemon.recorder import Recorder
+from daemon.timeutil import day_index, iso_utc, local_midnight_ns
+from feeds.bar import NS_PER_DAY
+from feeds.calendar import SessionCalendar
+from feeds.errors import ConfigError
+from feeds.replay import ReplaySource
+from feeds.sanity import SanityChecker
+from portfolio.ledger import Ledger
+from portfolio.order_book import OrderBook
+from portfolio.rebalance import Rebalancer
+from portfolio.risk import RiskGate
+
+DAY_TZ = "America/New_York"
+TRADING_DAYS = 252
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    out_dir: Path
+    summary: dict[str, Any]
+
+
+def build_engine(
+    loaded: LoadedConfig, universe: list[str], listener: Recorder
+) -> tuple[Engine, SimulatedBroker]:
+    """The composition root of a replay: every part built from the validated config."""
+    settings = loaded.settings
+    strategies = build_strategies(loaded, load_registry(), universe)
+    try:
+        composer = Composer(settings.composer, strategies, universe)
+    except ConfigError as e:
+        # The composer's messages start with the key path; name the file that set it.
+        key = tuple(str(e).split(":", 1)[0].split("."))
+        raise ConfigError(f"{loaded.origin(key)}: {e}") from None
+    bar_ns = settings.data.bar_ns()
+    intraday = bar_ns < NS_PER_DAY
+    calendar = (
+        SessionCalendar(settings.sanity.calendar)
+        if intraday and settings.sanity.session != "any"
+        else None
+    )
+    sanity = SanityChecker(settings.sanity, bar_ns=bar_ns, calendar=calendar)
+    prefix = settings.run.order_id_prefix or f"td{loaded.digest[:6]}"
+    engine = Engine(
+        symbols=universe,
+        bar_ns=bar_ns,
+        sanity=sanity,
+        composer=composer,
+        ledger=Ledger(settings.run.start_cash),
+        order_book=OrderBook(),
+        rebalancer=Rebalancer(settings.rebalance, id_prefix=prefix),
+        risk=RiskGate(settings.risk, fractional=settings.rebalance.fractional),
+        listener=listener,
+        stale_after_slices=settings.sanity.stale_after_slices,
+        flatten_on_kill=settings.risk.on_kill == "flatten",
+    )
+    broker = SimulatedBroker(settings.broker, start_cash=settings.run.start_cash)
+    return engine, broker
+
+
+def open_source(loaded: LoadedConfig) -> ReplaySource:
+    settings = loaded.settings
+    run = settings.run
+    return ReplaySource(
+        Path(settings.data.path),
+        symbols=settings.symbols or None,
+        start_ns=_day_start_ns(run.start) if run.start else None,
+        end_ns=_day_start_ns(run.end + timedelta(days=1)) if run.end else None,
+        timezone=settings.data.timezone,
+    )
+
+
+def replay(
+    loaded: LoadedConfig,
+    *,
+    out_dir: Path | None,
+    log: EventLog,
+    progress: Callable[[int, int], None] | None = None,
+) -> ReplayResult:
+    """Run one replay and write its files.
+
+    Raises:
+        ConfigError, SourceError: before anything is written.
+    """
+    started = time.perf_counter()
+    settings = loaded.settings
+    source = open_source(loaded)
+    universe = list(settings.symbols or source.symbols)
+    run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{loaded.digest}"
+    target = out_dir if out_dir is not None else Path(settings.run.out_dir) / run_id
+    recorder = Recorder(target, log)
+    engine, broker = build_engine(loaded, universe, recorder)
+    # Only now, with the config and the data validated, does the output folder exist.
+    recorder.start()
+    log.info(
+        "replay_started",
+        run_id=run_id,
+        config=list(loaded.files),
+        data=str(settings.data.path),
+        symbols=universe,
+        out=str(target),
+        rows=source.rows_read,
+    )
+    for problem in source.problems:
+        recorder.rejected_bar(
+            problem.file, problem.row, problem.symbol, problem.time, problem.reason
+        )
+
+    engine_on_bar = engine.on_bar
+    broker_on_bar = broker.on_bar
+    rejected_bar = recorder.rejected_bar
+    describe = source.describe
+    slice_ts = -1
+    total = source.rows_read
+    step = max(total // 100, 1)
+    for n, (bar, origin) in enumerate(source, 1):
+        ts = bar.ts
+        if ts > slice_ts:
+            if engine.slice_ts is not None:
+                _decide(engine, broker)
+            slice_ts = ts
+        reason = engine_on_bar(bar)
+        if reason is None:
+            broker_on_bar(bar)
+        else:
+            file, row = describe(origin)
+            rejected_bar(file, row, bar.symbol, iso_utc(ts), reason)
+        if progress is not None and n % step == 0:
+            progress(n, total)
+    if engine.slice_ts is not None:
+        _decide(engine, broker)
+    engine.on_events(broker.poll_events())
+    recorder.close()
+    wall = time.perf_counter() - started
+    summary = _summary(
+        loaded=loaded,
+        engine=engine,
+        recorder=recorder,
+        source=source,
+        universe=universe,
+        run_id=run_id,
+        wall=wall,
+    )
+    (target / "summary.json").write_bytes(
+        orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+    )
+    log.info(
+        "replay_finished",
+        run_id=run_id,
+        out=str(target),
+        **{
+            k: summary[k]
+            for k in ("bars_in", "slices", "orders", "fills", "final_equity", "bars_per_second")
+        },
+    )
+    return ReplayResult(out_dir=target, summary=summary)
+
+
+def _decide(engine: Engine, broker: SimulatedBroker) -> None:
+    engine.on_events(broker.poll_events())
+    for order in engine.close_slice():
+        broker.submit(order)
+    engine.on_events(broker.poll_events())
+
+
+def _day_start_ns(day: date) -> int:
+    return local_midnight_ns(day, DAY_TZ)
+
+
+def _summary(
+    *,
+    loaded: LoadedConfig,
+    engine: Engine,
+    recorder: Recorder,
+    source: ReplaySource,
+    universe: list[str],
+    run_id: str,
+    wall: float,
+) -> dict[str, Any]:
+    counters = engine.counters
+    series = recorder.series
+    start_equity = loaded.settings.run.start_cash
+    final_equity = series.equity[-1] if series.equity else start_equity
+    rejected = {str(k): v for k, v in sorted(engine.rejected.items())}
+    for problem in source.problems:
+        rejected[problem.reason] = rejected.get(problem.reason, 0) + 1
+    bars_in = counters.bars_in + len(source.problems)
+    equity = np.array([float(e) for e in series.equity], dtype=np.float64)
+    ledger = engine.ledger
+    return {
+        "run_id": run_id,
+        "config": list(loaded.files),
+        "symbols": universe,
+        "first_slice": iso_utc(series.ts[0]) if series.ts else None,
+        "last_slice": iso_utc(series.ts[-1]) if series.ts else None,
+        "bars_in": bars_in,
+        "bars_accepted": counters.bars_accepted,
+        "bars_rejected": rejected,
+        "bars_late": counters.bars_late,
+        "jumps_flagged": engine.sanity.flagged,
+        "slices": counters.slices,
+        "rebalances": counters.rebalances,
+        "orders": counters.orders,
+        "fills": counters.fills,
+        "denied_orders": counters.denied_orders,
+        "clipped_orders": counters.clipped_orders,
+        "rejected_orders": counters.rejected_orders,
+        "kill_switch": engine.risk.kill_switch,
+        "kill_switch_reason": engine.risk.kill_reason,
+        "stale_symbols": sorted(engine.stale_symbols),
+        "start_equity": str(start_equity),
+        "final_equity": str(final_equity.quantize(Decimal("0.01"))),
+        "total_return": round(float(final_equity / start_equity - 1), 6),
+        "max_drawdown": round(max(series.drawdown, default=0.0), 6),
+        "sharpe": round(_sharpe(np.asarray(series.ts, dtype=np.int64), equity), 4),
+        "positions": {
+            sym: str(pos.qty) for sym, pos in sorted(ledger.positions.items()) if pos.qty != 0
+        },
+        "cash": str(ledger.cash.quantize(Decimal("0.01"))),
+        "commissions": str(ledger.commissions.quantize(Decimal("0.01"))),
+        "wall_seconds": round(wall, 3),
+        "bars_per_second": round(bars_in / wall) if wall > 0 else None,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def _sharpe(ts: np.ndarray[Any, Any], equity: np.ndarray[Any, Any]) -> float:
+    """Annualized Sharpe of daily returns (the last equity of each New York date), rf = 0."""
+    if len(equity) < 3:
+        return 0.0
+    days = day_index(ts, DAY_TZ)
+    last_of_day = np.flatnonzero(np.diff(days, append=days[-1] + 1))
+    daily = equity[last_of_day]
+    if len(daily) < 3:
+        return 0.0
+    returns = daily[1:] / daily[:-1] - 1.0
+    std = float(returns.std(ddof=1))
+    if std == 0.0 or not math.isfinite(std):
+        return 0.0
+    return float(returns.mean()) / std * math.sqrt(TRADING_DAYS)
+
+
+def progress_bar(stream: Any = None) -> Callable[[int, int], None] | None:
+    """A progress bar on stderr, only when stderr is a terminal."""
+    out = stream if stream is not None else sys.stderr
+    if not out.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        pct = min(done / total, 1.0) if total else 1.0
+        width = 30
+        filled = int(pct * width)
+        out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {pct:6.1%} {done:,} bars")
+        if done >= total:
+            out.write("\n")
+        out.flush()
+
+    return show

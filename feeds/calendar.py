@@ -1,0 +1,162 @@
+"""Exchange sessions (holidays, early closes) from `exchange_calendars`, as UTC ns bounds.
+
+The underlying calendar is built lazily, for whole years, and only for the years asked about;
+asking about a date outside the built range rebuilds it over the union of both ranges. Lookups
+for one day are cached, because consecutive bars almost always fall on the same day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from typing import Any
+
+import exchange_calendars as xcals
+import numpy as np
+
+from feeds.bar import NS_PER_SECOND
+
+# Extended hours (pre-market and after-hours) in exchange-local time.
+_EXTENDED_OPEN = dt.time(4, 0)
+_EXTENDED_CLOSE = dt.time(20, 0)
+
+
+class SessionCalendar:
+    """Regular sessions of one exchange, by exchange-local date.
+
+    Args:
+        name: an `exchange_calendars` code, ``XNYS`` (NYSE) by default.
+
+    Raises:
+        ValueError: the name is not a known calendar, or a date is asked for that
+            exchange_calendars does not cover (XNYS starts in 1885).
+    """
+
+    def __init__(self, name: str = "XNYS") -> None:
+        if name not in xcals.get_calendar_names():
+            raise ValueError(f"unknown exchange calendar {name!r}")
+        self.name = name
+        self._first_year = 0
+        self._last_year = -1
+        # Epoch day (exchange-local date) -> (open_ns, close_ns) of the regular session.
+        self._by_day: dict[int, tuple[int, int]] = {}
+        self._session_days: np.ndarray[Any, np.dtype[np.int64]] = np.empty(0, np.int64)
+        self._tz: dt.tzinfo = dt.UTC
+        # Cache of the last local day looked up: [day_start_ns, day_end_ns) and its bounds.
+        self._day_lo = 0
+        self._day_hi = 0
+        self._day_bounds: tuple[int, int] | None = None
+        self._day_ordinal = 0
+
+    @property
+    def tz(self) -> dt.tzinfo:
+        """The exchange's time zone (America/New_York for XNYS)."""
+        return self._tz
+
+    def bounds(self, ts_ns: int) -> tuple[int, int] | None:
+        """The regular session on the exchange-local date of `ts_ns`.
+
+        Returns:
+            (open_ns, close_ns) in UTC ns, or None if that date is not a session. Early
+            closes are included (2024-11-29 closes at 13:00 New York time).
+        """
+        if self._day_lo <= ts_ns < self._day_hi:
+            return self._day_bounds
+        self._load_day(ts_ns)
+        return self._day_bounds
+
+    def extended_bounds(self, ts_ns: int) -> tuple[int, int] | None:
+        """04:00-20:00 exchange-local on the date of `ts_ns` if it is a session, else None."""
+        if not (self._day_lo <= ts_ns < self._day_hi):
+            self._load_day(ts_ns)
+        if self._day_bounds is None:
+            return None
+        day = dt.date.fromordinal(self._day_ordinal)
+        return (
+            self._local_ns(dt.datetime.combine(day, _EXTENDED_OPEN)),
+            self._local_ns(dt.datetime.combine(day, _EXTENDED_CLOSE)),
+        )
+
+    def day_window(self, ts_ns: int) -> tuple[int, int]:
+        """[start_ns, end_ns) of the exchange-local day containing `ts_ns` (23-25 h with DST)."""
+        if not (self._day_lo <= ts_ns < self._day_hi):
+            self._load_day(ts_ns)
+        return self._day_lo, self._day_hi
+
+    def is_session(self, day: dt.date) -> bool:
+        """Whether `day` (exchange-local date) has a regular session."""
+        self._ensure_years(day.year, day.year)
+        return _epoch_day(day) in self._by_day
+
+    def sessions(self, start: dt.date, count: int) -> list[tuple[int, int]]:
+        """The next `count` sessions from `start` (inclusive), as (open_ns, close_ns) in UTC ns.
+
+        Raises:
+            ValueError: `count` is negative.
+        """
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count}")
+        # ~252 sessions a year: build enough years up front, then extend if still short.
+        last_year = start.year + count // 240 + 1
+        while True:
+            self._ensure_years(start.year, last_year)
+            first = int(np.searchsorted(self._session_days, _epoch_day(start)))
+            days = self._session_days[first : first + count]
+            if len(days) == count:
+                return [self._by_day[int(d)] for d in days]
+            last_year += 1
+
+    def _load_day(self, ts_ns: int) -> None:
+        # The local date is within a day of the UTC date: build those years first (the time
+        # zone is only known once the calendar is built).
+        utc_day = dt.datetime.fromtimestamp(ts_ns // NS_PER_SECOND, dt.UTC).date()
+        one_day = dt.timedelta(days=1)
+        self._ensure_years((utc_day - one_day).year, (utc_day + one_day).year)
+        local = dt.datetime.fromtimestamp(ts_ns // NS_PER_SECOND, self._tz)
+        day = local.date()
+        self._ensure_years(day.year, day.year)
+        self._day_lo = self._local_ns(dt.datetime.combine(day, dt.time()))
+        self._day_hi = self._local_ns(dt.datetime.combine(day + dt.timedelta(days=1), dt.time()))
+        self._day_bounds = self._by_day.get(_epoch_day(day))
+        self._day_ordinal = day.toordinal()
+
+    def _local_ns(self, naive_local: dt.datetime) -> int:
+        return int(naive_local.replace(tzinfo=self._tz).timestamp()) * NS_PER_SECOND
+
+    def _ensure_years(self, first_year: int, last_year: int) -> None:
+        if self._first_year <= first_year and last_year <= self._last_year:
+            return
+        if self._last_year >= self._first_year:
+            first_year = min(first_year, self._first_year)
+            last_year = max(last_year, self._last_year)
+        with warnings.catch_warnings():
+            # exchange_calendars triggers pandas deprecation warnings inside its own code; they
+            # are not ours to fix and would fail runs that turn warnings into errors.
+            warnings.simplefilter("ignore")
+            try:
+                cal = xcals.get_calendar(
+                    self.name, start=f"{first_year}-01-01", end=f"{last_year}-12-31"
+                )
+            except (ValueError, xcals.errors.CalendarError) as e:
+                raise ValueError(
+                    f"{self.name}: no calendar for {first_year}-{last_year}: {e}"
+                ) from e
+            session_days = cal.sessions.values.astype("datetime64[D]").astype(np.int64)
+            opens = np.asarray(cal.opens_nanos, dtype=np.int64)
+            closes = np.asarray(cal.closes_nanos, dtype=np.int64)
+        self._tz = cal.tz
+        self._session_days = session_days
+        self._by_day = {
+            int(d): (int(o), int(c))
+            for d, o, c in zip(session_days.tolist(), opens.tolist(), closes.tolist(), strict=True)
+        }
+        self._first_year = first_year
+        self._last_year = last_year
+        self._day_lo = self._day_hi = 0
+
+
+def _epoch_day(day: dt.date) -> int:
+    return day.toordinal() - _EPOCH_ORDINAL
+
+
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()

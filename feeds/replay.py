@@ -1,0 +1,497 @@
+"""Historical bars from CSV or Parquet files, merged in time order for replay.
+
+A source is one file with a ``symbol`` column, or a folder of per-symbol files (``SPY.csv``,
+``AAPL.parquet``; the symbol is the upper-cased file stem unless a ``symbol`` column says
+otherwise). Column names are case-insensitive:
+
+    time      the first of ``timestamp``, ``date``, ``time``, ``datetime``, ``t``
+    prices    ``open high low close`` (or ``o h l c``), ``volume`` (or ``v``), required
+    optional  ``trade_count`` (or ``n``), ``vwap`` (or ``vw``)
+
+Time forms are those of `feeds.timestamps`. Every file is parsed when the source is opened:
+problems with a whole file raise `SourceError`; a row whose time or a value cannot be parsed
+becomes a `RowProblem` and the other rows still load. Empty price cells become NaN, which the
+sanity check rejects.
+
+Order: all symbols merged by time, ties by symbol. Within one symbol the file's order is kept,
+so a row that goes back in time arrives where it stands and the sanity check rejects it; only a
+stream entirely in descending time order (newest first) is reversed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeAlias
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from feeds.bar import NS_PER_DAY, NS_PER_MINUTE, Bar
+from feeds.errors import SourceError
+from feeds.sanity import Reason
+from feeds.timestamps import BoolArray, F64Array, I64Array, parse_numbers, parse_times
+
+Timeframe: TypeAlias = Literal["1Min", "5Min", "15Min", "30Min", "1Hour", "1Day"]
+
+_TIMEFRAME_NS: dict[str, int] = {
+    "1Min": NS_PER_MINUTE,
+    "5Min": 5 * NS_PER_MINUTE,
+    "15Min": 15 * NS_PER_MINUTE,
+    "30Min": 30 * NS_PER_MINUTE,
+    "1Hour": 60 * NS_PER_MINUTE,
+    "1Day": NS_PER_DAY,
+}
+_TIME_NAMES = ("timestamp", "date", "time", "datetime", "t")
+_REQUIRED = (
+    ("open", ("open", "o")),
+    ("high", ("high", "h")),
+    ("low", ("low", "l")),
+    ("close", ("close", "c")),
+    ("volume", ("volume", "v")),
+)
+_OPTIONAL = (("trade_count", ("trade_count", "n")), ("vwap", ("vwap", "vw")))
+_SUFFIXES = (".csv", ".parquet")
+# origin = file_index << _ROW_BITS | row: cheap to carry per bar, decoded only when reported.
+_ROW_BITS = 40
+_ROW_MASK = (1 << _ROW_BITS) - 1
+_CHUNK = 16_384
+
+
+class DataSettings(BaseModel):
+    """Where replayed bars come from.
+
+    Attributes:
+        path: a CSV/Parquet file with a ``symbol`` column, or a folder of per-symbol files.
+        timeframe: the bar interval of the data.
+        timezone: zone of naive timestamps; None: America/New_York for date-only values and
+            UTC for naive date-times.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: Path
+    timeframe: Timeframe = "1Day"
+    timezone: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_zone(value)
+        return value
+
+    def bar_ns(self) -> int:
+        """The bar interval in ns."""
+        return _TIMEFRAME_NS[self.timeframe]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RowProblem:
+    """A source row that could not become a bar.
+
+    Attributes:
+        file: the file path as given.
+        row: CSV line number (header is line 1) or 1-based Parquet row.
+        symbol: the row's symbol.
+        time: the raw text of the row's time value.
+        reason: a `Reason` value (``unparseable_time`` or ``unparseable_value``).
+    """
+
+    file: str
+    row: int
+    symbol: str
+    time: str
+    reason: str
+
+
+@dataclass(slots=True)
+class _Columns:
+    """Parsed rows of one or more files, column-wise."""
+
+    ts: I64Array
+    symbol: I64Array  # index into the source's symbol table
+    origin: I64Array
+    open: F64Array
+    high: F64Array
+    low: F64Array
+    close: F64Array
+    volume: F64Array
+    trade_count: I64Array
+    trade_count_null: BoolArray
+    vwap: F64Array
+    vwap_null: BoolArray
+
+    def take(self, index: Any) -> _Columns:
+        return _Columns(
+            ts=self.ts[index],
+            symbol=self.symbol[index],
+            origin=self.origin[index],
+            open=self.open[index],
+            high=self.high[index],
+            low=self.low[index],
+            close=self.close[index],
+            volume=self.volume[index],
+            trade_count=self.trade_count[index],
+            trade_count_null=self.trade_count_null[index],
+            vwap=self.vwap[index],
+            vwap_null=self.vwap_null[index],
+        )
+
+    @staticmethod
+    def concat(parts: Sequence[_Columns]) -> _Columns:
+        return _Columns(
+            **{
+                name: np.concatenate([getattr(p, name) for p in parts])
+                for name in _Columns.__slots__
+            }
+        )
+
+
+class ReplaySource:
+    """Bars of historical files, merged in time order.
+
+    Args:
+        path: a file with a ``symbol`` column or a folder of per-symbol files.
+        symbols: keep only these symbols (case-insensitive); None keeps all.
+        start_ns: keep bars starting at or after this time.
+        end_ns: keep bars starting before this time.
+        timezone: zone of naive timestamps (see `DataSettings`).
+
+    Raises:
+        SourceError: the path is missing; a folder has no .csv/.parquet file; a file is empty,
+            unreadable or lacks a required column; a requested symbol is in no file. The
+            message starts with the file path.
+
+    Attributes:
+        symbols: the symbols the files have rows of (after the symbol filter, before the time
+            filter), sorted.
+        problems: the rows that could not become bars.
+        rows_read: data rows read from the files, before any filter.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        symbols: Sequence[str] | None = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        timezone: str | None = None,
+    ) -> None:
+        if timezone is not None:
+            _check_zone(timezone)
+        self._timezone = timezone
+        self._wanted = None if symbols is None else {s.strip().upper() for s in symbols}
+        if self._wanted is not None and not self._wanted:
+            raise ValueError("symbols is empty: pass None to keep every symbol")
+        self._start_ns = start_ns
+        self._end_ns = end_ns
+        self.problems: list[RowProblem] = []
+        self.rows_read = 0
+        self._files: list[str] = []
+        self._symbol_table: list[str] = []
+        self._symbol_codes: dict[str, int] = {}
+        self._present: set[int] = set()  # codes with rows (after the symbol filter)
+
+        parts = [self._load(i, f, stem) for i, (f, stem) in enumerate(self._list_files(path))]
+        found = {self._symbol_table[c] for c in self._present}
+        if self._wanted is not None:
+            missing = sorted(self._wanted - found)
+            if missing:
+                raise SourceError(f"{path}: no data for symbol(s) {', '.join(missing)}")
+        self.symbols: tuple[str, ...] = tuple(sorted(found))
+        self._rows = self._order(_Columns.concat(parts))
+        self._symbol_names = np.array([*self._symbol_table, ""], dtype=object)
+
+    def describe(self, origin: int) -> tuple[str, int]:
+        """(file path as given, row number) of the row a bar came from."""
+        return self._files[origin >> _ROW_BITS], origin & _ROW_MASK
+
+    def __len__(self) -> int:
+        """Number of bars the iteration yields."""
+        return len(self._rows.ts)
+
+    def __iter__(self) -> Iterator[tuple[Bar, int]]:
+        """Yield (bar, origin) in replay order; `describe(origin)` names the source row."""
+        rows = self._rows
+        names = self._symbol_names
+        total = len(rows.ts)
+        for lo in range(0, total, _CHUNK):
+            hi = min(lo + _CHUNK, total)
+            tc_null = rows.trade_count_null[lo:hi]
+            trade_counts: list[int | None] = rows.trade_count[lo:hi].tolist()
+            if tc_null.any():
+                for i in np.flatnonzero(tc_null).tolist():
+                    trade_counts[i] = None
+            vw_null = rows.vwap_null[lo:hi]
+            vwaps: list[float | None] = rows.vwap[lo:hi].tolist()
+            if vw_null.any():
+                for i in np.flatnonzero(vw_null).tolist():
+                    vwaps[i] = None
+            for sym, ts, o, h, lw, c, v, tc, vw, origin in zip(
+                names[rows.symbol[lo:hi]].tolist(),
+                rows.ts[lo:hi].tolist(),
+                rows.open[lo:hi].tolist(),
+                rows.high[lo:hi].tolist(),
+                rows.low[lo:hi].tolist(),
+                rows.close[lo:hi].tolist(),
+                rows.volume[lo:hi].tolist(),
+                trade_counts,
+                vwaps,
+                rows.origin[lo:hi].tolist(),
+                strict=True,
+            ):
+                yield (
+                    Bar(
+                        symbol=sym,
+                        ts=ts,
+                        open=o,
+                        high=h,
+                        low=lw,
+                        close=c,
+                        volume=v,
+                        trade_count=tc,
+                        vwap=vw,
+                    ),
+                    origin,
+                )
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def _list_files(self, path: Path) -> list[tuple[Path, str | None]]:
+        if not path.exists():
+            raise SourceError(f"{path}: no such file or folder")
+        if path.is_file():
+            return [(path, None)]
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _SUFFIXES)
+        if not files:
+            raise SourceError(f"{path}: folder has no .csv or .parquet files")
+        stems = [(f, f.stem.strip().upper()) for f in files]
+        if self._wanted is not None:
+            # Skip other symbols' files unread, unless they may carry a `symbol` column.
+            stems = [(f, s) for f, s in stems if s in self._wanted or _has_symbol_column(f)]
+        return list(stems)
+
+    def _load(self, file_index: int, path: Path, stem: str | None) -> _Columns:
+        name = str(path)
+        self._files.append(name)
+        table, lines = _read_table(path)
+        n = table.num_rows
+        if n == 0:
+            raise SourceError(f"{name}: empty file (no data rows)")
+        self.rows_read += n
+        by_lower = {c.strip().lower(): c for c in table.column_names}
+        # Resolve every column first, so that one message names all the missing ones.
+        wanted = [("timestamp", _TIME_NAMES, True), ("symbol", ("symbol",), stem is None)]
+        wanted += [(label, names, True) for label, names in _REQUIRED]
+        wanted += [(label, names, False) for label, names in _OPTIONAL]
+        columns: dict[str, pa.Array] = {}
+        missing = []
+        for label, names, required in wanted:
+            match = next((by_lower[c] for c in names if c in by_lower), None)
+            if match is not None:
+                columns[label] = table.column(match).combine_chunks()
+            elif required:
+                missing.append(repr(label))
+        if missing:
+            found = ", ".join(table.column_names)
+            what = "column" if len(missing) == 1 else "columns"
+            raise SourceError(
+                f"{name}: missing {what} {', '.join(missing)} (columns found: {found})"
+            )
+
+        time_col = columns["timestamp"]
+        codes = self._symbol_codes_of(columns.get("symbol"), stem, n)
+        ts, ok_time = parse_times(time_col, self._timezone)
+        values: dict[str, F64Array] = {}
+        ok_values = np.ones(n, np.bool_)
+        nulls: dict[str, BoolArray] = {}
+        for label, _ in _REQUIRED + _OPTIONAL:
+            col = columns.get(label)
+            if col is None:
+                values[label] = np.full(n, np.nan)
+                nulls[label] = np.ones(n, np.bool_)
+                continue
+            values[label], ok, nulls[label] = parse_numbers(col)
+            ok_values &= ok
+
+        keep = ok_time & ok_values
+        if self._wanted is not None:
+            wanted_codes = [self._symbol_codes[s] for s in self._wanted if s in self._symbol_codes]
+            keep_symbol = np.isin(codes, np.array(wanted_codes, dtype=np.int64))
+        else:
+            keep_symbol = np.ones(n, np.bool_)
+        self._present.update(np.unique(codes[keep_symbol]).tolist())
+        in_range = np.ones(n, np.bool_)
+        if self._start_ns is not None:
+            in_range &= ts >= self._start_ns
+        if self._end_ns is not None:
+            in_range &= ts < self._end_ns
+        bad = keep_symbol & ~keep & (in_range | ~ok_time)
+        if bad.any():
+            self._record_problems(
+                name,
+                time_col=time_col,
+                codes=codes,
+                lines=lines,
+                bad=np.flatnonzero(bad),
+                ok_time=ok_time,
+            )
+        keep &= keep_symbol & in_range
+
+        tc = values["trade_count"]
+        tc_null = nulls["trade_count"] | ~np.isfinite(tc)
+        row_numbers = np.arange(1, n + 1, dtype=np.int64) if lines is None else lines
+        return _Columns(
+            ts=ts,
+            symbol=codes,
+            origin=(np.int64(file_index) << _ROW_BITS) | row_numbers,
+            open=values["open"],
+            high=values["high"],
+            low=values["low"],
+            close=values["close"],
+            volume=values["volume"],
+            trade_count=np.where(tc_null, 0, np.nan_to_num(tc)).astype(np.int64),
+            trade_count_null=tc_null,
+            vwap=values["vwap"],
+            vwap_null=nulls["vwap"],
+        ).take(keep)
+
+    def _symbol_codes_of(self, sym_col: pa.Array | None, stem: str | None, n: int) -> I64Array:
+        if sym_col is None:
+            assert stem is not None
+            return np.full(n, self._code(stem), np.int64)
+        encoded = sym_col.cast(pa.string()).dictionary_encode()
+        mapping = []
+        for raw in encoded.dictionary.to_pylist():
+            text = (raw or "").strip().upper() or stem or ""
+            mapping.append(self._code(text))
+        # Null symbol cells take the file's stem (folder) or the empty symbol.
+        table = np.array([*mapping, self._code(stem or "")], dtype=np.int64)
+        indices = np.asarray(encoded.indices.fill_null(len(mapping)).to_numpy(), dtype=np.int64)
+        return np.asarray(table[indices], dtype=np.int64)
+
+    def _code(self, symbol: str) -> int:
+        code = self._symbol_codes.get(symbol)
+        if code is None:
+            code = self._symbol_codes[symbol] = len(self._symbol_table)
+            self._symbol_table.append(symbol)
+        return code
+
+    def _record_problems(
+        self,
+        name: str,
+        *,
+        time_col: pa.Array,
+        codes: I64Array,
+        lines: I64Array | None,
+        bad: I64Array,
+        ok_time: BoolArray,
+    ) -> None:
+        raw_times = time_col.take(pa.array(bad)).to_pylist()
+        for i, raw in zip(bad.tolist(), raw_times, strict=True):
+            self.problems.append(
+                RowProblem(
+                    file=name,
+                    row=i + 1 if lines is None else int(lines[i]),
+                    symbol=self._symbol_table[int(codes[i])],
+                    time="" if raw is None else str(raw),
+                    reason=(
+                        Reason.UNPARSEABLE_VALUE if ok_time[i] else Reason.UNPARSEABLE_TIME
+                    ).value,
+                )
+            )
+
+    # -- ordering --------------------------------------------------------------------------
+
+    def _order(self, rows: _Columns) -> _Columns:
+        # Group by symbol keeping (file, row) order; stable, so each group is the symbol's
+        # stream as the files have it.
+        file_index = rows.origin >> _ROW_BITS
+        grouped = np.lexsort((file_index, rows.symbol))
+        rows = rows.take(grouped)
+        file_index = file_index[grouped]
+        ts = rows.ts
+        n = len(ts)
+        if n == 0:
+            return rows
+        position = np.arange(n)
+        starts = np.flatnonzero(
+            np.r_[True, (rows.symbol[1:] != rows.symbol[:-1]) | (file_index[1:] != file_index[:-1])]
+        )
+        ends = np.r_[starts[1:], n]
+        # A (file, symbol) stream entirely newest-first is reversed.
+        for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
+            seg = ts[lo:hi]
+            if hi - lo > 1 and seg[0] > seg[-1] and bool(np.all(seg[1:] <= seg[:-1])):
+                position[lo:hi] = position[lo:hi][::-1]
+        rows = rows.take(position)
+        ts = rows.ts
+        # k-way merge that leaves out-of-order rows in place: sort by (running max of the
+        # symbol's ts, symbol), stable on the stream order.
+        sym_starts = np.flatnonzero(np.r_[True, rows.symbol[1:] != rows.symbol[:-1]])
+        sym_ends = np.r_[sym_starts[1:], n]
+        running = np.empty(n, np.int64)
+        for lo, hi in zip(sym_starts.tolist(), sym_ends.tolist(), strict=True):
+            running[lo:hi] = np.maximum.accumulate(ts[lo:hi])
+        # Symbols are compared by name, not by code (codes follow file order).
+        rank = np.argsort(np.argsort(np.array(self._symbol_table, dtype=object), kind="stable"))
+        return rows.take(np.lexsort((rank[rows.symbol], running)))
+
+
+def _check_zone(value: str) -> None:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise ValueError(f"unknown time zone {value!r}") from e
+
+
+def _has_symbol_column(path: Path) -> bool:
+    try:
+        if path.suffix.lower() == ".parquet":
+            names = pq.read_schema(path).names
+        else:
+            with path.open(newline="", encoding="utf-8-sig") as f:
+                names = next(csv.reader(f), [])
+    except (OSError, pa.ArrowException, UnicodeDecodeError):
+        return True  # let the real read report the problem
+    return any(n.strip().lower() == "symbol" for n in names)
+
+
+def _read_table(path: Path) -> tuple[pa.Table, I64Array | None]:
+    """Read a whole file, every CSV column as text; also CSV line numbers if not row + 1."""
+    try:
+        if path.suffix.lower() == ".parquet":
+            return pq.read_table(path), None
+        data = path.read_bytes()
+    except (OSError, pa.ArrowException) as e:
+        raise SourceError(f"{path}: cannot read: {e}") from e
+    if not data.strip():
+        raise SourceError(f"{path}: empty file")
+    header = next(csv.reader(io.StringIO(data.split(b"\n", 1)[0].decode("utf-8-sig"))), [])
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(data),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in header},
+                strings_can_be_null=True,
+            ),
+        )
+    except pa.ArrowException as e:
+        raise SourceError(f"{path}: cannot read CSV: {e}") from e
+    lines = None
+    if b"\n\n" in data or b"\n\r\n" in data:
+        # Blank lines are skipped by the reader: map rows to their real line numbers.
+        numbers = [i + 1 for i, line in enumerate(data.split(b"\n")) if line.strip(b"\r") != b""]
+        lines = np.array(numbers[1 : table.num_rows + 1], dtype=np.int64)
+    else:
+        lines = np.arange(2, table.num_rows + 2, dtype=np.int64)
+    return table, lines

@@ -1,0 +1,179 @@
+"""The command line as a user runs it: exit codes, messages, files written."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from daemon.cli import main
+from tests.daemon.helpers import always_long_config, write_daily_csv, write_yaml
+
+SUMMARY_KEYS = {
+    "bars_in",
+    "bars_accepted",
+    "bars_rejected",
+    "slices",
+    "orders",
+    "fills",
+    "denied_orders",
+    "start_equity",
+    "final_equity",
+    "total_return",
+    "max_drawdown",
+    "sharpe",
+    "wall_seconds",
+    "bars_per_second",
+}
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.usefixtures("in_repo")
+def test_replay_of_the_shipped_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    code, stdout, err = run(
+        capsys, "replay", "config/base.yaml", "config/risk_balanced.yaml", "--out", str(out)
+    )
+    assert code == 0, err
+    for name in ("summary.json", "orders.csv", "fills.csv", "equity.csv", "rejected_bars.csv"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary.keys() >= SUMMARY_KEYS
+    assert summary["bars_in"] == 4 * 2148
+    assert summary["bars_accepted"] + sum(summary["bars_rejected"].values()) == summary["bars_in"]
+    assert summary["orders"] > 0
+    assert summary["fills"] > 0
+    with (out / "equity.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == summary["slices"]
+    assert rows[-1]["equity"] == summary["final_equity"]
+    assert "wrote" in stdout
+    # stderr carries JSON log lines only
+    for line in err.splitlines():
+        assert json.loads(line)["event"]
+
+
+@pytest.mark.usefixtures("in_repo")
+def test_check_config_prints_the_resolved_config(capsys: pytest.CaptureFixture[str]) -> None:
+    code, stdout, _ = run(capsys, "check-config", "config/base.yaml", "config/risk_aggressive.yaml")
+    assert code == 0
+    assert "max_gross: 1.5" in stdout
+    assert stdout.startswith("# resolved from: config/base.yaml config/risk_aggressive.yaml")
+
+
+@pytest.mark.usefixtures("in_repo")
+def test_a_config_error_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = write_yaml(tmp_path / "risk.yaml", {"risk": {"max_drawdown": -0.1}})
+    code, stdout, err = run(capsys, "check-config", "config/base.yaml", str(bad))
+    assert code == 2
+    assert stdout == ""
+    assert "Traceback" not in err
+    assert err.strip().splitlines() == [
+        f"tradingd: error: {bad}: risk.max_drawdown: must be greater than 0"
+    ]
+
+
+@pytest.mark.usefixtures("in_repo")
+def test_unknown_strategy_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = write_yaml(tmp_path / "s.yaml", {"strategies": {"x": {"type": "nope"}}})
+    code, _, err = run(capsys, "replay", "config/base.yaml", str(bad), "--out", str(tmp_path / "o"))
+    assert code == 2
+    assert f"{bad}: strategies.x.type: unknown strategy 'nope'" in err
+    assert not (tmp_path / "o").exists()  # nothing misleading written
+
+
+def _config_for(tmp_path: Path, data: Path) -> Path:
+    return write_yaml(tmp_path / "c.yaml", always_long_config(data))
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "no such file"),
+        ("", "empty"),
+        ("date,open,high,low,close,volume\n", "empty"),
+        ("date,open,high,low,volume\n2021-01-04,1,1,1,1\n", "close"),
+    ],
+    ids=["missing-file", "empty-file", "header-only", "missing-column"],
+)
+@pytest.mark.usefixtures("recorder")
+def test_unreadable_data_exits_2_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, expected: str
+) -> None:
+    data = tmp_path / "data" / "SPY.csv"
+    if content is not None:
+        data.parent.mkdir()
+        data.write_text(content)
+    config = _config_for(tmp_path, data)
+    code, _, err = run(capsys, "replay", str(config), "--out", str(tmp_path / "o"))
+    assert code == 2, err
+    assert "Traceback" not in err
+    message = err.strip().splitlines()[-1]
+    assert message.startswith("tradingd: error: ")
+    assert str(data) in message
+    assert expected in message.lower()
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.usefixtures("recorder")
+def test_bad_rows_are_quarantined_and_the_run_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data" / "SPY.csv"
+    write_daily_csv(data, [100 + i for i in range(30)])
+    lines = data.read_text().splitlines()
+    lines[5] = lines[5].replace(lines[5].split(",")[4], "abc")  # text in close, line 6
+    lines[9] = "not-a-date," + ",".join(lines[9].split(",")[1:])  # line 10
+    data.write_text("\n".join(lines) + "\n")
+    config = _config_for(tmp_path, data.parent)
+    out = tmp_path / "o"
+    code, _, err = run(capsys, "replay", str(config), "--out", str(out))
+    assert code == 0, err
+    with (out / "rejected_bars.csv").open() as f:
+        rejected = {(r["file"], r["row"]): r for r in csv.DictReader(f)}
+    assert rejected[(str(data), "6")]["reason"] == "unparseable_value"
+    assert rejected[(str(data), "10")]["reason"] == "unparseable_time"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["bars_in"] == 30
+    assert summary["bars_accepted"] == 28
+    assert summary["bars_rejected"] == {"unparseable_time": 1, "unparseable_value": 1}
+
+
+def test_bars_synth_is_deterministic(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("a", "b"):
+        code, _, err = run(
+            capsys,
+            "bars",
+            "synth",
+            "--symbols",
+            "AAA,BBB",
+            "--sessions",
+            "3",
+            "--seed",
+            "7",
+            "--out",
+            str(tmp_path / name),
+            "--format",
+            "csv",
+        )
+        assert code == 0, err
+    for sym in ("AAA", "BBB"):
+        assert (tmp_path / "a" / f"{sym}.csv").read_bytes() == (
+            tmp_path / "b" / f"{sym}.csv"
+        ).read_bytes()
+
+
+def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["bars", "synth", "--symbols", "A", "--sessions", "0", "--out", "x"])
+    assert info.value.code == 2
+    assert "must be greater than 0" in capsys.readouterr().err
