@@ -13,6 +13,9 @@ Fill rules:
       `min(open, limit)`, a sell when `high > limit` at `max(open, limit)`; no slippage. DAY
       orders still open at the first bar of a later America/New_York date expire.
     - Prices are rounded to the tick: 0.01 at or above $1, 0.0001 below.
+    - A cash account rejects a buy that the cash does not cover, unless a market sell decided
+      at or before the bar is still open: then the buy waits for a later bar of its symbol, as
+      the sells of one rebalance may print after its buys.
 """
 
 from __future__ import annotations
@@ -214,9 +217,9 @@ class SimulatedBroker:
     def on_bar(self, bar: Bar) -> None:
         """Show the broker one accepted bar: it fills, expires or leaves the symbol's orders.
 
-        Hot path: with no open order for the symbol this is two dict stores.
+        Hot path: with no open order for the symbol this is a dict store and a dict lookup.
         """
-        symbol = bar.symbol
+        symbol = bar[0]  # Bar is a NamedTuple: indexing beats attribute access
         self._last_bar[symbol] = bar
         if self._participation is not None:
             # A new bar brings new volume; the first fill against it computes the allowance.
@@ -278,6 +281,10 @@ class SimulatedBroker:
             if order.is_buy:
                 need = leaves * price + self._commission(leaves, leaves * price)
                 if need > self.cash:
+                    if self._sells_due(ts):
+                        # A rebalance sends its sells first, but the bars of one slice arrive
+                        # symbol by symbol: wait for the proceeds of sells due now.
+                        return
                     reason = f"insufficient buying power: need {need}, have {self.cash}"
             elif leaves > held:
                 reason = "cash account cannot sell short"
@@ -337,6 +344,14 @@ class SimulatedBroker:
                     execution_id=execution_id,
                 )
             )
+
+    def _sells_due(self, ts: int) -> bool:
+        """Whether a market sell decided at or before `ts` is still open (it fills at its
+        symbol's next bar). Only asked when a cash buy lacks the cash."""
+        return any(
+            not o.is_buy and o.limit is None and o.ts <= ts and o.expires_ns >= 0
+            for o in self._by_id.values()
+        )
 
     def _commission(self, qty: Decimal, notional: Decimal) -> Decimal:
         commission = _ZERO

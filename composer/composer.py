@@ -85,9 +85,20 @@ class Composer:
         if self._method.observes_bars:
             for handlers in routes.values():
                 handlers.append(self._method.on_bar)
-        self._routes: dict[str, tuple[Callable[[Bar], None], ...]] = {
-            sym: tuple(handlers) for sym, handlers in routes.items()
+        # One callable per symbol: most symbols have one handler, called directly.
+        self._routes: dict[str, Callable[[Bar], None]] = {
+            sym: handlers[0] if len(handlers) == 1 else _fan_out(tuple(handlers))
+            for sym, handlers in routes.items()
         }
+        self._zeros = dict.fromkeys(universe, 0.0)
+        self._pairs = tuple(self._strategies.items())
+        self._symbols_of: tuple[tuple[str, tuple[str, ...]], ...] = tuple(
+            (sid, s.symbols) for sid, s in self._strategies.items()
+        )
+        # The last compose's outputs, reused while neither the signals nor the allocation
+        # change. None of these dicts is mutated once a Targets holds it.
+        self._last: Targets | None = None
+        self._last_a: Mapping[str, Mapping[str, float]] | None = None
 
         self.warmup_bars: int = max(
             [s.warmup_bars for s in self._strategies.values()] + [self._method.warmup_bars]
@@ -98,10 +109,9 @@ class Composer:
 
     def on_bar(self, bar: Bar) -> None:
         """Feed one accepted bar to the strategies that trade its symbol (and the method) (HOT)."""
-        handlers = self._routes.get(bar.symbol)
-        if handlers is not None:
-            for handle in handlers:
-                handle(bar)
+        handle = self._routes.get(bar[0])
+        if handle is not None:
+            handle(bar)
 
     def due(self, ts: int) -> bool:
         """Whether the slice starting at `ts` (UTC ns) is a rebalance (HOT).
@@ -123,50 +133,118 @@ class Composer:
     def compose(self, ts: int) -> Targets:
         """The targets at `ts` from the strategies' current signals; schedules the next due.
 
+        When no strategy's signals changed since the last compose and the method returns the
+        same allocation (the same dicts: see `CompositionMethod.allocate`), the result is the
+        previous targets' dicts under the new `ts`. The dicts of a returned Targets are shared
+        with later ones and must not be mutated.
+
         Raises:
             InvariantViolation: a strategy holds a signal outside [-1, 1] (or nan).
         """
+        last = self._last
+        if last is None:
+            signals = self._copy_signals()
+        else:
+            # A dict compare per strategy: a change of any value or key (or a nan) is a change.
+            signals = last.signals
+            for sid, strat in self._pairs:
+                if strat.signals != signals[sid]:
+                    signals = self._copy_signals()
+                    break
+        alloc = self._method.allocate(ts, signals)
+        w_of = alloc.strategy_weights
+        a_of = alloc.symbol_weights
+        if (
+            last is not None
+            and signals is last.signals
+            and w_of is last.strategy_weights
+            and a_of is self._last_a
+        ):
+            self._schedule.rebalanced(ts)
+            return _targets(ts, last.weights, last.strategy_weights, last.by_strategy, signals)
+
+        weights = self._zeros.copy()
+        by_strategy: dict[str, dict[str, float]] = {}
+        for sid, syms in self._symbols_of:
+            w = w_of[sid]
+            a = a_of[sid]
+            sig = signals[sid]
+            contrib: dict[str, float] = {}
+            for sym in syms:
+                x = w * sig[sym] * a[sym]
+                contrib[sym] = x
+                weights[sym] += x
+            by_strategy[sid] = contrib
+
+        cap = self._max_gross
+        if math.fsum(map(abs, weights.values())) > cap:
+            weights = _scaled(weights, cap)
+
+        self._schedule.rebalanced(ts)
+        # The method's dicts are shared, not copied: neither it nor any reader mutates them.
+        targets = _targets(ts, weights, w_of, by_strategy, signals)
+        self._last = targets
+        self._last_a = a_of
+        return targets
+
+    def _copy_signals(self) -> dict[str, dict[str, float]]:
         signals: dict[str, dict[str, float]] = {}
-        for sid, strat in self._strategies.items():
+        for sid, strat in self._pairs:
             sig = dict(strat.signals)
             for x in sig.values():
                 if not -1.0 <= x <= 1.0:  # nan fails this too
                     _bad_signal(sid, strat, sig)
             signals[sid] = sig
-        alloc = self._method.allocate(ts, signals)
-        w_of = alloc.strategy_weights
-        a_of = alloc.symbol_weights
+        return signals
 
-        weights = dict.fromkeys(self._universe, 0.0)
-        by_strategy: dict[str, dict[str, float]] = {}
-        for sid, strat in self._strategies.items():
-            w = w_of[sid]
-            a = a_of[sid]
-            sig = signals[sid]
-            contrib = {sym: w * sig[sym] * a[sym] for sym in strat.symbols}
-            for sym, x in contrib.items():
-                weights[sym] += x
-            by_strategy[sid] = contrib
 
-        gross = math.fsum(map(abs, weights.values()))
-        cap = self._max_gross
-        if gross > cap:
-            k = cap / gross
-            scaled = {sym: x * k for sym, x in weights.items()}
-            # Rounding can leave the scaled sum an ulp above the cap; the cap is a promise.
-            while math.fsum(map(abs, scaled.values())) > cap:
-                k = math.nextafter(k, 0.0)
-                scaled = {sym: x * k for sym, x in weights.items()}
-            weights = scaled
+def _scaled(weights: Mapping[str, float], cap: float) -> dict[str, float]:
+    """`weights` scaled down so that the sum of their absolute values is at most `cap`."""
+    k = cap / math.fsum(map(abs, weights.values()))
+    scaled = {sym: x * k for sym, x in weights.items()}
+    # Rounding can leave the scaled sum an ulp above the cap; the cap is a promise.
+    while math.fsum(map(abs, scaled.values())) > cap:
+        k = math.nextafter(k, 0.0)
+        scaled = {sym: x * k for sym, x in weights.items()}
+    return scaled
 
-        self._schedule.rebalanced(ts)
-        return Targets(
-            ts=ts,
-            weights=weights,
-            strategy_weights=dict(w_of),
-            by_strategy=by_strategy,
-            signals=signals,
-        )
+
+# Targets is a frozen slotted dataclass: its generated __init__ sets each field through
+# object.__setattr__, which costs more than the rest of a cached compose. Setting its slots
+# through their descriptors builds the same object (it has no __post_init__ or validation) in
+# a third of the time. tests/composer pins that this covers exactly the fields of Targets.
+_TARGETS_FIELDS = ("ts", "weights", "strategy_weights", "by_strategy", "signals")
+_new_targets = object.__new__
+_set_ts, _set_weights, _set_strategy_weights, _set_by_strategy, _set_signals = (
+    vars(Targets)[name].__set__ for name in _TARGETS_FIELDS
+)
+
+
+def _targets(
+    ts: int,
+    weights: dict[str, float],
+    strategy_weights: dict[str, float],
+    by_strategy: dict[str, dict[str, float]],
+    signals: dict[str, dict[str, float]],
+) -> Targets:
+    """`Targets(ts=ts, weights=weights, ...)`, without the frozen dataclass's __init__ (HOT)."""
+    t: Targets = _new_targets(Targets)
+    _set_ts(t, ts)
+    _set_weights(t, weights)
+    _set_strategy_weights(t, strategy_weights)
+    _set_by_strategy(t, by_strategy)
+    _set_signals(t, signals)
+    return t
+
+
+def _fan_out(handlers: tuple[Callable[[Bar], None], ...]) -> Callable[[Bar], None]:
+    """One callable that calls each of `handlers` in order."""
+
+    def handle(bar: Bar) -> None:
+        for h in handlers:
+            h(bar)
+
+    return handle
 
 
 def _bad_signal(sid: str, strat: Strategy[Any], signals: Mapping[str, float]) -> None:

@@ -16,6 +16,8 @@ from composer.indicators import RollingMeanStd
 from composer.settings import ComposerSettings
 from feeds.bar import Bar
 
+_log = math.log
+
 
 class Allocation(NamedTuple):
     """What a method decides at a rebalance.
@@ -54,6 +56,11 @@ class CompositionMethod(Protocol):
     def allocate(self, ts: int, signals: Mapping[str, Mapping[str, float]]) -> Allocation:
         """Decide the allocation at `ts` from each strategy's current signals.
 
+        The composer never mutates the returned dicts, and a method must not mutate them
+        either once returned: returning the same dict objects as at the previous call says
+        "unchanged", and lets the composer reuse its previous targets when the signals did not
+        change either. A method whose allocation changed returns new dicts.
+
         Args:
             ts: the slice time (UTC ns).
             signals: strategy id -> symbol -> signal, for every strategy and each of its
@@ -79,14 +86,13 @@ class EqualMethod:
 
     def __init__(self, settings: ComposerSettings, symbols_of: Mapping[str, Sequence[str]]) -> None:
         n = len(symbols_of)
-        self._weights = dict.fromkeys(symbols_of, 1.0 / n)
-        self._split = _equal_split(symbols_of)
+        self._allocation = Allocation(dict.fromkeys(symbols_of, 1.0 / n), _equal_split(symbols_of))
 
     def on_bar(self, bar: Bar) -> None:
         """Stateless: never called (observes_bars is False)."""
 
     def allocate(self, ts: int, signals: Mapping[str, Mapping[str, float]]) -> Allocation:
-        return Allocation(self._weights, self._split)
+        return self._allocation
 
 
 class StaticMethod:
@@ -97,22 +103,25 @@ class StaticMethod:
 
     def __init__(self, settings: ComposerSettings, symbols_of: Mapping[str, Sequence[str]]) -> None:
         configured = settings.strategy_weights
-        self._weights = {sid: float(configured.get(sid, 0.0)) for sid in symbols_of}
-        self._split = _equal_split(symbols_of)
+        self._allocation = Allocation(
+            {sid: float(configured.get(sid, 0.0)) for sid in symbols_of},
+            _equal_split(symbols_of),
+        )
 
     def on_bar(self, bar: Bar) -> None:
         """Stateless: never called (observes_bars is False)."""
 
     def allocate(self, ts: int, signals: Mapping[str, Mapping[str, float]]) -> Allocation:
-        return Allocation(self._weights, self._split)
+        return self._allocation
 
 
 class _VolState:
-    __slots__ = ("last_close", "stats")
+    __slots__ = ("last_close", "stats", "update")
 
     def __init__(self, lookback: int) -> None:
         self.last_close = 0.0
         self.stats = RollingMeanStd(lookback)
+        self.update = self.stats.update  # bound once: on_bar calls it for every bar
 
 
 class InverseVolMethod:
@@ -137,13 +146,13 @@ class InverseVolMethod:
         self._min_positive_vol = math.inf
 
     def on_bar(self, bar: Bar) -> None:
-        st = self._states.get(bar.symbol)
+        st = self._states.get(bar[0])
         if st is None:
             return
-        close = bar.close
+        close = bar[5]
         last = st.last_close
         if last > 0.0 and close > 0.0:
-            st.stats.update(math.log(close / last))
+            st.update(_log(close / last))
         st.last_close = close
 
     def vol(self, symbol: str) -> float | None:
@@ -152,22 +161,31 @@ class InverseVolMethod:
         return stats.std if stats.ready else None
 
     def allocate(self, ts: int, signals: Mapping[str, Mapping[str, float]]) -> Allocation:
+        floor = self._min_positive_vol
         vols: dict[str, float] = {}
         for sym, st in self._states.items():
-            if st.stats.ready:
-                v = st.stats.std
+            stats = st.stats
+            if stats.ready:
+                v = stats.std
                 vols[sym] = v
-                if 0.0 < v < self._min_positive_vol:
-                    self._min_positive_vol = v
-        floor = self._min_positive_vol
+                if 0.0 < v < floor:
+                    floor = v
+        self._min_positive_vol = floor
+        equal = self._equal
+        if floor == math.inf:
+            return Allocation(self._weights, equal)
         split: dict[str, dict[str, float]] = {}
         for sid, syms in self._symbols_of.items():
-            if floor == math.inf or any(s not in vols for s in syms):
-                split[sid] = self._equal[sid]
-                continue
-            inverse = {s: 1.0 / (vols[s] if vols[s] > 0.0 else floor) for s in syms}
-            total = math.fsum(inverse.values())
-            split[sid] = {s: x / total for s, x in inverse.items()}
+            inverse: dict[str, float] = {}
+            for s in syms:
+                vol = vols.get(s)
+                if vol is None:  # not every symbol has a full window: split equally
+                    split[sid] = equal[sid]
+                    break
+                inverse[s] = 1.0 / (vol if vol > 0.0 else floor)
+            else:
+                total = math.fsum(inverse.values())
+                split[sid] = {s: x / total for s, x in inverse.items()}
         return Allocation(self._weights, split)
 
 

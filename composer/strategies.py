@@ -79,11 +79,13 @@ class SmaCross(Strategy[SmaCrossParams]):
         return self.params.slow
 
     def on_bar(self, bar: Bar) -> None:
-        st = self._states[bar.symbol]
+        # Bar is a NamedTuple: indexing is cheaper than its named attributes on this path.
+        symbol = bar[0]
+        close = bar[5]
+        st = self._states[symbol]
         buf = st.buf
         i = st.i
         slow = self._slow
-        close = bar.close
         j = i - self._fast
         if j < 0:
             j += slow
@@ -98,11 +100,13 @@ class SmaCross(Strategy[SmaCrossParams]):
         st.i = i
         st.sum_fast = sum_fast
         st.sum_slow = sum_slow
-        if st.count < slow:
-            st.count += 1
-            if st.count < slow:
+        count = st.count
+        if count < slow:
+            count += 1
+            st.count = count
+            if count < slow:
                 return
-        self.signals[bar.symbol] = (
+        self.signals[symbol] = (
             1.0 if sum_fast * self._inv_fast > sum_slow * self._inv_slow else self._bear
         )
 
@@ -136,17 +140,18 @@ class Momentum(Strategy[MomentumParams]):
         return self.params.lookback + 1
 
     def on_bar(self, bar: Bar) -> None:
-        lag = self._lags[bar.symbol]
-        close = bar.close
+        symbol = bar[0]
+        close = bar[5]
+        lag = self._lags[symbol]
         lag.update(close)
         if lag.ready:
             past = lag.value
             if past <= 0.0:  # no return is defined against a non-positive price
-                self.signals[bar.symbol] = 0.0
+                self.signals[symbol] = 0.0
                 return
             r = close / past - 1.0
             th = self._threshold
-            self.signals[bar.symbol] = 1.0 if r > th else (self._bear if r < -th else 0.0)
+            self.signals[symbol] = 1.0 if r > th else (self._bear if r < -th else 0.0)
 
 
 # --------------------------------------------------------------------------- mean_reversion
@@ -200,9 +205,10 @@ class MeanReversion(Strategy[MeanReversionParams]):
         return self.params.window
 
     def on_bar(self, bar: Bar) -> None:
-        st = self._states[bar.symbol]
+        symbol = bar[0]
+        close = bar[5]
+        st = self._states[symbol]
         stats = st.stats
-        close = bar.close
         stats.update(close)
         if not stats.ready:
             return
@@ -220,7 +226,7 @@ class MeanReversion(Strategy[MeanReversionParams]):
             elif z > self._entry and self._allow_short:
                 pos = -1
         st.pos = pos
-        self.signals[bar.symbol] = float(pos)
+        self.signals[symbol] = float(pos)
 
 
 # --------------------------------------------------------------------------- breakout
@@ -270,8 +276,8 @@ class Breakout(Strategy[BreakoutParams]):
         return max(self.params.entry, self.params.exit) + 1
 
     def on_bar(self, bar: Bar) -> None:
-        st = self._states[bar.symbol]
-        close = bar.close
+        symbol, _, _, high, low, close, _, _, _ = bar
+        st = self._states[symbol]
         entry_hi = st.entry_hi
         exit_lo = st.exit_lo
         entry_lo = st.entry_lo
@@ -289,12 +295,12 @@ class Breakout(Strategy[BreakoutParams]):
             elif pos == -1 and exit_hi is not None and close > exit_hi.value:
                 pos = 0
             st.pos = pos
-            self.signals[bar.symbol] = float(pos)
-        entry_hi.update(bar.high)
-        exit_lo.update(bar.low)
+            self.signals[symbol] = float(pos)
+        entry_hi.update(high)
+        exit_lo.update(low)
         if entry_lo is not None and exit_hi is not None:
-            entry_lo.update(bar.low)
-            exit_hi.update(bar.high)
+            entry_lo.update(low)
+            exit_hi.update(high)
 
 
 BUILTIN_STRATEGIES: tuple[type[Strategy[Any]], ...] = (Breakout, MeanReversion, Momentum, SmaCross)

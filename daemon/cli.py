@@ -18,6 +18,7 @@ import yaml
 from daemon.config import Loc, load_config, redacted
 from daemon.logs import EventLog
 from daemon.replay import progress_bar, replay
+from daemon.settings import LogSettings
 from feeds.errors import TradingdError
 
 EXIT_USAGE = 2
@@ -26,9 +27,8 @@ EXIT_USAGE = 2
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    log = EventLog(level=args.log_level, fmt=args.log_format)
     try:
-        code: int = args.func(args, log)
+        code: int = args.func(args)
     except TradingdError as e:
         print(f"tradingd: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -116,8 +116,17 @@ def _overrides(args: argparse.Namespace) -> dict[Loc, Any]:
     return out
 
 
-def _replay(args: argparse.Namespace, log: EventLog) -> int:
+def _log(args: argparse.Namespace, settings: LogSettings | None = None) -> EventLog:
+    """The event log: command-line flags win over the config's `log:` section."""
+    configured = settings or LogSettings()
+    return EventLog(
+        level=args.log_level or configured.level, fmt=args.log_format or configured.format
+    )
+
+
+def _replay(args: argparse.Namespace) -> int:
     loaded = load_config(args.configs, _overrides(args))
+    log = _log(args, loaded.settings.log)
     result = replay(loaded, out_dir=args.out, log=log, progress=progress_bar())
     s = result.summary
     rejected = sum(s["bars_rejected"].values())
@@ -136,7 +145,7 @@ def _replay(args: argparse.Namespace, log: EventLog) -> int:
     return 0
 
 
-def _check_config(args: argparse.Namespace, log: EventLog) -> int:
+def _check_config(args: argparse.Namespace) -> int:
     from composer.registry import load_registry
     from daemon.config import build_strategies
 
@@ -151,7 +160,7 @@ def _check_config(args: argparse.Namespace, log: EventLog) -> int:
     return 0
 
 
-def _synth(args: argparse.Namespace, log: EventLog) -> int:
+def _synth(args: argparse.Namespace) -> int:
     from feeds.synth import write_synthetic
 
     symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
@@ -163,7 +172,9 @@ def _synth(args: argparse.Namespace, log: EventLog) -> int:
         start=args.start,
         fmt=args.format,
     )
-    log.info("synth_written", files=[str(p) for p in paths], sessions=args.sessions, seed=args.seed)
+    _log(args).info(
+        "synth_written", files=[str(p) for p in paths], sessions=args.sessions, seed=args.seed
+    )
     for path in paths:
         print(path)
     return 0

@@ -85,7 +85,6 @@ class EngineListener(Protocol):
 
 @dataclass(slots=True)
 class EngineCounters:
-    bars_in: int = 0
     bars_accepted: int = 0
     bars_late: int = 0
     slices: int = 0
@@ -137,6 +136,9 @@ class Engine:
         self._last_seen: dict[str, int] = dict.fromkeys(self.symbols, 0)
         self._stale: set[str] = set()
         self._flatten_on_kill = flatten_on_kill
+        # Bound once: these run for every bar.
+        self._check = sanity.check
+        self._composer_on_bar = composer.on_bar
 
     def on_bar(self, bar: Bar) -> str | None:
         """Check one bar and, if accepted, feed it into the open slice.
@@ -145,32 +147,36 @@ class Engine:
             None when accepted (or used only to mark, when late), else the quarantine reason.
             A bar of a symbol outside the universe is rejected as "unknown_symbol".
         """
-        counters = self.counters
-        counters.bars_in += 1
-        if bar.symbol not in self._universe:
+        symbol, ts, _, _, _, close, _, _, _ = bar
+        if symbol not in self._universe:
             self.rejected["unknown_symbol"] += 1
             return "unknown_symbol"
-        reason = self.sanity.check(bar)
+        reason = self._check(bar)
         if reason is not None:
             self.rejected[reason] += 1
             return reason
-        counters.bars_accepted += 1
+        self.counters.bars_accepted += 1
         slice_ts = self.slice_ts
-        if slice_ts is None or bar.ts == slice_ts:
-            self.slice_ts = bar.ts
-        elif bar.ts < slice_ts:
+        if slice_ts is None or ts == slice_ts:
+            self.slice_ts = ts
+        elif ts < slice_ts:
             # Its slice was decided already: it only marks positions.
-            counters.bars_late += 1
-            self.last_close[bar.symbol] = bar.close
+            self.counters.bars_late += 1
+            self.last_close[symbol] = close
             return None
         else:
             raise InvariantViolation(
-                f"bar at {bar.ts} for {bar.symbol} while slice {slice_ts} is open: "
+                f"bar at {ts} for {symbol} while slice {slice_ts} is open: "
                 "the driver must close the slice first"
             )
-        self._slice_closes[bar.symbol] = bar.close
-        self.composer.on_bar(bar)
+        self._slice_closes[symbol] = close
+        self._composer_on_bar(bar)
         return None
+
+    @property
+    def bars_in(self) -> int:
+        """Every bar the engine was shown: accepted or rejected."""
+        return self.counters.bars_accepted + sum(self.rejected.values())
 
     def close_slice(self) -> list[SubmitOrder]:
         """Decide at the close of the open slice; return the orders to hand to the broker."""

@@ -25,7 +25,7 @@ from brokers.orders import (
 )
 from composer.targets import Targets
 from daemon.engine import Decision
-from daemon.logs import EventLog
+from daemon.logs import EventLog, Level
 from daemon.timeutil import iso_utc, iso_utc_array
 from portfolio.events import KillSwitchTripped
 from portfolio.ledger import Ledger
@@ -64,6 +64,9 @@ class Recorder:
         self.kill_switch_events: list[KillSwitchTripped] = []
         self._orders: dict[str, _OrderRow] = {}
         self._files: list[IO[str]] = []
+        self._last_denial: dict[str, str] = {}
+        self._iso_ts = -1
+        self._iso_text = ""
 
     def start(self) -> None:
         """Create the output folder and open the streamed files."""
@@ -127,41 +130,62 @@ class Recorder:
     def on_decision(self, decision: Decision) -> None:
         requested = decision.requested
         event = decision.risk_event
+        symbol = decision.symbol
+        if event is not None:
+            approved = decision.order.qty if decision.order is not None else Decimal(0)
+            self.risk_events += 1
+            self._risk.writerow(
+                [
+                    self._iso(requested.ts),
+                    decision.risk,
+                    requested.client_order_id,
+                    symbol,
+                    requested.side.value,
+                    requested.qty,
+                    approved,
+                    event.reason,
+                ]
+            )
+        if decision.order is not None:
+            self._orders[decision.client_order_id] = _OrderRow(
+                order=decision.order, slice_ts=decision.slice_ts, risk=decision.risk
+            )
+            self._last_denial.pop(symbol, None)
+            level: Level = "info"
+            name = "order_submitted"
+        else:
+            # A strategy that keeps asking for what the risk gate keeps denying (say, every
+            # minute after the kill switch) is one warning; the repeats are debug, and every
+            # one is in risk_events.csv and counted.
+            reason = event.reason if event is not None else ""
+            repeat = self._last_denial.get(symbol) == reason
+            self._last_denial[symbol] = reason
+            level = "debug" if repeat else "warning"
+            name = "order_denied"
+        if not self.log.enabled(level):
+            return
         fields: dict[str, Any] = {
-            "slice_time": iso_utc(decision.slice_ts),
-            "symbol": decision.symbol,
+            "slice_time": self._iso(decision.slice_ts),
+            "symbol": symbol,
             "client_order_id": decision.client_order_id,
             "signals": decision.signals,
             "target_weight": round(decision.target_weight, 6),
             "current_weight": round(decision.current_weight, 6),
-            "side": str(requested.side),
+            "side": requested.side.value,
             "qty": str(requested.qty),
             "risk": decision.risk,
         }
         if event is not None:
             fields["risk_reason"] = event.reason
-            approved = decision.order.qty if decision.order is not None else Decimal(0)
-            self.risk_events += 1
-            self._risk.writerow(
-                [
-                    iso_utc(requested.ts),
-                    decision.risk,
-                    requested.client_order_id,
-                    requested.symbol,
-                    str(requested.side),
-                    str(requested.qty),
-                    str(approved),
-                    event.reason,
-                ]
-            )
         if decision.order is not None:
             fields["approved_qty"] = str(decision.order.qty)
-            self._orders[decision.client_order_id] = _OrderRow(
-                order=decision.order, slice_ts=decision.slice_ts, risk=decision.risk
-            )
-            self.log.info("order_submitted", **fields)
-        else:
-            self.log.warning("order_denied", **fields)
+        self.log.log(level, name, **fields)
+
+    def _iso(self, ts: int) -> str:
+        """ISO time of `ts`, memoized for the run of calls about one slice."""
+        if ts != self._iso_ts:
+            self._iso_ts, self._iso_text = ts, iso_utc(ts)
+        return self._iso_text
 
     def on_kill_switch(self, event: KillSwitchTripped) -> None:
         self.kill_switch_events.append(event)

@@ -213,7 +213,7 @@ def _summary(
     rejected = {str(k): v for k, v in sorted(engine.rejected.items())}
     for problem in source.problems:
         rejected[problem.reason] = rejected.get(problem.reason, 0) + 1
-    bars_in = counters.bars_in + len(source.problems)
+    bars_in = engine.bars_in + len(source.problems)
     equity = np.array([float(e) for e in series.equity], dtype=np.float64)
     ledger = engine.ledger
     return {

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 NS_PER_SECOND = 1_000_000_000
 NS_PER_MINUTE = 60 * NS_PER_SECOND
 NS_PER_DAY = 86_400 * NS_PER_SECOND
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Bar:
+class Bar(NamedTuple):
     """One bar. Prices and volume are float (market data); the ledger converts to Decimal.
+
+    A NamedTuple rather than a frozen dataclass: it is just as immutable, and a replay creates
+    one per row, where a frozen dataclass's `__init__` alone costs about ten times as much.
+    Hot code may unpack it (`symbol, ts, o, h, low, c, v, n, vw = bar`).
 
     Attributes:
         symbol: the instrument, as the broker names it (``SPY``).

@@ -24,6 +24,7 @@ import csv
 import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -224,45 +225,28 @@ class ReplaySource:
         rows = self._rows
         names = self._symbol_names
         total = len(rows.ts)
+        # `tuple.__new__(Bar, row)` makes a Bar without calling a Python-level __new__ (no
+        # argument parsing, no defaults): with map and zip the whole per-row loop runs in C.
+        make = tuple.__new__
         for lo in range(0, total, _CHUNK):
             hi = min(lo + _CHUNK, total)
-            tc_null = rows.trade_count_null[lo:hi]
-            trade_counts: list[int | None] = rows.trade_count[lo:hi].tolist()
-            if tc_null.any():
-                for i in np.flatnonzero(tc_null).tolist():
-                    trade_counts[i] = None
-            vw_null = rows.vwap_null[lo:hi]
-            vwaps: list[float | None] = rows.vwap[lo:hi].tolist()
-            if vw_null.any():
-                for i in np.flatnonzero(vw_null).tolist():
-                    vwaps[i] = None
-            for sym, ts, o, h, lw, c, v, tc, vw, origin in zip(
-                names[rows.symbol[lo:hi]].tolist(),
-                rows.ts[lo:hi].tolist(),
-                rows.open[lo:hi].tolist(),
-                rows.high[lo:hi].tolist(),
-                rows.low[lo:hi].tolist(),
-                rows.close[lo:hi].tolist(),
-                rows.volume[lo:hi].tolist(),
-                trade_counts,
-                vwaps,
-                rows.origin[lo:hi].tolist(),
-                strict=True,
-            ):
-                yield (
-                    Bar(
-                        symbol=sym,
-                        ts=ts,
-                        open=o,
-                        high=h,
-                        low=lw,
-                        close=c,
-                        volume=v,
-                        trade_count=tc,
-                        vwap=vw,
-                    ),
-                    origin,
-                )
+            bars = map(
+                make,
+                repeat(Bar),
+                zip(
+                    names[rows.symbol[lo:hi]].tolist(),
+                    rows.ts[lo:hi].tolist(),
+                    rows.open[lo:hi].tolist(),
+                    rows.high[lo:hi].tolist(),
+                    rows.low[lo:hi].tolist(),
+                    rows.close[lo:hi].tolist(),
+                    rows.volume[lo:hi].tolist(),
+                    _with_nulls(rows.trade_count[lo:hi], rows.trade_count_null[lo:hi]),
+                    _with_nulls(rows.vwap[lo:hi], rows.vwap_null[lo:hi]),
+                    strict=True,
+                ),
+            )
+            yield from zip(bars, rows.origin[lo:hi].tolist(), strict=True)
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -445,6 +429,18 @@ class ReplaySource:
         # Symbols are compared by name, not by code (codes follow file order).
         rank = np.argsort(np.argsort(np.array(self._symbol_table, dtype=object), kind="stable"))
         return rows.take(np.lexsort((rank[rows.symbol], running)))
+
+
+def _with_nulls(values: I64Array | F64Array, null: BoolArray) -> list[Any]:
+    """`values` as a list with None where `null` is set (a fast path for no or all nulls)."""
+    if not null.any():
+        return values.tolist()  # type: ignore[no-any-return]
+    if null.all():
+        return [None] * len(values)
+    out: list[Any] = values.tolist()
+    for i in np.flatnonzero(null).tolist():
+        out[i] = None
+    return out
 
 
 def _check_zone(value: str) -> None:

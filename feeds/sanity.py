@@ -30,6 +30,8 @@ the order they are applied:
 from __future__ import annotations
 
 import math
+import operator
+import sys
 from enum import StrEnum
 from typing import Literal
 
@@ -73,21 +75,41 @@ class Reason(StrEnum):
     UNPARSEABLE_VALUE = "unparseable_value"
 
 
+# Bounds that make the session test always pass (session "any", daily bars).
+_NO_SESSION = (-(2**63), 2**63)
+_MAX_FLOAT = sys.float_info.max
+# Re-sum the jump window's running sums after about this many pushes (a whole number of
+# windows): exact sums cost O(window) each time, so doing it rarely keeps the per-bar cost low.
+_RESUM_PUSHES = 1024
+# Module-level aliases: one global load instead of a module attribute lookup per call.
+_log2 = math.log2
+_fsum = math.fsum
+_mul = operator.mul
+
+
 class _SymbolState:
-    """Per-symbol memory: last ts, the reference close and the ring buffer of returns."""
+    """Per-symbol memory: last ts, the reference close and the ring buffer of returns.
+
+    Returns are base-2 logs: the jump test is a ratio of a return to the window's std, so the
+    base cancels out, and `math.log2` costs a fraction of `math.log` (which parses an optional
+    base argument). ``limit_sq`` is the squared jump threshold (``jump_sigmas`` x the window's
+    std) derived whenever a return is pushed, so that the per-bar test is ``r * r > limit_sq``
+    without a sqrt; it is +inf until the window holds ``jump_min_obs`` returns.
+    """
 
     __slots__ = (
         "candidate_close",
         "candidate_ts",
         "count",
         "last_ts",
+        "limit_sq",
         "prev_close",
         "prev_ts",
         "ring",
-        "since_recompute",
         "slot",
         "sum",
         "sum_sq",
+        "wraps",
     )
 
     def __init__(self, window: int) -> None:
@@ -101,7 +123,8 @@ class _SymbolState:
         self.count = 0
         self.sum = 0.0
         self.sum_sq = 0.0
-        self.since_recompute = 0
+        self.limit_sq = math.inf
+        self.wraps = 0  # ring wraps since the sums were last re-summed
 
 
 class SanityChecker:
@@ -117,6 +140,24 @@ class SanityChecker:
         flagged: jumps accepted because ``jump_action`` is ``"flag"``.
     """
 
+    __slots__ = (
+        "_bar_ns",
+        "_calendar",
+        "_day_hi",
+        "_day_lo",
+        "_flag",
+        "_last_start_ns",
+        "_min_obs",
+        "_open_ns",
+        "_session",
+        "_settings",
+        "_sigmas_sq",
+        "_states",
+        "_window",
+        "_wraps_per_resum",
+        "flagged",
+    )
+
     def __init__(
         self, settings: SanitySettings, *, bar_ns: int, calendar: SessionCalendar | None
     ) -> None:
@@ -129,120 +170,137 @@ class SanityChecker:
             calendar = SessionCalendar(settings.calendar)
         self._calendar = calendar
         self._window = settings.jump_window
+        self._wraps_per_resum = -(-_RESUM_PUSHES // self._window)  # ceil
         self._min_obs = settings.jump_min_obs
-        self._sigmas = settings.jump_sigmas
+        self._sigmas_sq = settings.jump_sigmas**2
         self._flag = settings.jump_action == "flag"
         self._states: dict[str, _SymbolState] = {}
-        # Cached session window of the current local day: [day_lo, day_hi) and the allowed
-        # bar-start range [open_ns, last_start_ns] (empty when the day has no session).
+        # Cached session of the current local day [day_lo, day_hi): the allowed bar-start
+        # range [open_ns, last_start_ns] (empty when the day has no session). The per-bar test
+        # is the range alone: a ts inside it is inside the cached day. With no session check
+        # the range is unbounded, so that test never fails and the day is never loaded.
         self._day_lo = 0
         self._day_hi = 0
-        self._open_ns = 0
-        self._last_start_ns = -1
+        if self._session == "any":
+            self._open_ns, self._last_start_ns = _NO_SESSION
+        else:
+            self._open_ns, self._last_start_ns = 0, -1
         self.flagged = 0
 
     def check(self, bar: Bar) -> Reason | None:
         """Return the first rule `bar` breaks, or None to accept it (and remember it)."""
-        o = bar.open
-        h = bar.high
-        lo = bar.low
-        c = bar.close
-        v = bar.volume
-        # x * 0.0 is 0.0 for every finite x and NaN for NaN and +-inf.
-        if o * 0.0 + h * 0.0 + lo * 0.0 + c * 0.0 + v * 0.0 != 0.0:
-            return Reason.NON_FINITE
-        vwap = bar.vwap
-        if vwap is not None and vwap * 0.0 != 0.0:
-            return Reason.NON_FINITE
-        if o <= 0.0 or h <= 0.0 or lo <= 0.0 or c <= 0.0:
-            return Reason.NON_POSITIVE_PRICE
-        if h < o or h < c or lo > o or lo > c or h < lo:
-            return Reason.HIGH_LOW
-        if v < 0.0:
-            return Reason.NEGATIVE_VOLUME
+        # Hot: one unpack instead of attribute reads, locals only, and no calls on the common
+        # path but log2 (and, every ~_RESUM_PUSHES bars of a symbol, the exact re-sum).
+        sym, ts, o, h, lo, c, v, _, vw = bar
+        # Rules 1-4 at once. A bar passes them only if this holds: lo > 0 and o, c within
+        # [lo, h] bound every price, NaN fails every comparison, and the sum is finite only
+        # if h and v are. The rare bar that fails it (a finite h + v may still overflow)
+        # takes the slow path, which names the first rule broken or lets it continue.
+        if not (
+            lo > 0.0
+            and o >= lo
+            and h >= o
+            and c >= lo
+            and h >= c
+            and v >= 0.0
+            and h + v <= _MAX_FLOAT
+            and (vw is None or vw - vw == 0.0)
+        ):
+            reason = _field_reason(bar)
+            if reason is not None:
+                return reason
 
-        state = self._states.get(bar.symbol)
-        if state is None:
-            state = self._states[bar.symbol] = _SymbolState(self._window)
-        ts = bar.ts
-        if ts <= state.last_ts:
-            return Reason.DUPLICATE if ts == state.last_ts else Reason.BACKWARDS
+        try:
+            state = self._states[sym]
+        except KeyError:
+            state = self._states[sym] = _SymbolState(self._window)
+        last = state.last_ts
+        if ts <= last:
+            return Reason.DUPLICATE if ts == last else Reason.BACKWARDS
         state.last_ts = ts
 
-        if self._session != "any":
-            if not (self._day_lo <= ts < self._day_hi):
-                self._load_day(ts)
-            if not (self._open_ns <= ts <= self._last_start_ns):
-                return Reason.OUTSIDE_SESSION
+        if not (self._open_ns <= ts <= self._last_start_ns) and self._outside_session(ts):
+            return Reason.OUTSIDE_SESSION
 
         prev = state.prev_close
         if prev == 0.0:
             state.prev_close = c
             state.prev_ts = ts
             return None
-        elapsed = (ts - state.prev_ts) / self._bar_ns
-        scale = math.sqrt(elapsed) if elapsed > 1.0 else 1.0
-        r = math.log(c / prev) / scale
-        n = state.count
-        if n >= self._min_obs:
-            s = state.sum
-            var = (state.sum_sq - s * s / n) / (n - 1)
-            # Float error can make a tiny variance negative.
-            limit = self._sigmas * math.sqrt(var) if var > 0.0 else 0.0
-            if abs(r) > limit:
-                return self._on_jump(state, ts, c)
-        state.candidate_close = 0.0
-        self._push(state, r)
-        state.prev_close = c
-        state.prev_ts = ts
-        return None
-
-    def _on_jump(self, state: _SymbolState, ts: int, c: float) -> Reason | None:
-        if self._flag:
-            self.flagged += 1
-            state.prev_close = c
-            state.prev_ts = ts
-            return None
-        cand = state.candidate_close
-        if cand != 0.0:
-            # Is this bar consistent with the previous rejected one? Then the level moved.
-            elapsed = (ts - state.candidate_ts) / self._bar_ns
-            r = math.log(c / cand) / (math.sqrt(elapsed) if elapsed > 1.0 else 1.0)
-            n = state.count
-            s = state.sum
-            var = (state.sum_sq - s * s / n) / (n - 1)
-            if abs(r) <= (self._sigmas * math.sqrt(var) if var > 0.0 else 0.0):
-                state.candidate_close = 0.0
-                self._push(state, r)
+        gap = ts - state.prev_ts
+        bar_ns = self._bar_ns
+        r = _log2(c / prev) if gap == bar_ns else _log2_return(c, prev, gap, bar_ns)
+        r_sq = r * r
+        if r_sq > state.limit_sq:
+            if self._flag:
+                self.flagged += 1
                 state.prev_close = c
                 state.prev_ts = ts
                 return None
-        state.candidate_close = c
-        state.candidate_ts = ts
-        return Reason.JUMP
+            shift = self._level_shift(state, ts, c)
+            if shift is None:
+                return Reason.JUMP
+            r = shift  # a confirmed new level: accepted and pushed like a normal return
+            r_sq = r * r
+        state.candidate_close = 0.0
+        state.prev_close = c
+        state.prev_ts = ts
 
-    def _push(self, state: _SymbolState, r: float) -> None:
+        # Push r into the ring (inlined: this runs for nearly every bar).
         ring = state.ring
         slot = state.slot
-        if state.count == self._window:
+        n = state.count
+        window = self._window
+        if n == window:
             old = ring[slot]
-            state.sum -= old
-            state.sum_sq -= old * old
+            total = state.sum - old + r
+            total_sq = state.sum_sq - old * old + r_sq
         else:
-            state.count += 1
+            n += 1
+            state.count = n
+            total = state.sum + r
+            total_sq = state.sum_sq + r_sq
         ring[slot] = r
-        state.sum += r
-        state.sum_sq += r * r
         slot += 1
-        state.slot = 0 if slot == self._window else slot
-        state.since_recompute += 1
-        if state.since_recompute >= self._window:
-            # Running sums drift with float error; re-summing once per window keeps them
-            # exact at O(1) amortized cost.
-            state.since_recompute = 0
-            live = ring if state.count == self._window else ring[: state.count]
-            state.sum = math.fsum(live)
-            state.sum_sq = math.fsum(x * x for x in live)
+        if slot == window:
+            # The ring is full at its first wrap (slot and count advance together until then).
+            slot = 0
+            state.wraps += 1
+            if state.wraps >= self._wraps_per_resum:
+                # Running sums drift with float error; re-summing them exactly every
+                # _RESUM_PUSHES or so bars bounds the drift at a small amortized cost.
+                state.wraps = 0
+                total = _fsum(ring)
+                total_sq = _fsum(map(_mul, ring, ring))
+        state.slot = slot
+        state.sum = total
+        state.sum_sq = total_sq
+        if n >= self._min_obs:
+            var = (total_sq - total * total / n) / (n - 1)
+            # Float error can make a tiny variance negative: then any nonzero return jumps.
+            state.limit_sq = self._sigmas_sq * var if var > 0.0 else 0.0
+        return None
+
+    def _level_shift(self, state: _SymbolState, ts: int, c: float) -> float | None:
+        """The return to accept if this jump confirms the previous rejected bar's level.
+
+        Returns None (and makes this bar the candidate) when it does not.
+        """
+        cand = state.candidate_close
+        if cand != 0.0:
+            # Is this bar consistent with the previous rejected one? Then the level moved.
+            r = _log2_return(c, cand, ts - state.candidate_ts, self._bar_ns)
+            if r * r <= state.limit_sq:
+                return r
+        state.candidate_close = c
+        state.candidate_ts = ts
+        return None
+
+    def _outside_session(self, ts: int) -> bool:
+        """Whether `ts` is outside the allowed range, after moving the cache to its day."""
+        if not (self._day_lo <= ts < self._day_hi):
+            self._load_day(ts)
+        return not (self._open_ns <= ts <= self._last_start_ns)
 
     def _load_day(self, ts: int) -> None:
         cal = self._calendar
@@ -255,3 +313,28 @@ class SanityChecker:
         else:
             self._open_ns = bounds[0]
             self._last_start_ns = bounds[1] - self._bar_ns
+
+
+def _field_reason(bar: Bar) -> Reason | None:
+    """The first of rules 1-4 that `bar` breaks, or None."""
+    _, _, o, h, lo, c, v, _, vw = bar
+    # x * 0.0 is 0.0 for every finite x and NaN for NaN and +-inf.
+    if o * 0.0 + h * 0.0 + lo * 0.0 + c * 0.0 + v * 0.0 != 0.0:
+        return Reason.NON_FINITE
+    if vw is not None and vw * 0.0 != 0.0:
+        return Reason.NON_FINITE
+    if o <= 0.0 or h <= 0.0 or lo <= 0.0 or c <= 0.0:
+        return Reason.NON_POSITIVE_PRICE
+    if h < o or h < c or lo > o or lo > c or h < lo:
+        return Reason.HIGH_LOW
+    if v < 0.0:
+        return Reason.NEGATIVE_VOLUME
+    return None
+
+
+def _log2_return(c: float, prev: float, gap_ns: int, bar_ns: int) -> float:
+    """log2(c / prev), over a gap of more than one bar scaled to per-bar units."""
+    if gap_ns == bar_ns:
+        return _log2(c / prev)
+    elapsed = gap_ns / bar_ns
+    return _log2(c / prev) / (math.sqrt(elapsed) if elapsed > 1.0 else 1.0)

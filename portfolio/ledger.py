@@ -16,6 +16,8 @@ from typing import Any
 from brokers.orders import Fill, OrderSide
 
 _ZERO = Decimal(0)
+# Sound while gross exposure stays below ~1e6 x the high water (far beyond any real leverage).
+_MIRROR_MARGIN = 1e-9
 
 
 @dataclass(slots=True)
@@ -39,17 +41,28 @@ class Position:
 class Ledger:
     """Positions, cash and P&L of one account.
 
+    Money is Decimal and exact. Marking is hot (once per slice), so `mark` works on a float
+    mirror: it converts a changed price to Decimal through a small cache (minute closes repeat
+    on the cent grid) and leaves the Decimal sums (`equity`, `net_exposure`,
+    `gross_exposure`) to be computed exactly on first read. The high-water mark stays exact: the
+    float mirror only rules out a new high; a possible one is decided in Decimal.
+
     Attributes:
         cash: cash after fills and commissions.
         positions: open positions by symbol; a position closed to zero is removed.
         realized_pnl: total realized P&L (before commissions).
         commissions: total commissions paid.
-        equity: cash + market value of positions at the last prices.
-        high_water: the highest equity seen (start cash initially).
-        drawdown: (high_water - equity) / high_water, in [0, 1].
+        equity: cash + market value of positions at the last prices (Decimal, exact).
+        high_water: the highest equity seen (start cash initially), exact.
+        drawdown: (high_water - equity) / high_water, in [0, 1], from the float mirror.
         gross_exposure: sum of |qty * last_price|.
         net_exposure: sum of qty * last_price.
+        equity_float: float mirror of `equity` (approximate; for hot-path tests only).
+        qty_float: float mirror of each held position's quantity (read-only for callers).
     """
+
+    # Beyond this many cached price conversions the cache starts over (bounded memory).
+    _PRICE_CACHE_MAX = 65_536
 
     def __init__(self, start_cash: Decimal) -> None:
         self.start_cash = start_cash
@@ -57,16 +70,57 @@ class Ledger:
         self.positions: dict[str, Position] = {}
         self.realized_pnl = _ZERO
         self.commissions = _ZERO
-        self.equity = start_cash
         self.high_water = start_cash
         self.drawdown = 0.0
-        self.gross_exposure = _ZERO
-        self.net_exposure = _ZERO
+        self.equity_float = float(start_cash)
+        self.qty_float: dict[str, float] = {}
         self._applied: set[str] = set()
-        # Per held symbol: the last float mark (to skip unchanged prices without converting)
-        # and the signed market value, so a mark updates the sums by differences.
-        self._marks: dict[str, float] = {}
-        self._values: dict[str, Decimal] = {}
+        self._cash_f = self.equity_float
+        self._high_water_f = self.equity_float
+        # The float mirror's error is ~1e-16 of the gross value: further than this margin below
+        # the high water, equity cannot be a new high; closer, it is decided in Decimal.
+        self._high_water_margin = abs(self.equity_float) * _MIRROR_MARGIN
+        # Per held symbol: [position, float qty, float mark, last converted float (or None)].
+        self._held: dict[str, list[Any]] = {}
+        self._decimals: dict[float, Decimal] = {}
+        # The exact sums, valid while not _stale.
+        self._equity = start_cash
+        self._net = _ZERO
+        self._gross = _ZERO
+        self._stale = False
+
+    @property
+    def equity(self) -> Decimal:
+        """Cash + market value of positions at the last prices (exact)."""
+        if self._stale:
+            self._refresh()
+        return self._equity
+
+    @property
+    def net_exposure(self) -> Decimal:
+        """Sum of qty * last_price (exact)."""
+        if self._stale:
+            self._refresh()
+        return self._net
+
+    @property
+    def gross_exposure(self) -> Decimal:
+        """Sum of |qty * last_price| (exact)."""
+        if self._stale:
+            self._refresh()
+        return self._gross
+
+    def _refresh(self) -> None:
+        net = _ZERO
+        gross = _ZERO
+        for pos in self.positions.values():
+            value = pos.qty * pos.last_price
+            net += value
+            gross += abs(value)
+        self._net = net
+        self._gross = gross
+        self._equity = self.cash + net
+        self._stale = False
 
     def apply_fill(self, fill: Fill) -> bool:
         """Book one fill (full or partial).
@@ -82,10 +136,11 @@ class Ledger:
         self.cash -= qty * price + fill.commission
         self.commissions += fill.commission
 
-        pos = self.positions.get(fill.symbol)
+        symbol = fill.symbol
+        pos = self.positions.get(symbol)
         if pos is None:
-            self.positions[fill.symbol] = Position(
-                symbol=fill.symbol, qty=qty, avg_cost=price, realized_pnl=_ZERO, last_price=price
+            pos = self.positions[symbol] = Position(
+                symbol=symbol, qty=qty, avg_cost=price, realized_pnl=_ZERO, last_price=price
             )
         else:
             old = pos.qty
@@ -105,9 +160,17 @@ class Ledger:
             pos.qty = new
             pos.last_price = price
             if not new:
-                del self.positions[fill.symbol]
-        self._marks.pop(fill.symbol, None)
-        self._set_value(fill.symbol)
+                del self.positions[symbol]
+        self._cash_f = float(self.cash)
+        if symbol in self.positions:
+            qty_f = float(pos.qty)
+            self.qty_float[symbol] = qty_f
+            # No converted mark yet (None): the next mark converts its price even if equal.
+            self._held[symbol] = [pos, qty_f, float(price), None]
+        else:
+            self.qty_float.pop(symbol, None)
+            self._held.pop(symbol, None)
+        self._stale = True
         self._update_equity()
         return True
 
@@ -115,48 +178,66 @@ class Ledger:
         """Mark held positions to the slice's closes and update equity, high water, drawdown.
 
         Hot: once per slice. `prices` holds only symbols that printed; others keep their mark.
-        Only held symbols whose price changed are converted to Decimal.
+        Only held symbols whose price changed are converted to Decimal (through the cache).
         """
-        marks = self._marks
-        values = self._values
-        net = self.net_exposure
-        gross = self.gross_exposure
+        cache = self._decimals
         changed = False
-        for symbol, pos in self.positions.items():
-            px = prices.get(symbol)
-            if px is None or px == marks.get(symbol):
-                continue
-            marks[symbol] = px
-            last = Decimal(repr(px))
-            pos.last_price = last
-            value = pos.qty * last
-            old = values[symbol]
-            values[symbol] = value
-            net += value - old
-            gross += abs(value) - abs(old)
-            changed = True
-        if changed:
-            self.net_exposure = net
-            self.gross_exposure = gross
-            self._update_equity()
-
-    def _set_value(self, symbol: str) -> None:
-        """Re-derive one symbol's market value (after a fill) and the exposure sums."""
-        old = self._values.pop(symbol, _ZERO)
-        pos = self.positions.get(symbol)
-        value = _ZERO if pos is None else pos.qty * pos.last_price
-        if pos is not None:
-            self._values[symbol] = value
-        self.net_exposure += value - old
-        self.gross_exposure += abs(value) - abs(old)
+        get = prices.get
+        equity_f = self._cash_f
+        # One pass: convert changed prices and sum the float mirror (no method calls).
+        for symbol, held in self._held.items():
+            px = get(symbol)
+            if px is not None and px != held[3]:
+                held[2] = held[3] = px
+                last = cache.get(px)
+                if last is None:
+                    if len(cache) >= self._PRICE_CACHE_MAX:
+                        cache.clear()
+                    last = cache[px] = Decimal(repr(px))
+                held[0].last_price = last
+                changed = True
+            equity_f += held[1] * held[2]
+        if not changed:
+            return
+        self._stale = True
+        self.equity_float = equity_f
+        hwm_f = self._high_water_f
+        if equity_f >= hwm_f - self._high_water_margin:
+            self._update_high_water(equity_f)
+        elif hwm_f > 0.0:
+            drawdown = (hwm_f - equity_f) / hwm_f
+            self.drawdown = drawdown if drawdown < 1.0 else 1.0
+        else:
+            self.drawdown = 0.0
 
     def _update_equity(self) -> None:
-        equity = self.cash + self.net_exposure
-        self.equity = equity
-        hwm = self.high_water
-        if equity > hwm:
-            self.high_water = hwm = equity
-        self.drawdown = min(1.0, float((hwm - equity) / hwm)) if hwm > 0 else 0.0
+        """Refresh the float mirror, drawdown and (exactly, when it may move) the high water."""
+        equity_f = self._cash_f
+        for _pos, qty_f, px, _key in self._held.values():
+            equity_f += qty_f * px
+        self.equity_float = equity_f
+        if equity_f >= self._high_water_f - self._high_water_margin:
+            self._update_high_water(equity_f)
+        else:
+            self._set_drawdown(equity_f)
+
+    def _update_high_water(self, equity_f: float) -> None:
+        equity = self.equity
+        if equity >= self.high_water:
+            self.high_water = equity
+            self._high_water_f = equity_f
+            self._high_water_margin = abs(equity_f) * _MIRROR_MARGIN
+            self.drawdown = 0.0
+        else:
+            self._set_drawdown(equity_f)
+
+    def _set_drawdown(self, equity_f: float) -> None:
+        hwm_f = self._high_water_f
+        if hwm_f > 0.0:
+            drawdown = (hwm_f - equity_f) / hwm_f
+            self.drawdown = 1.0 if drawdown > 1.0 else (drawdown if drawdown > 0.0 else 0.0)
+        else:
+            self.drawdown = 0.0
 
     def unrealized_pnl(self) -> Decimal:
         """Sum over positions of qty * (last_price - avg_cost)."""

@@ -45,6 +45,9 @@ class RebalanceSettings(BaseModel):
     fractional: bool = False
     order_type: Literal["market", "limit"] = "market"
     limit_offset_bps: float = Field(default=10.0, ge=0)
+    # Slippage and commission push a buy's cost above its price x qty; without a margin, a
+    # fully invested cash account would have its buys rejected.
+    cash_buffer: float = Field(default=0.005, ge=0, lt=1)
 
 
 class Rebalancer:
@@ -73,6 +76,12 @@ class Rebalancer:
         # band) counts as inside despite binary floats.
         self._band = settings.no_trade_band + 1e-12
         self._offset = Decimal(repr(settings.limit_offset_bps)) / Decimal(10_000)
+        self._buy_markup = _WHOLE + self._offset if settings.order_type == "limit" else _WHOLE
+        self._cash_buffer = Decimal(repr(settings.cash_buffer))
+        self._min_notional = settings.min_trade_notional
+        # All orders of one rebalance share the time stamp: convert it once.
+        self._stamp_s = -1
+        self._stamp = ""
 
     def client_order_id(self, ts: int, symbol: str, seq: int) -> str:
         """`{id_prefix}-{base36(ts seconds)}-{symbol}-{seq}`: the same inputs, the same id.
@@ -80,7 +89,11 @@ class Rebalancer:
         Raises:
             InvariantViolation: if the id is longer than 48 characters or not ASCII.
         """
-        cid = f"{self.id_prefix}-{base36(ts // NS_PER_SECOND)}-{symbol}-{seq}"
+        ts_s = ts // NS_PER_SECOND
+        if ts_s != self._stamp_s:
+            self._stamp = base36(ts_s)
+            self._stamp_s = ts_s
+        cid = f"{self.id_prefix}-{self._stamp}-{symbol}-{seq}"
         if len(cid) > MAX_CLIENT_ORDER_ID_LEN or not cid.isascii():
             raise InvariantViolation(
                 f"client order id {cid!r} is not at most {MAX_CLIENT_ORDER_ID_LEN} ASCII chars"
@@ -102,7 +115,9 @@ class Rebalancer:
         than `min_trade_notional`; except that a target of exactly 0 always closes a
         non-zero position. Target quantities round toward zero (whole shares unless
         fractional). A symbol without a price (in `prices` or as the ledger's last mark) is
-        skipped.
+        skipped. Buys are then scaled down, all by one factor, to the cash they can have (see
+        `_fit_to_cash`), so a target of 1.0 leaves `cash_buffer` of equity for slippage and
+        commission instead of being rejected by a cash account.
 
         Args:
             ts: the decision time (the slice's close), UTC ns; it becomes `SubmitOrder.ts`.
@@ -110,53 +125,129 @@ class Rebalancer:
         Returns:
             Sells first, then buys, each in symbol order; ids numbered in that order.
         """
-        equity = ledger.equity
-        # The band test runs in floats: most symbols stop there on most slices, unconverted.
-        equity_f = float(equity)
+        # Hot: the band test runs in floats on the ledger's mirrors; most symbols stop there on
+        # most slices, and only those that will trade are converted to Decimal.
+        equity_f = ledger.equity_float
         band = self._band
         weights = targets.weights
         positions = ledger.positions
-        symbols = set(weights)
-        symbols.update(positions)
-        deltas: list[tuple[str, Decimal, Decimal]] = []
-        for symbol in sorted(symbols):
-            pos = positions.get(symbol)
-            px = prices.get(symbol)
+        qty_float = ledger.qty_float
+        get_price = prices.get
+        candidates: list[tuple[str, float, float]] = []
+        for symbol, target_w in weights.items():
+            px = get_price(symbol)
             if px is None:
+                pos = positions.get(symbol)
                 if pos is None:
                     continue
                 px = float(pos.last_price)
             if not px > 0.0:
                 continue
-            current = open_qty.get(symbol, _ZERO)
-            if pos is not None:
-                current += pos.qty
-            target_w = weights.get(symbol, 0.0)
             if target_w == 0.0:
-                if current:
-                    deltas.append((symbol, -current, Decimal(repr(px))))
+                # Closes whatever is held or open; nothing to do for a symbol with neither.
+                if symbol in qty_float or (open_qty and symbol in open_qty):
+                    candidates.append((symbol, 0.0, px))
                 continue
             if equity_f <= 0.0:
                 continue  # weights of nothing: only closes make sense
-            if abs(float(current) * px / equity_f - target_w) <= band:
+            current_f = qty_float.get(symbol, 0.0)
+            if open_qty:
+                pending = open_qty.get(symbol)
+                if pending is not None:
+                    current_f += float(pending)
+            if abs(current_f * px / equity_f - target_w) <= band:
                 continue
+            candidates.append((symbol, target_w, px))
+        if not positions.keys() <= weights.keys():
+            for symbol, pos in positions.items():
+                if symbol not in weights:
+                    px = get_price(symbol)
+                    if px is None:
+                        px = float(pos.last_price)
+                    if px > 0.0:
+                        candidates.append((symbol, 0.0, px))
+        if not candidates:
+            return []
+
+        candidates.sort()
+        equity = ledger.equity
+        deltas: list[tuple[str, Decimal, Decimal]] = []
+        for symbol, target_w, px in candidates:
+            current = open_qty.get(symbol, _ZERO)
+            pos = positions.get(symbol)
+            if pos is not None:
+                current += pos.qty
             price = Decimal(repr(px))
+            if target_w == 0.0:
+                if current:
+                    deltas.append((symbol, -current, price))
+                continue
             target_qty = (Decimal(repr(target_w)) * equity / price).quantize(
                 self._quantum, rounding=ROUND_DOWN
             )
             delta = target_qty - current
             if not delta:
                 continue
-            if target_qty and abs(delta) * price < self.settings.min_trade_notional:
+            if target_qty and abs(delta) * price < self._min_notional:
                 continue
             deltas.append((symbol, delta, price))
 
-        # Sells first, so their proceeds are there when the buys fill; sorted() kept symbols.
-        ordered = [d for d in deltas if d[1] < 0] + [d for d in deltas if d[1] > 0]
+        # Sells first, so their proceeds are there when the buys fill; candidates were sorted.
+        sells = [d for d in deltas if d[1] < 0]
+        buys = [d for d in deltas if d[1] > 0]
+        if buys:
+            buys = self._fit_to_cash(
+                buys=buys,
+                sells=sells,
+                ledger=ledger,
+                prices=prices,
+                open_qty=open_qty,
+                equity=equity,
+            )
         return [
             self._order(symbol, delta, price, ts, seq)
-            for seq, (symbol, delta, price) in enumerate(ordered)
+            for seq, (symbol, delta, price) in enumerate(sells + buys)
         ]
+
+    def _fit_to_cash(
+        self,
+        *,
+        buys: list[tuple[str, Decimal, Decimal]],
+        sells: list[tuple[str, Decimal, Decimal]],
+        ledger: Ledger,
+        prices: Mapping[str, float],
+        open_qty: Mapping[str, Decimal],
+        equity: Decimal,
+    ) -> list[tuple[str, Decimal, Decimal]]:
+        """Scale the buys down, all by one factor, to the cash they can have.
+
+        Available: cash + this rebalance's sells at the last price - open buys' notional -
+        `cash_buffer` x equity. Buys are priced at the last price (marketable limits at their
+        limit); slippage and commission are what the buffer is for.
+        """
+        available = ledger.cash - self._cash_buffer * max(equity, _ZERO)
+        for _symbol, delta, price in sells:
+            available -= delta * price  # delta < 0: proceeds
+        for symbol, pending in open_qty.items():
+            if pending > 0:
+                px = prices.get(symbol)
+                if px is not None:
+                    available -= pending * Decimal(repr(px))
+                elif (pos := ledger.positions.get(symbol)) is not None:
+                    available -= pending * pos.last_price
+        markup = self._buy_markup
+        cost = sum((delta * price * markup for _s, delta, price in buys), start=_ZERO)
+        if cost <= available:
+            return buys
+        if available <= 0:
+            return []
+        scale = available / cost
+        fitted = []
+        for symbol, delta, price in buys:
+            qty = (delta * scale).quantize(self._quantum, rounding=ROUND_DOWN)
+            if qty > 0 and qty * price >= self._min_notional:
+                fitted.append((symbol, qty, price))
+        return fitted
 
     def _order(self, symbol: str, delta: Decimal, price: Decimal, ts: int, seq: int) -> SubmitOrder:
         buy = delta > 0

@@ -76,6 +76,9 @@ class RiskGate:
         self.kill_switch = False
         self.kill_reason: str | None = None
         self.day_start_equity = _ZERO
+        self._day_start_f = 0.0
+        self._daily_loss_limit = settings.daily_loss_limit
+        self._max_drawdown = settings.max_drawdown
         self._tz = ZoneInfo(settings.day_timezone)
         self._next_day_ns = -(1 << 62)  # the first mark starts a day
         self._quantum = _FRACTION if fractional else _WHOLE
@@ -98,17 +101,19 @@ class RiskGate:
         """
         if ts >= self._next_day_ns:
             self.day_start_equity = ledger.equity
+            self._day_start_f = ledger.equity_float
             self._next_day_ns = _next_local_midnight_ns(ts, self._tz)
         if self.kill_switch:
             return None
-        settings = self.settings
-        start = self.day_start_equity
-        if start > 0:
-            loss = float((start - ledger.equity) / start)
-            if loss >= settings.daily_loss_limit:
-                return self._trip(ts, ledger, "daily_loss", loss, settings.daily_loss_limit)
-        if ledger.drawdown >= settings.max_drawdown:
-            return self._trip(ts, ledger, "max_drawdown", ledger.drawdown, settings.max_drawdown)
+        # Hot: floats from the ledger's mirror; Decimal only when the switch trips.
+        start = self._day_start_f
+        if start > 0.0:
+            loss = (start - ledger.equity_float) / start
+            if loss >= self._daily_loss_limit:
+                return self._trip(ts, ledger, "daily_loss", loss, self._daily_loss_limit)
+        drawdown = ledger.drawdown
+        if drawdown >= self._max_drawdown:
+            return self._trip(ts, ledger, "max_drawdown", drawdown, self._max_drawdown)
         return None
 
     def _trip(

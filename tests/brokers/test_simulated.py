@@ -270,6 +270,43 @@ def test_cash_account_rejects_a_buy_beyond_buying_power_at_fill_time() -> None:
     assert (b.cash, b.positions) == (D(1000), {})
 
 
+def test_cash_account_buy_waits_for_the_proceeds_of_a_due_sell_of_another_symbol() -> None:
+    b = broker(cash="100")
+    b.on_bar(bar(T0, 100.0, symbol="AAA"))
+    b.on_bar(bar(T0, 50.0, symbol="ZZZ"))
+    b.submit(order("z0", qty="20", symbol="ZZZ", ts=T0))  # own 20 ZZZ (needs 1,000)
+    b.on_bar(bar(T0, 50.0, symbol="ZZZ"))
+    assert b.poll_events()[-1] == OrderRejected(
+        client_order_id="z0",
+        symbol="ZZZ",
+        ts=T0,
+        reason="insufficient buying power: need 1000.00, have 100",
+    )
+    b = broker(cash="1000")
+    b.on_bar(bar(T0, 100.0, symbol="AAA"))
+    b.on_bar(bar(T0, 50.0, symbol="ZZZ"))
+    b.submit(order("z0", qty="20", symbol="ZZZ", ts=T0))
+    b.on_bar(bar(T0, 50.0, symbol="ZZZ"))
+    assert (b.cash, b.positions) == (D(0), {"ZZZ": D(20)})
+    # One rebalance: sell ZZZ, buy AAA. AAA's bar comes first: the buy waits for the sell.
+    b.submit(order("s", OrderSide.SELL, qty="20", symbol="ZZZ"))
+    b.submit(order("b", qty="9", symbol="AAA"))
+    b.on_bar(bar(T0 + M, 100.0, symbol="AAA"))
+    b.on_bar(bar(T0 + M, 50.0, symbol="ZZZ"))
+    b.on_bar(bar(T0 + 2 * M, 101.0, symbol="AAA"))
+    done = [e for e in b.poll_events() if not isinstance(e, OrderAccepted)]
+    assert [(type(e).__name__, e.client_order_id, e.ts) for e in done] == [
+        ("OrderFilled", "z0", T0),
+        ("OrderFilled", "s", T0 + M),
+        ("OrderFilled", "b", T0 + 2 * M),
+    ]
+    assert (b.cash, b.positions) == (D(91), {"AAA": D(9)})
+    # With no sell due, a buy beyond the cash is still rejected at once.
+    b.submit(order("c", qty="1", symbol="AAA", ts=T0 + 2 * M))
+    b.on_bar(bar(T0 + 3 * M, 100.0, symbol="AAA"))
+    assert isinstance(b.poll_events()[-1], OrderRejected)
+
+
 def test_cash_account_cannot_sell_short_margin_can() -> None:
     cash = broker()
     cash.on_bar(bar(T0, 100.0))

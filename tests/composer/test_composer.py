@@ -3,6 +3,8 @@ the routing of bars, the config errors and each rebalance schedule."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import datetime
 import math
 from collections.abc import Mapping, Sequence
@@ -11,9 +13,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from composer.composer import Composer
+from composer.composer import _TARGETS_FIELDS, Composer, _targets
 from composer.settings import ComposerSettings, RebalanceSchedule
 from composer.strategy import Strategy, strategy
+from composer.targets import Targets
 from feeds.bar import NS_PER_MINUTE, NS_PER_SECOND, Bar
 from feeds.errors import ConfigError, InvariantViolation
 from tests.composer.helpers import bar
@@ -310,3 +313,77 @@ def test_a_compose_before_at_leaves_that_days_rebalance_due() -> None:
     composer.compose(_ns(datetime.datetime(2024, 3, 8, 10, 0, tzinfo=NY)))
     assert not composer.due(_ns(datetime.datetime(2024, 3, 8, 15, 49, tzinfo=NY)))
     assert composer.due(_ns(datetime.datetime(2024, 3, 8, 15, 50, tzinfo=NY)))
+
+
+# --------------------------------------------------------------------------- reuse of targets
+
+
+def _fresh(strategies: Mapping[str, Held], settings: ComposerSettings, ts: int) -> Targets:
+    """What a new composer (no previous targets to reuse) composes from the same signals."""
+    copies = {sid: Held(s.symbols, s.signals) for sid, s in strategies.items()}
+    return Composer(settings, copies, UNIVERSE).compose(ts)
+
+
+def test_unchanged_signals_give_the_previous_targets_at_the_new_ts() -> None:
+    strategies = _two()
+    composer = Composer(ComposerSettings(), strategies, UNIVERSE)
+    first = composer.compose(1)
+    second = composer.compose(2)
+    assert second.ts == 2
+    assert first.ts == 1
+    assert second == dataclasses.replace(first, ts=2)
+    assert second == _fresh(strategies, ComposerSettings(), 2)
+
+
+def test_a_changed_signal_is_recomposed_and_earlier_targets_stay_as_they_were() -> None:
+    strategies = _two()
+    composer = Composer(ComposerSettings(), strategies, UNIVERSE)
+    first = composer.compose(1)
+    before = copy.deepcopy(first)
+    strategies["b"].signals["C"] = -1.0
+    second = composer.compose(2)
+    # C = .5 * -1 * .5
+    assert second.weights == pytest.approx({"A": 0.25, "B": 0.0, "C": -0.25, "D": 0.0})
+    assert second == _fresh(strategies, ComposerSettings(), 2)
+    assert first == before
+    strategies["b"].signals["C"] = 0.5  # back to the first signals: same numbers again
+    assert composer.compose(3) == dataclasses.replace(first, ts=3)
+
+
+def test_a_bad_signal_after_a_reuse_still_stops_the_process() -> None:
+    held = Held(["A"], {"A": 1.0})
+    composer = Composer(ComposerSettings(), {"x": held}, UNIVERSE)
+    composer.compose(0)
+    held.signals["A"] = math.nan
+    with pytest.raises(InvariantViolation, match=r"strategy 'x' .* for A, outside"):
+        composer.compose(1)
+
+
+def test_inverse_vol_recomposes_when_only_the_vols_changed() -> None:
+    # Signals never change; the split does, once A and B have full windows.
+    strategies = {"s": Held(["A", "B"], {"A": 1.0, "B": 1.0})}
+    settings = ComposerSettings(method="inverse_vol", vol_lookback=4)
+    composer = Composer(settings, strategies, ["A", "B", "C", "D"])
+    feeds = [_alternating("A", 0.01, 5), _alternating("B", 0.02, 5)]
+    for i in range(4):
+        for feed in feeds:
+            composer.on_bar(feed[i])
+    assert composer.compose(0).weights == pytest.approx({"A": 0.5, "B": 0.5, "C": 0, "D": 0})
+    for feed in feeds:
+        composer.on_bar(feed[4])
+    assert composer.compose(1).weights == pytest.approx(
+        {"A": 2 / 3, "B": 1 / 3, "C": 0.0, "D": 0.0}
+    )
+
+
+def test_targets_built_without_init_equal_the_constructor() -> None:
+    # The composer fills Targets' slots directly; it must cover exactly the dataclass fields.
+    assert tuple(f.name for f in dataclasses.fields(Targets)) == _TARGETS_FIELDS
+    w = {"A": 0.5}
+    args = (7, w, {"s": 1.0}, {"s": w}, {"s": {"A": 1.0}})
+    built = _targets(*args)
+    assert built == Targets(
+        ts=7, weights=w, strategy_weights=args[2], by_strategy=args[3], signals=args[4]
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.ts = 8  # type: ignore[misc]

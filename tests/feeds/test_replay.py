@@ -445,3 +445,50 @@ def test_bad_cells_in_a_large_file_only_affect_their_rows(tmp_path: Path) -> Non
         (10_001, "unparseable_time"),
     ]
     assert [b.close for b in got[6_999:7_001]] == [1 + 6_999 % 3, 1 + 7_001 % 3]
+
+
+def test_iteration_matches_the_columns_across_chunks_and_null_patterns(tmp_path: Path) -> None:
+    # 40,000 rows span three iteration chunks: the first has nulls in some rows, the second
+    # none, the third only nulls; each chunk's bars must be the file's rows, nulls as None.
+    n = 40_000
+    first_chunk, third_chunk = range(0, 16_384), range(32_768, n)
+    trade_counts = [
+        None if (i in first_chunk and i % 5 == 0) or i in third_chunk else i for i in range(n)
+    ]
+    vwaps = [
+        None if (i in first_chunk and i % 3 == 0) or i in third_chunk else i + 0.5 for i in range(n)
+    ]
+    f = tmp_path / "x.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "symbol": ["SPY"] * n,
+                "timestamp": pa.array(
+                    [T0 + i * NS_PER_MINUTE for i in range(n)], pa.timestamp("ns", tz="UTC")
+                ),
+                "open": [1.0 + i for i in range(n)],
+                "high": [3.0 + i for i in range(n)],
+                "low": [0.5 + i for i in range(n)],
+                "close": [2.0 + i for i in range(n)],
+                "volume": [float(i) for i in range(n)],
+                "trade_count": pa.array(trade_counts, pa.int64()),
+                "vwap": pa.array(vwaps, pa.float64()),
+            }
+        ),
+        f,
+    )
+    src = ReplaySource(f)
+    got = list(src)
+    expected = [
+        Bar("SPY", T0 + i * NS_PER_MINUTE, 1.0 + i, 3.0 + i, 0.5 + i, 2.0 + i, float(i), tc, vw)
+        for i, (tc, vw) in enumerate(zip(trade_counts, vwaps, strict=True))
+    ]
+    assert [b for b, _ in got] == expected
+    assert all(type(b) is Bar for b, _ in got)
+    assert [src.describe(origin) for _, origin in got[:2]] == [(str(f), 1), (str(f), 2)]
+    assert src.describe(got[-1][1]) == (str(f), n)
+
+
+def test_missing_optional_columns_are_none(tmp_path: Path) -> None:
+    f = write(tmp_path / "x.csv", HEADER + "SPY,2024-01-02T14:30:00Z,1,2,0.5,1.5,7\n")
+    assert bars(ReplaySource(f)) == [Bar("SPY", T0, 1.0, 2.0, 0.5, 1.5, 7.0, None, None)]

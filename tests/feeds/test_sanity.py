@@ -300,3 +300,136 @@ def test_reason_values() -> None:
     assert Reason.HIGH_LOW.value == "high_low_inconsistent"
     assert Reason.BACKWARDS.value == "time_backwards"
     assert Reason.UNPARSEABLE_TIME.value == "unparseable_time"
+
+
+def naive_field_reason(b: Bar) -> Reason | None:
+    """Rules 1-4 of the module docstring, stated directly."""
+    prices = (b.open, b.high, b.low, b.close)
+    values = (*prices, b.volume) + (() if b.vwap is None else (b.vwap,))
+    if not all(math.isfinite(x) for x in values):
+        return Reason.NON_FINITE
+    if min(prices) <= 0.0:
+        return Reason.NON_POSITIVE_PRICE
+    if b.high < max(b.open, b.close) or b.low > min(b.open, b.close) or b.high < b.low:
+        return Reason.HIGH_LOW
+    if b.volume < 0.0:
+        return Reason.NEGATIVE_VOLUME
+    return None
+
+
+def test_field_rules_match_a_naive_statement_on_random_and_extreme_values(
+    calendar: SessionCalendar,
+) -> None:
+    rng = random.Random(7)
+    big = 1.7e308  # finite, but high + volume overflows: such a bar is still accepted
+    specials = [math.nan, math.inf, -math.inf, 0.0, -1.0, 1.0, 2.0, 3.0, big]
+    seen: set[Reason | None] = set()
+    for i in range(5000):
+        o, h, lo, c, v = (
+            rng.choice(specials) if rng.random() < 0.15 else rng.uniform(0.5, 3.5) for _ in range(5)
+        )
+        vw = None if i % 2 else rng.choice([*specials, 1.5])
+        b = Bar("SPY", T0, o, h, lo, c, v, None, vw)
+        expected = naive_field_reason(b)
+        seen.add(expected)
+        # A fresh checker with no session or jump state: only rules 1-4 can reject.
+        assert checker(calendar, session="any").check(b) is expected, b
+    assert seen == {
+        None,
+        Reason.NON_FINITE,
+        Reason.NON_POSITIVE_PRICE,
+        Reason.HIGH_LOW,
+        Reason.NEGATIVE_VOLUME,
+    }
+
+
+def test_bar_whose_high_plus_volume_overflows_is_accepted_and_remembered(
+    calendar: SessionCalendar,
+) -> None:
+    c = checker(calendar, session="any")
+    b = bar(T0, 1e308, volume=1e308)
+    assert c.check(b) is None
+    assert c.check(b) is Reason.DUPLICATE
+
+
+def gap_reference(
+    bars: list[Bar], settings: SanitySettings, bar_ns: int
+) -> tuple[list[Reason | None], int]:
+    """The jump rule for one symbol with gaps (returns scaled by sqrt(elapsed bars)) and the
+    flag action; also the count of flagged jumps."""
+    returns: list[float] = []
+    prev: tuple[int, float] | None = None
+    candidate: tuple[int, float] | None = None
+    out: list[Reason | None] = []
+    flagged = 0
+
+    def ret(ts: int, close: float, ref: tuple[int, float]) -> float:
+        return math.log(close / ref[1]) / math.sqrt(max(1.0, (ts - ref[0]) / bar_ns))
+
+    def is_jump(r: float) -> bool:
+        window = returns[-settings.jump_window :]
+        if len(window) < settings.jump_min_obs:
+            return False
+        return abs(r) > settings.jump_sigmas * statistics.stdev(window)
+
+    for b in bars:
+        if prev is None:
+            prev = (b.ts, b.close)
+            out.append(None)
+            continue
+        r = ret(b.ts, b.close, prev)
+        if not is_jump(r):
+            returns.append(r)
+            prev, candidate = (b.ts, b.close), None
+            out.append(None)
+        elif settings.jump_action == "flag":
+            flagged += 1
+            prev = (b.ts, b.close)
+            out.append(None)
+        elif candidate is not None and not is_jump(ret(b.ts, b.close, candidate)):
+            returns.append(ret(b.ts, b.close, candidate))
+            prev, candidate = (b.ts, b.close), None
+            out.append(None)
+        else:
+            candidate = (b.ts, b.close)
+            out.append(Reason.JUMP)
+    return out, flagged
+
+
+@pytest.mark.parametrize("action", ["reject", "flag"])
+def test_jump_decisions_with_gaps_over_many_windows_match_a_reference(
+    calendar: SessionCalendar, action: str
+) -> None:
+    # 6,000 bars with a window of 40: the running sums are re-summed many times on the way.
+    rng = random.Random(11)
+    settings = SanitySettings(
+        session="any", jump_window=40, jump_min_obs=10, jump_sigmas=5.0, jump_action=action
+    )
+    price, ts = 80.0, T0
+    bars = []
+    for _ in range(6000):
+        gap = rng.choice([1, 1, 1, 1, 2, 7])
+        ts += gap * NS_PER_MINUTE
+        r = rng.gauss(0.0, 0.001) * math.sqrt(gap)
+        if rng.random() < 0.03:
+            r += rng.choice([-1, 1]) * rng.uniform(0.003, 0.08)
+        price *= math.exp(r)
+        bars.append(bar(ts, price))
+    expected, flagged = gap_reference(bars, settings, NS_PER_MINUTE)
+    c = SanityChecker(settings, bar_ns=NS_PER_MINUTE, calendar=calendar)
+    assert [c.check(b) for b in bars] == expected
+    assert c.flagged == flagged
+    assert expected.count(Reason.JUMP) + flagged > 50
+
+
+def test_session_cache_follows_days_back_and_forth_across_symbols(
+    calendar: SessionCalendar,
+) -> None:
+    c = checker(calendar)
+    # Symbols on different days (a replay of one symbol after another), then a holiday.
+    assert c.check(bar(ny_ns(2024, 1, 3, 9, 30), symbol="A")) is None
+    assert c.check(bar(ny_ns(2024, 1, 2, 15, 59), symbol="B")) is None
+    assert c.check(bar(ny_ns(2024, 1, 2, 16, 0), symbol="C")) is Reason.OUTSIDE_SESSION
+    assert c.check(bar(ny_ns(2024, 1, 3, 16, 0), symbol="B")) is Reason.OUTSIDE_SESSION
+    assert c.check(bar(ny_ns(2024, 11, 28, 10), symbol="A")) is Reason.OUTSIDE_SESSION
+    assert c.check(bar(ny_ns(2024, 11, 29, 12, 59), symbol="A")) is None

@@ -6,6 +6,7 @@ import random
 from decimal import Decimal
 
 import orjson
+import pytest
 
 from brokers.orders import OrderPartiallyFilled, OrderSide
 from portfolio.ledger import Ledger, Position
@@ -129,3 +130,36 @@ def test_incremental_sums_match_a_naive_recomputation() -> None:
         assert ledger.gross_exposure == sum((abs(v) for v in values), start=D(0))
         assert ledger.equity == ledger.cash + ledger.net_exposure
         assert ledger.high_water >= ledger.equity
+
+
+def test_float_mirror_tracks_the_exact_values_and_high_water_stays_exact() -> None:
+    rng = random.Random(3)
+    ledger = Ledger(D(50_000))
+    symbols = ["AAA", "BBB", "CCC"]
+    high = D(50_000)
+    for step in range(600):
+        symbol = rng.choice(symbols)
+        if step % 4 == 0:
+            side = rng.choice([BUY, SELL])
+            price = D(rng.randint(5_000, 15_000)) / 100
+            ledger.apply_fill(fill(side, rng.randint(1, 40), str(price), symbol=symbol))
+        else:
+            ledger.mark({s: rng.randint(9_000, 11_000) / 100 for s in symbols})
+        # The naive reference: exact Decimal sums from the positions.
+        equity = ledger.cash + sum((p.qty * p.last_price for p in ledger.positions.values()), D(0))
+        high = max(high, equity)
+        assert ledger.equity == equity
+        assert ledger.high_water == high
+        assert ledger.drawdown == pytest.approx(float((high - equity) / high), abs=1e-12)
+        assert ledger.equity_float == pytest.approx(float(equity), rel=1e-12)
+        assert ledger.qty_float == {s: float(p.qty) for s, p in ledger.positions.items()}
+        for p in ledger.positions.values():
+            assert p.last_price == D(repr(float(p.last_price)))  # a fill price or a close
+
+
+def test_a_repeated_close_after_a_fill_is_still_marked() -> None:
+    ledger = Ledger(D(10_000))
+    ledger.mark({"SPY": 100.0})
+    ledger.apply_fill(fill(BUY, 10, "100.00"))
+    ledger.mark({"SPY": 100.0})
+    assert str(ledger.positions["SPY"].last_price) == "100.0"  # converted from the close

@@ -144,3 +144,58 @@ def test_bad_id_prefix_is_a_config_error(prefix: str) -> None:
 def test_settings_reject_bad_values(bad: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         RebalanceSettings(**bad)
+
+
+def test_buys_keep_the_cash_buffer_uninvested() -> None:
+    ledger = Ledger(D(100_000))
+    # 1.0 of 100,000 at 100 would be 1,000 shares; 0.5% of equity (500) stays as cash.
+    assert trades(rebalance({"SPY": 1.0}, ledger, {"SPY": 100.0})) == [("SPY", BUY, D(995))]
+    assert trades(rebalance({"SPY": 1.0}, ledger, {"SPY": 100.0}, cash_buffer=0.0)) == [
+        ("SPY", BUY, D(1000))
+    ]
+    # Within the cash, the buffer changes nothing.
+    assert trades(rebalance({"SPY": 0.5}, ledger, {"SPY": 100.0})) == [("SPY", BUY, D(500))]
+
+
+def test_buys_count_the_proceeds_of_this_rebalances_sells() -> None:
+    ledger = ledger_with(100_000, AAA=(500, 100.0))  # cash 50,000, equity 100,000
+    orders = rebalance({"AAA": 0.0, "BBB": 1.0}, ledger, {"AAA": 100.0, "BBB": 100.0})
+    # 50,000 cash + 50,000 of sells - 500 buffer = 99,500: 995 shares.
+    assert trades(orders) == [("AAA", SELL, D(500)), ("BBB", BUY, D(995))]
+
+
+def test_open_buys_notional_is_not_available_and_buys_scale_by_one_factor() -> None:
+    ledger = Ledger(D(100_000))
+    prices = {"AAA": 100.0, "BBB": 100.0, "CCC": 50.0}
+    # 100,000 - 500 buffer - 200 x 100 open = 79,500 for 45,000 + 40,000 of buys:
+    # factor 79,500 / 85,000; 450 x 0.93529 = 420.88 and 800 x 0.93529 = 748.24, rounded down.
+    orders = rebalance({"AAA": 0.2, "BBB": 0.45, "CCC": 0.4}, ledger, prices, {"AAA": D(200)})
+    assert trades(orders) == [("BBB", BUY, D(420)), ("CCC", BUY, D(748))]
+
+
+def test_limit_buys_are_fitted_at_their_limit_price() -> None:
+    ledger = Ledger(D(100_000))
+    orders = rebalance({"SPY": 1.0}, ledger, {"SPY": 100.0}, order_type="limit")
+    # 99,500 / (1,000 x 100.10) x 1,000 = 994.0 shares at most.
+    assert trades(orders) == [("SPY", BUY, D(994))]
+    (order,) = orders
+    assert order.limit_price is not None
+    assert order.qty * order.limit_price <= D(99_500)
+
+
+def test_no_buys_when_no_cash_is_left() -> None:
+    ledger = ledger_with(1_000, SPY=(10, 100.0))  # all in SPY: cash 0, equity 1,000
+    prices = {"SPY": 100.0, "QQQ": 10.0}
+    # The sell frees 500; less the 5 buffer, 495 buys 49 of the 50 QQQ.
+    assert trades(rebalance({"SPY": 0.5, "QQQ": 0.5}, ledger, prices)) == [
+        ("SPY", SELL, D(5)),
+        ("QQQ", BUY, D(49)),
+    ]
+    assert rebalance({"SPY": 1.0, "QQQ": 0.5}, ledger, prices) == []
+
+
+def test_settings_cash_buffer_must_be_a_fraction() -> None:
+    with pytest.raises(ValidationError, match="cash_buffer"):
+        RebalanceSettings(cash_buffer=1.0)
+    with pytest.raises(ValidationError, match="cash_buffer"):
+        RebalanceSettings(cash_buffer=-0.1)

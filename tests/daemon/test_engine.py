@@ -1,0 +1,119 @@
+"""The engine core driven by hand, as a live driver would drive it: late bars, staleness."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from brokers.orders import ExecutionEvent
+from composer.targets import Targets
+from daemon.config import load_config
+from daemon.engine import Decision
+from daemon.replay import build_engine
+from feeds.bar import NS_PER_DAY, Bar
+from feeds.errors import InvariantViolation
+from portfolio.events import KillSwitchTripped
+from portfolio.ledger import Ledger
+from tests.daemon.helpers import always_long_config, write_yaml
+
+DAY0 = 1_609_736_400_000_000_000  # 2021-01-04 00:00 America/New_York
+
+
+class Collect:
+    """An EngineListener that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.slices: list[int] = []
+        self.stale: list[tuple[str, int, bool]] = []
+        self.decisions: list[Decision] = []
+
+    def on_slice(self, ts: int, ledger: Ledger) -> None:
+        self.slices.append(ts)
+
+    def on_targets(self, targets: Targets) -> None:
+        pass
+
+    def on_decision(self, decision: Decision) -> None:
+        self.decisions.append(decision)
+
+    def on_kill_switch(self, event: KillSwitchTripped) -> None:
+        pass
+
+    def on_execution(self, event: ExecutionEvent, applied: bool) -> None:
+        pass
+
+    def on_stale(self, symbol: str, ts: int, stale: bool) -> None:
+        self.stale.append((symbol, ts, stale))
+
+
+def bar(symbol: str, day: int, close: float = 100.0) -> Bar:
+    return Bar(
+        symbol=symbol,
+        ts=DAY0 + day * NS_PER_DAY,
+        open=close,
+        high=close + 1,
+        low=close - 1,
+        close=close,
+        volume=1000.0,
+    )
+
+
+@pytest.fixture
+def engine_and_listener(tmp_path: Path, recorder: Any) -> tuple[Any, Collect]:
+    tree = always_long_config(tmp_path)
+    tree["sanity"] = {"stale_after_slices": 3}
+    loaded = load_config([str(write_yaml(tmp_path / "c.yaml", tree))])
+    listener = Collect()
+    engine, _ = build_engine(loaded, ["AAA", "BBB"], listener)  # type: ignore[arg-type]
+    recorder.seen.clear()
+    return engine, listener
+
+
+def test_a_late_bar_marks_but_no_strategy_sees_it(
+    engine_and_listener: tuple[Any, Collect], recorder: Any
+) -> None:
+    engine, _ = engine_and_listener
+    assert engine.on_bar(bar("AAA", 0)) is None
+    engine.close_slice()
+    assert engine.on_bar(bar("AAA", 1)) is None
+    # BBB's bar of day 0 arrives after the day-0 slice was decided
+    assert engine.on_bar(bar("BBB", 0, close=42.0)) is None
+    assert engine.counters.bars_late == 1
+    assert engine.last_close["BBB"] == 42.0
+    assert [b.symbol for b in recorder.seen] == ["AAA", "AAA"]
+
+
+def test_the_driver_must_close_a_slice_before_a_later_bar(
+    engine_and_listener: tuple[Any, Collect],
+) -> None:
+    engine, _ = engine_and_listener
+    engine.on_bar(bar("AAA", 0))
+    with pytest.raises(InvariantViolation):
+        engine.on_bar(bar("AAA", 1))
+
+
+def test_a_symbol_without_bars_is_reported_stale_then_fresh(
+    engine_and_listener: tuple[Any, Collect],
+) -> None:
+    engine, listener = engine_and_listener
+    for day in range(6):
+        engine.on_bar(bar("AAA", day))
+        if day in (0, 5):
+            engine.on_bar(bar("BBB", day))
+        engine.close_slice()
+    assert listener.stale == [
+        ("BBB", DAY0 + 3 * NS_PER_DAY, True),
+        ("BBB", DAY0 + 5 * NS_PER_DAY, False),
+    ]
+    assert engine.stale_symbols == frozenset()
+
+
+def test_a_symbol_outside_the_universe_is_quarantined(
+    engine_and_listener: tuple[Any, Collect],
+) -> None:
+    engine, _ = engine_and_listener
+    assert engine.on_bar(bar("ZZZ", 0)) == "unknown_symbol"
+    assert engine.rejected == {"unknown_symbol": 1}
+    assert engine.bars_in == 1
