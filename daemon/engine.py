@@ -133,7 +133,11 @@ class Engine:
         self._universe = frozenset(symbols)
         self._slice_closes: dict[str, float] = {}
         self._stale_after = stale_after_slices
+        # The slice number each symbol last printed in; a slice where every symbol printed
+        # only sets _all_seen, so a full slice costs nothing here.
         self._last_seen: dict[str, int] = dict.fromkeys(self.symbols, 0)
+        self._all_seen = 0
+        self._n_symbols = len(self.symbols)
         self._stale: set[str] = set()
         self._flatten_on_kill = flatten_on_kill
         # Bound once: these run for every bar.
@@ -192,13 +196,10 @@ class Engine:
         ledger.mark(closes)
         counters = self.counters
         counters.slices += 1
-        if len(closes) < len(self.symbols) or self._stale:
-            self._track_staleness(closes, slice_ts)
+        if len(closes) == self._n_symbols and not self._stale:
+            self._all_seen = counters.slices  # every symbol printed: nobody is stale
         else:
-            seen = counters.slices
-            last_seen = self._last_seen
-            for symbol in closes:
-                last_seen[symbol] = seen
+            self._track_staleness(closes, slice_ts)
 
         risk = self.risk
         tripped = risk.on_mark(decision_ts, ledger)
@@ -291,7 +292,8 @@ class Engine:
                 self._stale.discard(symbol)
                 self.listener.on_stale(symbol, slice_ts, False)
         for symbol in self.symbols:
-            if symbol not in self._stale and seen - last_seen[symbol] >= self._stale_after:
+            last = max(last_seen[symbol], self._all_seen)
+            if symbol not in self._stale and seen - last >= self._stale_after:
                 self._stale.add(symbol)
                 self.listener.on_stale(symbol, slice_ts, True)
 

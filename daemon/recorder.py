@@ -46,10 +46,14 @@ class _OrderRow:
 
 @dataclass(slots=True)
 class EquitySeries:
+    """One entry per slice. Cash is the ledger's exact Decimal (it changes only on fills, so
+    this is a reference, not a copy); equity and gross exposure are the ledger's float mirrors,
+    which are exact to far below a cent and cost no Decimal arithmetic per slice."""
+
     ts: list[int] = field(default_factory=list)
     cash: list[Decimal] = field(default_factory=list)
-    equity: list[Decimal] = field(default_factory=list)
-    gross: list[Decimal] = field(default_factory=list)
+    equity: list[float] = field(default_factory=list)
+    gross: list[float] = field(default_factory=list)
     drawdown: list[float] = field(default_factory=list)
 
 
@@ -114,8 +118,8 @@ class Recorder:
         series = self.series
         series.ts.append(ts)
         series.cash.append(ledger.cash)
-        series.equity.append(ledger.equity)
-        series.gross.append(ledger.gross_exposure)
+        series.equity.append(ledger.equity_float)
+        series.gross.append(ledger.gross_exposure_float())
         series.drawdown.append(ledger.drawdown)
 
     def on_targets(self, targets: Targets) -> None:
@@ -335,7 +339,7 @@ class Recorder:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(["time", "cash", "equity", "gross_exposure", "drawdown"])
             writer.writerows(
-                (t, c.quantize(CENT), e.quantize(CENT), g.quantize(CENT), f"{d:.6f}")
+                (t, c.quantize(CENT), f"{e:.2f}", f"{g:.2f}", f"{d:.6f}")
                 for t, c, e, g, d in zip(
                     times,
                     series.cash,

@@ -186,10 +186,16 @@ def replay(
 
 
 def _decide(engine: Engine, broker: SimulatedBroker) -> None:
-    engine.on_events(broker.poll_events())
-    for order in engine.close_slice():
-        broker.submit(order)
-    engine.on_events(broker.poll_events())
+    # Fills at this slice's bars first, so the decision sees them in the ledger.
+    events = broker.poll_events()
+    if events:
+        engine.on_events(events)
+    orders = engine.close_slice()
+    if orders:
+        for order in orders:
+            broker.submit(order)
+        # Acceptances, rejections, and with fill_at "close" the fills themselves.
+        engine.on_events(broker.poll_events())
 
 
 def _day_start_ns(day: date) -> int:
@@ -209,13 +215,13 @@ def _summary(
     counters = engine.counters
     series = recorder.series
     start_equity = loaded.settings.run.start_cash
-    final_equity = series.equity[-1] if series.equity else start_equity
+    ledger = engine.ledger
+    final_equity = ledger.equity
     rejected = {str(k): v for k, v in sorted(engine.rejected.items())}
     for problem in source.problems:
         rejected[problem.reason] = rejected.get(problem.reason, 0) + 1
     bars_in = engine.bars_in + len(source.problems)
-    equity = np.array([float(e) for e in series.equity], dtype=np.float64)
-    ledger = engine.ledger
+    equity = np.asarray(series.equity, dtype=np.float64)
     return {
         "run_id": run_id,
         "config": list(loaded.files),

@@ -239,6 +239,13 @@ class Ledger:
         else:
             self.drawdown = 0.0
 
+    def gross_exposure_float(self) -> float:
+        """Float mirror of `gross_exposure`, for per-slice reports (cheap: no Decimal)."""
+        gross = 0.0
+        for _pos, qty_f, px, _key in self._held.values():
+            gross += abs(qty_f * px)
+        return gross
+
     def unrealized_pnl(self) -> Decimal:
         """Sum over positions of qty * (last_price - avg_cost)."""
         return sum(
