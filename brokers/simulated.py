@@ -40,24 +40,13 @@ from brokers.orders import (
     SubmitOrder,
     TimeInForce,
 )
+from brokers.ticks import CENT, round_to_tick
 from feeds.bar import NS_PER_SECOND, Bar
 
-CENT = Decimal("0.01")
-SUB_DOLLAR_TICK = Decimal("0.0001")
-_ONE = Decimal(1)
 _ZERO = Decimal(0)
+_WHOLE = Decimal(1)
 _QTY_QUANTUM = Decimal("1e-9")
 _EXCHANGE_TZ = ZoneInfo("America/New_York")
-
-
-def tick_size(price: Decimal) -> Decimal:
-    """The US equity tick for `price`: $0.01 at or above $1, $0.0001 below (Reg NMS 612)."""
-    return CENT if price >= _ONE else SUB_DOLLAR_TICK
-
-
-def round_to_tick(price: Decimal, rounding: str = ROUND_HALF_UP) -> Decimal:
-    """Round `price` to its tick with the given `decimal` rounding mode (nearest by default)."""
-    return price.quantize(tick_size(price), rounding=rounding)
 
 
 def next_local_midnight_ns(ts: int, tz: dt.tzinfo) -> int:
@@ -265,7 +254,7 @@ class SimulatedBroker:
             left = self._volume_left.get(order.symbol)
             if left is None:
                 left = Decimal(repr(bar.volume * self._participation))
-            cap = left.quantize(_ONE if order.whole else _QTY_QUANTUM, rounding=ROUND_DOWN)
+            cap = left.quantize(_WHOLE if order.whole else _QTY_QUANTUM, rounding=ROUND_DOWN)
             if cap <= _ZERO:
                 return
             qty = min(qty, cap)

@@ -161,7 +161,13 @@ class Composer:
             and a_of is self._last_a
         ):
             self._schedule.rebalanced(ts)
-            return _targets(ts, last.weights, last.strategy_weights, last.by_strategy, signals)
+            return Targets(
+                ts=ts,
+                weights=last.weights,
+                strategy_weights=last.strategy_weights,
+                by_strategy=last.by_strategy,
+                signals=signals,
+            )
 
         weights = self._zeros.copy()
         by_strategy: dict[str, dict[str, float]] = {}
@@ -182,7 +188,9 @@ class Composer:
 
         self._schedule.rebalanced(ts)
         # The method's dicts are shared, not copied: neither it nor any reader mutates them.
-        targets = _targets(ts, weights, w_of, by_strategy, signals)
+        targets = Targets(
+            ts=ts, weights=weights, strategy_weights=w_of, by_strategy=by_strategy, signals=signals
+        )
         self._last = targets
         self._last_a = a_of
         return targets
@@ -213,30 +221,6 @@ def _scaled(weights: Mapping[str, float], cap: float) -> dict[str, float]:
 # object.__setattr__, which costs more than the rest of a cached compose. Setting its slots
 # through their descriptors builds the same object (it has no __post_init__ or validation) in
 # a third of the time. tests/composer pins that this covers exactly the fields of Targets.
-_TARGETS_FIELDS = ("ts", "weights", "strategy_weights", "by_strategy", "signals")
-_new_targets = object.__new__
-_set_ts, _set_weights, _set_strategy_weights, _set_by_strategy, _set_signals = (
-    vars(Targets)[name].__set__ for name in _TARGETS_FIELDS
-)
-
-
-def _targets(
-    ts: int,
-    weights: dict[str, float],
-    strategy_weights: dict[str, float],
-    by_strategy: dict[str, dict[str, float]],
-    signals: dict[str, dict[str, float]],
-) -> Targets:
-    """`Targets(ts=ts, weights=weights, ...)`, without the frozen dataclass's __init__ (HOT)."""
-    t: Targets = _new_targets(Targets)
-    _set_ts(t, ts)
-    _set_weights(t, weights)
-    _set_strategy_weights(t, strategy_weights)
-    _set_by_strategy(t, by_strategy)
-    _set_signals(t, signals)
-    return t
-
-
 def _fan_out(handlers: tuple[Callable[[Bar], None], ...]) -> Callable[[Bar], None]:
     """One callable that calls each of `handlers` in order."""
 

@@ -238,9 +238,6 @@ class Engine:
                     pass
             self.listener.on_execution(event, applied)
 
-    def reset_kill_switch(self) -> None:
-        self.risk.reset()
-
     def _orders_for(self, targets: Targets, slice_ts: int, decision_ts: int) -> list[SubmitOrder]:
         ledger = self.ledger
         prices = self.last_close

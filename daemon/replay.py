@@ -77,7 +77,9 @@ def build_engine(
         composer=composer,
         ledger=Ledger(settings.run.start_cash),
         order_book=OrderBook(),
-        rebalancer=Rebalancer(settings.rebalance, id_prefix=prefix),
+        rebalancer=Rebalancer(
+            settings.rebalance, id_prefix=prefix, cash_limited=settings.broker.account == "cash"
+        ),
         risk=RiskGate(settings.risk, fractional=settings.rebalance.fractional),
         listener=listener,
         stale_after_slices=settings.sanity.stale_after_slices,

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from brokers.orders import OrderSide, OrderType, SubmitOrder, TimeInForce
-from brokers.simulated import round_to_tick
+from brokers.ticks import round_to_tick
 from composer.targets import Targets
 from feeds.bar import NS_PER_SECOND
 from feeds.errors import ConfigError, InvariantViolation
@@ -62,7 +62,17 @@ class Rebalancer:
         ConfigError: if `id_prefix` is empty, too long or not printable ASCII.
     """
 
-    def __init__(self, settings: RebalanceSettings, *, id_prefix: str) -> None:
+    def __init__(
+        self, settings: RebalanceSettings, *, id_prefix: str, cash_limited: bool = True
+    ) -> None:
+        """Build the rebalancer of one account.
+
+        Args:
+            settings: the `rebalance:` config.
+            id_prefix: the start of every client order id (1 to 16 printable ASCII characters).
+            cash_limited: fit buys to the cash the account will have (a cash account); False
+                for a margin account, whose gross exposure the risk gate limits instead.
+        """
         if not id_prefix or len(id_prefix) > MAX_ID_PREFIX_LEN:
             raise ConfigError(
                 f"id_prefix must be 1 to {MAX_ID_PREFIX_LEN} characters, got {id_prefix!r}"
@@ -79,6 +89,7 @@ class Rebalancer:
         self._buy_markup = _WHOLE + self._offset if settings.order_type == "limit" else _WHOLE
         self._cash_buffer = Decimal(repr(settings.cash_buffer))
         self._min_notional = settings.min_trade_notional
+        self._cash_limited = cash_limited
         # All orders of one rebalance share the time stamp: convert it once.
         self._stamp_s = -1
         self._stamp = ""
@@ -195,7 +206,7 @@ class Rebalancer:
         # Sells first, so their proceeds are there when the buys fill; candidates were sorted.
         sells = [d for d in deltas if d[1] < 0]
         buys = [d for d in deltas if d[1] > 0]
-        if buys:
+        if buys and self._cash_limited:
             buys = self._fit_to_cash(
                 buys=buys,
                 sells=sells,

@@ -22,7 +22,8 @@ from brokers.orders import (
     SubmitOrder,
     TimeInForce,
 )
-from brokers.simulated import SimulatedBroker, SimulatedBrokerSettings, round_to_tick
+from brokers.simulated import SimulatedBroker, SimulatedBrokerSettings
+from brokers.ticks import round_to_tick
 from feeds.bar import NS_PER_DAY, NS_PER_MINUTE, Bar
 
 # 2024-03-05 09:30 America/New_York (EST) = 14:30 UTC.

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from composer.composer import _TARGETS_FIELDS, Composer, _targets
+from composer.composer import Composer
 from composer.settings import ComposerSettings, RebalanceSchedule
 from composer.strategy import Strategy, strategy
 from composer.targets import Targets
@@ -374,16 +374,3 @@ def test_inverse_vol_recomposes_when_only_the_vols_changed() -> None:
     assert composer.compose(1).weights == pytest.approx(
         {"A": 2 / 3, "B": 1 / 3, "C": 0.0, "D": 0.0}
     )
-
-
-def test_targets_built_without_init_equal_the_constructor() -> None:
-    # The composer fills Targets' slots directly; it must cover exactly the dataclass fields.
-    assert tuple(f.name for f in dataclasses.fields(Targets)) == _TARGETS_FIELDS
-    w = {"A": 0.5}
-    args = (7, w, {"s": 1.0}, {"s": w}, {"s": {"A": 1.0}})
-    built = _targets(*args)
-    assert built == Targets(
-        ts=7, weights=w, strategy_weights=args[2], by_strategy=args[3], signals=args[4]
-    )
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        built.ts = 8  # type: ignore[misc]

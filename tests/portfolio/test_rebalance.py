@@ -157,6 +157,14 @@ def test_buys_keep_the_cash_buffer_uninvested() -> None:
     assert trades(rebalance({"SPY": 0.5}, ledger, {"SPY": 100.0})) == [("SPY", BUY, D(500))]
 
 
+def test_a_margin_account_may_buy_beyond_its_cash() -> None:
+    rebalancer = Rebalancer(RebalanceSettings(), id_prefix="run1", cash_limited=False)
+    targets = Targets(ts=TS, weights={"SPY": 0.75, "QQQ": 0.75})
+    orders = rebalancer.orders(targets, Ledger(D(100_000)), {"SPY": 100.0, "QQQ": 50.0}, {}, TS)
+    # 1.5x gross: 75,000 of each, 150,000 in all, on 100,000 of cash
+    assert trades(orders) == [("QQQ", BUY, D(1500)), ("SPY", BUY, D(750))]
+
+
 def test_buys_count_the_proceeds_of_this_rebalances_sells() -> None:
     ledger = ledger_with(100_000, AAA=(500, 100.0))  # cash 50,000, equity 100,000
     orders = rebalance({"AAA": 0.0, "BBB": 1.0}, ledger, {"AAA": 100.0, "BBB": 100.0})
