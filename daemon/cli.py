@@ -19,7 +19,7 @@ from daemon.config import Loc, load_config, redacted
 from daemon.logs import EventLog
 from daemon.replay import progress_bar, replay
 from daemon.settings import LogSettings
-from feeds.errors import TradingdError
+from feeds.errors import ConfigError, TradingdError
 
 EXIT_USAGE = 2
 
@@ -104,6 +104,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict[Loc, Any]:
+    if args.start and args.end and args.end < args.start:
+        raise ConfigError(f"command line: --end {args.end} is before --start {args.start}")
     out: dict[Loc, Any] = {}
     if args.data:
         out[("data", "path")] = args.data

@@ -142,7 +142,7 @@ def replay(
     rejected_bar = recorder.rejected_bar
     describe = source.describe
     slice_ts = -1
-    total = source.rows_read
+    total = len(source)
     step = max(total // 100, 1)
     for n, (bar, origin) in enumerate(source, 1):
         ts = bar.ts
@@ -161,6 +161,8 @@ def replay(
     if engine.slice_ts is not None:
         _decide(engine, broker)
     engine.on_events(broker.poll_events())
+    if progress is not None:
+        progress(total, total)
     recorder.close()
     wall = time.perf_counter() - started
     summary = _summary(

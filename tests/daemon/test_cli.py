@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
 import pytest
 
 from daemon.cli import main
+from daemon.replay import progress_bar
 from tests.daemon.helpers import always_long_config, write_daily_csv, write_yaml
 
 SUMMARY_KEYS = {
@@ -55,9 +57,13 @@ def test_replay_of_the_shipped_config(tmp_path: Path, capsys: pytest.CaptureFixt
     assert len(rows) == summary["slices"]
     assert abs(float(rows[-1]["equity"]) - float(summary["final_equity"])) <= 0.01
     assert "wrote" in stdout
-    # stderr carries JSON log lines only
-    for line in err.splitlines():
-        assert json.loads(line)["event"]
+    # stderr carries JSON log lines only, and every order carries its decision trace
+    events = [json.loads(line) for line in err.splitlines()]
+    submitted = [e for e in events if e["event"] == "order_submitted"]
+    assert len(submitted) == summary["orders"]
+    trace_keys = {"slice_time", "symbol", "client_order_id", "signals", "target_weight", "risk"}
+    assert trace_keys <= submitted[0].keys()
+    assert set(submitted[0]["signals"]) == {"trend", "momentum", "reversion", "breakout"}
 
 
 @pytest.mark.usefixtures("in_repo")
@@ -177,3 +183,20 @@ def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["bars", "synth", "--symbols", "A", "--sessions", "0", "--out", "x"])
     assert info.value.code == 2
     assert "must be greater than 0" in capsys.readouterr().err
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_shows_only_on_a_terminal() -> None:
+    assert progress_bar(io.StringIO()) is None
+    terminal = FakeTerminal()
+    show = progress_bar(terminal)
+    assert show is not None
+    show(50, 200)
+    show(200, 200)
+    text = terminal.getvalue()
+    assert "25.0%" in text
+    assert text.endswith("100.0% 200 bars\n")
