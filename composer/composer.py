@@ -3,8 +3,9 @@
     target[sym] = sum over strategies s of  w_s * signal_s[sym] * a_s[sym]
 
 where w_s is the capital weight of s and a_s[sym] its allocation to sym, both decided by the
-composition method (`composer.methods`). If the sum of |target| exceeds `max_gross`, every
-target is scaled down so that it equals `max_gross`.
+composition method (`composer.methods`). With `vol_target` set, every target is then scaled
+by k = annual_vol / (annualized vol of the targets) (`composer.vol_target`). If the sum of
+|target| exceeds `max_gross`, every target is scaled down so that it equals `max_gross`.
 
 The engine calls, per accepted bar, `on_bar(bar)`; per slice, `due(ts)` and, when it is True,
 `compose(ts)`. `compose` records the rebalance and schedules the next one.
@@ -18,10 +19,11 @@ import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, assert_never
 
-from composer.methods import METHODS
+from composer.methods import METHODS, RegimeMethod
 from composer.settings import ComposerSettings, RebalanceSchedule
 from composer.strategy import Strategy
 from composer.targets import Targets
+from composer.vol_target import VolTarget
 from feeds.bar import NS_PER_MINUTE, NS_PER_SECOND, Bar
 from feeds.errors import ConfigError, InvariantViolation
 
@@ -40,8 +42,11 @@ class Composer:
 
     Raises:
         ConfigError: no strategy; a strategy with no symbols or a symbol outside the universe;
-            `strategy_weights` naming an unknown strategy (or missing for method 'static').
-            The message starts with the key path.
+            `strategy_weights` naming an unknown strategy (or missing for method 'static');
+            method settings that do not fit (`composer.regime.table.<regime>.<id>` naming an
+            unknown strategy, `composer.regime.symbol` outside the universe,
+            `composer.performance.floor`/`cap` that cannot sum to 1). The message starts
+            with the key path.
     """
 
     def __init__(
@@ -75,16 +80,22 @@ class Composer:
         self._strategies = dict(strategies)
         self._universe = universe
         self._max_gross = settings.max_gross
-        symbols_of = {sid: s.symbols for sid, s in self._strategies.items()}
-        self._method = METHODS[settings.method](settings, symbols_of)
+        self._method = METHODS[settings.method](settings, self._strategies, universe)
+        self._vol_target = (
+            None if settings.vol_target is None else VolTarget(settings.vol_target, universe)
+        )
 
+        # Strategies first: a method that reads signals at a bar reads the ones it produced.
         routes: dict[str, list[Callable[[Bar], None]]] = {}
         for strat in self._strategies.values():
             for sym in strat.symbols:
                 routes.setdefault(sym, []).append(strat.on_bar)
         if self._method.observes_bars:
-            for handlers in routes.values():
-                handlers.append(self._method.on_bar)
+            for sym in self._method.observed_symbols:
+                routes.setdefault(sym, []).append(self._method.on_bar)
+        if self._vol_target is not None:
+            for sym in universe:
+                routes.setdefault(sym, []).append(self._vol_target.on_bar)
         # One callable per symbol: most symbols have one handler, called directly.
         self._routes: dict[str, Callable[[Bar], None]] = {
             sym: handlers[0] if len(handlers) == 1 else _fan_out(tuple(handlers))
@@ -99,13 +110,32 @@ class Composer:
         # change. None of these dicts is mutated once a Targets holds it.
         self._last: Targets | None = None
         self._last_a: Mapping[str, Mapping[str, float]] | None = None
+        # With vol targeting: the last weights before it, and the factor applied to them.
+        self._last_raw: dict[str, float] = {}
+        self._last_k = 1.0
 
         self.warmup_bars: int = max(
-            [s.warmup_bars for s in self._strategies.values()] + [self._method.warmup_bars]
+            [s.warmup_bars for s in self._strategies.values()]
+            + [self._method.warmup_bars]
+            + ([] if self._vol_target is None else [self._vol_target.warmup_bars])
         )
         """Bars per symbol to preload: the longest of the strategies' and the method's."""
 
         self._schedule = _schedule(settings.rebalance)
+
+    @property
+    def regime(self) -> str | None:
+        """The market regime in effect (method "regime"); None before the first, or with
+        another method."""
+        method = self._method
+        return method.detector.regime if isinstance(method, RegimeMethod) else None
+
+    @property
+    def regime_history(self) -> list[tuple[int, str]]:
+        """Each regime change as (ts of the reference bar it took effect at, new regime),
+        oldest first (a copy); empty with another method."""
+        method = self._method
+        return list(method.detector.history) if isinstance(method, RegimeMethod) else []
 
     def on_bar(self, bar: Bar) -> None:
         """Feed one accepted bar to the strategies that trade its symbol (and the method) (HOT)."""
@@ -154,20 +184,37 @@ class Composer:
         alloc = self._method.allocate(ts, signals)
         w_of = alloc.strategy_weights
         a_of = alloc.symbol_weights
+        vt = self._vol_target
         if (
             last is not None
             and signals is last.signals
             and w_of is last.strategy_weights
             and a_of is self._last_a
         ):
+            if vt is None:
+                self._schedule.rebalanced(ts)
+                return Targets(
+                    ts=ts,
+                    weights=last.weights,
+                    strategy_weights=last.strategy_weights,
+                    by_strategy=last.by_strategy,
+                    signals=signals,
+                )
+            # Same weights before vol targeting; the vol, and so the factor, may have moved.
+            raw = self._last_raw
+            k = vt.scale(raw)
+            weights = last.weights if k == self._last_k else self._capped(raw, k)
+            self._last_k = k
             self._schedule.rebalanced(ts)
-            return Targets(
+            targets = Targets(
                 ts=ts,
-                weights=last.weights,
+                weights=weights,
                 strategy_weights=last.strategy_weights,
                 by_strategy=last.by_strategy,
                 signals=signals,
             )
+            self._last = targets
+            return targets
 
         weights = self._zeros.copy()
         by_strategy: dict[str, dict[str, float]] = {}
@@ -182,9 +229,15 @@ class Composer:
                 weights[sym] += x
             by_strategy[sid] = contrib
 
-        cap = self._max_gross
-        if math.fsum(map(abs, weights.values())) > cap:
-            weights = _scaled(weights, cap)
+        if vt is None:
+            cap = self._max_gross
+            if math.fsum(map(abs, weights.values())) > cap:
+                weights = _scaled(weights, cap)
+        else:
+            self._last_raw = weights
+            k = vt.scale(weights)
+            self._last_k = k
+            weights = self._capped(weights, k)
 
         self._schedule.rebalanced(ts)
         # The method's dicts are shared, not copied: neither it nor any reader mutates them.
@@ -194,6 +247,18 @@ class Composer:
         self._last = targets
         self._last_a = a_of
         return targets
+
+    def _capped(self, weights: dict[str, float], k: float) -> dict[str, float]:
+        """`weights` times `k` (inf: as much as the cap allows), capped at `max_gross`."""
+        cap = self._max_gross
+        gross = math.fsum(map(abs, weights.values()))
+        if gross == 0.0:
+            return weights
+        if k * gross > cap:
+            return _scaled(weights, cap)
+        scaled = {sym: x * k for sym, x in weights.items()}
+        # k * gross <= cap can still round to a sum an ulp above it.
+        return _scaled(weights, cap) if math.fsum(map(abs, scaled.values())) > cap else scaled
 
     def _copy_signals(self) -> dict[str, dict[str, float]]:
         signals: dict[str, dict[str, float]] = {}

@@ -1,6 +1,6 @@
 """Composition methods: how capital is split between strategies and, within one, its symbols.
 
-A method is a `CompositionMethod`, built from the settings and each strategy's symbols, chosen
+A method is a `CompositionMethod`, built from the settings, the strategies and the universe, chosen
 from the literal mapping `METHODS` keyed by `ComposerSettings.method`. Adding one is a new class
 and one mapping entry (and its name in the `method` Literal of the settings).
 """
@@ -10,11 +10,24 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Final, NamedTuple, Protocol, TypeAlias
+from typing import Any, Final, NamedTuple, Protocol, TypeAlias
 
+import numpy as np
+
+from composer.covariance import risk_parity_weights, shrunk_covariance
 from composer.indicators import RollingMeanStd
-from composer.settings import ComposerSettings
+from composer.regime import RegimeDetector
+from composer.returns import PaperReturns, SymbolReturns
+from composer.settings import (
+    REGIMES,
+    ComposerSettings,
+    PerformanceSettings,
+    RegimeSettings,
+    RiskParitySettings,
+)
+from composer.strategy import Strategy
 from feeds.bar import Bar
+from feeds.errors import ConfigError
 
 _log = math.log
 
@@ -36,7 +49,8 @@ class CompositionMethod(Protocol):
     """The contract of a composition method.
 
     `observes_bars` False tells the composer not to call `on_bar` at all (stateless methods
-    cost nothing per bar).
+    cost nothing per bar); True routes the bars of `observed_symbols` to it, after the
+    strategies have seen each bar.
     """
 
     @property
@@ -47,6 +61,11 @@ class CompositionMethod(Protocol):
     @property
     def observes_bars(self) -> bool:
         """Whether `on_bar` must see every bar of the strategies' symbols."""
+        ...
+
+    @property
+    def observed_symbols(self) -> tuple[str, ...]:
+        """The symbols whose bars `on_bar` must see (any symbol of the universe)."""
         ...
 
     def on_bar(self, bar: Bar) -> None:
@@ -70,8 +89,14 @@ class CompositionMethod(Protocol):
 
 
 MethodFactory: TypeAlias = Callable[
-    [ComposerSettings, Mapping[str, Sequence[str]]], CompositionMethod
+    [ComposerSettings, Mapping[str, Strategy[Any]], Sequence[str]], CompositionMethod
 ]
+"""(settings, strategy id -> strategy, universe) -> method; raises ConfigError on settings
+that do not fit the strategies or the universe, with the key path first in the message."""
+
+
+def _symbols_of(strategies: Mapping[str, Strategy[Any]]) -> dict[str, tuple[str, ...]]:
+    return {sid: tuple(s.symbols) for sid, s in strategies.items()}
 
 
 def _equal_split(symbols_of: Mapping[str, Sequence[str]]) -> dict[str, dict[str, float]]:
@@ -83,8 +108,15 @@ class EqualMethod:
 
     warmup_bars = 0
     observes_bars = False
+    observed_symbols: tuple[str, ...] = ()
 
-    def __init__(self, settings: ComposerSettings, symbols_of: Mapping[str, Sequence[str]]) -> None:
+    def __init__(
+        self,
+        settings: ComposerSettings,
+        strategies: Mapping[str, Strategy[Any]],
+        universe: Sequence[str],
+    ) -> None:
+        symbols_of = _symbols_of(strategies)
         n = len(symbols_of)
         self._allocation = Allocation(dict.fromkeys(symbols_of, 1.0 / n), _equal_split(symbols_of))
 
@@ -100,8 +132,15 @@ class StaticMethod:
 
     warmup_bars = 0
     observes_bars = False
+    observed_symbols: tuple[str, ...] = ()
 
-    def __init__(self, settings: ComposerSettings, symbols_of: Mapping[str, Sequence[str]]) -> None:
+    def __init__(
+        self,
+        settings: ComposerSettings,
+        strategies: Mapping[str, Strategy[Any]],
+        universe: Sequence[str],
+    ) -> None:
+        symbols_of = _symbols_of(strategies)
         configured = settings.strategy_weights
         self._allocation = Allocation(
             {sid: float(configured.get(sid, 0.0)) for sid in symbols_of},
@@ -135,7 +174,13 @@ class InverseVolMethod:
 
     observes_bars = True
 
-    def __init__(self, settings: ComposerSettings, symbols_of: Mapping[str, Sequence[str]]) -> None:
+    def __init__(
+        self,
+        settings: ComposerSettings,
+        strategies: Mapping[str, Strategy[Any]],
+        universe: Sequence[str],
+    ) -> None:
+        symbols_of = _symbols_of(strategies)
         lookback = settings.vol_lookback
         self.warmup_bars = lookback + 1  # n returns need n + 1 closes
         n = len(symbols_of)
@@ -143,6 +188,7 @@ class InverseVolMethod:
         self._symbols_of = {sid: tuple(syms) for sid, syms in symbols_of.items()}
         self._equal = _equal_split(symbols_of)
         self._states = {sym: _VolState(lookback) for syms in symbols_of.values() for sym in syms}
+        self.observed_symbols = tuple(self._states)
         self._min_positive_vol = math.inf
 
     def on_bar(self, bar: Bar) -> None:
@@ -189,11 +235,273 @@ class InverseVolMethod:
         return Allocation(self._weights, split)
 
 
+def _equal_allocation(symbols_of: Mapping[str, Sequence[str]]) -> Allocation:
+    return Allocation(dict.fromkeys(symbols_of, 1.0 / len(symbols_of)), _equal_split(symbols_of))
+
+
+class RiskParityMethod:
+    """Equal risk contributions, from a rolling covariance with shrinkage (`risk_parity:`).
+
+    across "symbols": each of n strategies gets 1/n; within one, its symbols get the long-only
+    shares whose contributions to the variance of the strategy's capital are equal, from the
+    covariance of the symbols' last `lookback` close-to-close returns. A strategy splits
+    equally until each of its symbols has a full window.
+
+    across "strategies": the capital weights are the equal-risk weights of the covariance of
+    the strategies' paper returns (`composer.returns.PaperReturns`, one per slice); each
+    strategy splits equally over its symbols. Equal weights until every strategy has a full
+    window.
+
+    The covariance is shrunk toward its diagonal; a singular one (a constant series, perfectly
+    collinear returns with no shrinkage) falls back to inverse volatility.
+    """
+
+    observes_bars = True
+
+    def __init__(
+        self,
+        settings: ComposerSettings,
+        strategies: Mapping[str, Strategy[Any]],
+        universe: Sequence[str],
+    ) -> None:
+        rp = settings.risk_parity or RiskParitySettings()
+        self._shrinkage = rp.shrinkage
+        self._symbols_of = _symbols_of(strategies)
+        self._last = _equal_allocation(self._symbols_of)
+        self._equal = self._last
+        self._last_version = -1
+        self.warmup_bars = rp.lookback + 1
+        self.observed_symbols = tuple(
+            dict.fromkeys(s for v in self._symbols_of.values() for s in v)
+        )
+        self._paper: PaperReturns | None = None
+        self._returns: SymbolReturns | None = None
+        self.on_bar: Callable[[Bar], None]
+        if rp.across == "symbols":
+            self._returns = SymbolReturns(self.observed_symbols, rp.lookback)
+            self.on_bar = self._returns.on_bar
+        else:
+            self._paper = PaperReturns(strategies, rp.lookback)
+            self.on_bar = self._paper.on_bar
+
+    def allocate(self, ts: int, signals: Mapping[str, Mapping[str, float]]) -> Allocation:
+        if self._returns is not None:
+            return self._across_symbols(self._returns)
+        assert self._paper is not None
+        return self._across_strategies(self._paper)
+
+    def _across_symbols(self, returns: SymbolReturns) -> Allocation:
+        if returns.version == self._last_version:
+            return self._last
+        self._last_version = returns.version
+        ready = [s for s in self.observed_symbols if returns.ready((s,))]
+        if not ready:
+            return self._last
+        cov = shrunk_covariance(returns.matrix(ready), self._shrinkage)
+        col = {s: k for k, s in enumerate(ready)}
+        equal = self._equal.symbol_weights
+        split: dict[str, dict[str, float]] = {}
+        for sid, syms in self._symbols_of.items():
+            if not all(s in col for s in syms):
+                split[sid] = equal[sid]
+                continue
+            idx = [col[s] for s in syms]
+            w = risk_parity_weights(cov[np.ix_(idx, idx)])
+            split[sid] = dict(zip(syms, w.tolist(), strict=True))
+        self._last = Allocation(self._equal.strategy_weights, split)
+        return self._last
+
+    def _across_strategies(self, paper: PaperReturns) -> Allocation:
+        paper.flush()
+        if paper.version == self._last_version:
+            return self._last
+        self._last_version = paper.version
+        if not paper.ready():
+            return self._last
+        w = risk_parity_weights(shrunk_covariance(paper.matrix(), self._shrinkage))
+        weights = dict(zip(self._symbols_of, w.tolist(), strict=True))
+        self._last = Allocation(weights, self._equal.symbol_weights)
+        return self._last
+
+
+# A paper-return std at or below this is zero: the returns are constant.
+_ZERO_STD = 1e-14
+
+
+class PerformanceMethod:
+    """Capital weights from each strategy's trailing risk-adjusted paper returns.
+
+    At each rebalance (`allocate`), with s_i = mean / std of strategy i's last `lookback`
+    paper returns (`composer.returns.PaperReturns`, one per slice):
+
+        p_i = max(s_i, 0) / sum_j max(s_j, 0)      (all <= 0: p_i = 1/n; a zero std with a
+                                                    positive mean ranks above any finite s)
+        w_i = (1 - shrink) * p_i + shrink / n
+        w   = w bounded to [floor, cap] with the excess spread over the others in proportion,
+              so that sum(w) = 1
+
+    Equal weights until every strategy has a full window. Symbols split equally.
+
+    Raises:
+        ConfigError: floor * n > 1 or cap * n < 1 (no weights can sum to 1).
+    """
+
+    observes_bars = True
+
+    def __init__(
+        self,
+        settings: ComposerSettings,
+        strategies: Mapping[str, Strategy[Any]],
+        universe: Sequence[str],
+    ) -> None:
+        perf = settings.performance or PerformanceSettings()
+        n = len(strategies)
+        if perf.floor * n > 1.0:
+            raise ConfigError(
+                f"composer.performance.floor: {perf.floor} for each of {n} strategies is "
+                "more than all the capital"
+            )
+        if perf.cap * n < 1.0:
+            raise ConfigError(
+                f"composer.performance.cap: {perf.cap} for each of {n} strategies cannot "
+                "place all the capital"
+            )
+        self._perf = perf
+        symbols_of = _symbols_of(strategies)
+        self._ids = tuple(symbols_of)
+        self._last = _equal_allocation(symbols_of)
+        self._last_version = -1
+        self._paper = PaperReturns(strategies, perf.lookback)
+        self.on_bar: Callable[[Bar], None] = self._paper.on_bar
+        self.observed_symbols = tuple(dict.fromkeys(s for v in symbols_of.values() for s in v))
+        self.warmup_bars = perf.lookback + 1
+
+    def allocate(self, ts: int, signals: Mapping[str, Mapping[str, float]]) -> Allocation:
+        paper = self._paper
+        paper.flush()
+        if paper.version == self._last_version:
+            return self._last
+        self._last_version = paper.version
+        if not paper.ready():
+            return self._last
+        weights = dict(zip(self._ids, self.weights(paper.matrix()), strict=True))
+        if weights != self._last.strategy_weights:
+            self._last = Allocation(weights, self._last.symbol_weights)
+        return self._last
+
+    def weights(self, returns: Any) -> list[float]:
+        """The capital weights from a (periods x strategies) array of paper returns."""
+        perf = self._perf
+        mean = returns.mean(axis=0).tolist()
+        std = returns.std(axis=0).tolist()
+        n = len(mean)
+        scores = [
+            (m / sd if sd > _ZERO_STD else (math.inf if m > 0.0 else 0.0))
+            for m, sd in zip(mean, std, strict=True)
+        ]
+        best = [max(x, 0.0) for x in scores]
+        if math.inf in best:
+            k = best.count(math.inf)
+            p = [1.0 / k if x == math.inf else 0.0 for x in best]
+        elif (total := math.fsum(best)) > 0.0:
+            p = [x / total for x in best]
+        else:
+            p = [1.0 / n] * n
+        shrink = perf.shrink
+        w = [(1.0 - shrink) * x + shrink / n for x in p]
+        return _bounded(w, perf.floor, perf.cap)
+
+
+def _bounded(w: list[float], floor: float, cap: float) -> list[float]:
+    """`w` (summing to 1) with each weight in [floor, cap], still summing to 1.
+
+    Weights beyond a bound are fixed at it and the rest rescaled in proportion to fill the
+    remainder, repeatedly (n rounds at most). Needs floor * n <= 1 <= cap * n.
+    """
+    n = len(w)
+    fixed: dict[int, float] = {}
+    out = list(w)
+    for _ in range(n):
+        free = [i for i in range(n) if i not in fixed]
+        if not free:
+            break
+        rest = 1.0 - math.fsum(fixed.values())
+        total = math.fsum(w[i] for i in free)
+        for i in free:
+            out[i] = w[i] * rest / total if total > 0.0 else rest / len(free)
+        over = [i for i in free if out[i] > cap]
+        under = [] if over else [i for i in free if out[i] < floor]
+        if not over and not under:
+            break
+        for i in over:
+            fixed[i] = out[i] = cap
+        for i in under:
+            fixed[i] = out[i] = floor
+    return out
+
+
+class RegimeMethod:
+    """Capital weights from the table row of the current market regime (`regime:`).
+
+    The regime comes from a `composer.regime.RegimeDetector` on the reference symbol. Before
+    the first regime takes effect every strategy gets 1/n. Symbols split equally.
+
+    Raises:
+        ConfigError: no `regime:` settings; the reference symbol outside the universe; a
+            table row naming an unknown strategy, or a regime without a row.
+    """
+
+    observes_bars = True
+
+    def __init__(
+        self,
+        settings: ComposerSettings,
+        strategies: Mapping[str, Strategy[Any]],
+        universe: Sequence[str],
+    ) -> None:
+        rs: RegimeSettings | None = settings.regime
+        if rs is None:
+            raise ConfigError("composer.regime: required for method 'regime'")
+        if rs.symbol not in universe:
+            raise ConfigError(
+                f"composer.regime.symbol: {rs.symbol} is not in the universe (symbols)"
+            )
+        for regime in REGIMES:
+            if regime not in rs.table:
+                raise ConfigError(f"composer.regime.table.{regime}: missing")
+        for regime, row in rs.table.items():
+            for sid in row:
+                if sid not in strategies:
+                    raise ConfigError(
+                        f"composer.regime.table.{regime}.{sid}: no such strategy; "
+                        f"strategies: {', '.join(strategies)}"
+                    )
+        symbols_of = _symbols_of(strategies)
+        self._initial = _equal_allocation(symbols_of)
+        split = self._initial.symbol_weights
+        self._by_regime = {
+            regime: Allocation({sid: float(row.get(sid, 0.0)) for sid in symbols_of}, split)
+            for regime, row in rs.table.items()
+        }
+        self.detector = RegimeDetector(rs)
+        self.observed_symbols = (rs.symbol,)
+        # Only the reference symbol is routed here: no filtering per bar.
+        self.on_bar: Callable[[Bar], None] = self.detector.on_bar
+        self.warmup_bars = self.detector.warmup_bars
+
+    def allocate(self, ts: int, signals: Mapping[str, Mapping[str, float]]) -> Allocation:
+        regime = self.detector.regime
+        return self._initial if regime is None else self._by_regime[regime]
+
+
 METHODS: Final[Mapping[str, MethodFactory]] = MappingProxyType(
     {
         "equal": EqualMethod,
         "static": StaticMethod,
         "inverse_vol": InverseVolMethod,
+        "risk_parity": RiskParityMethod,
+        "performance": PerformanceMethod,
+        "regime": RegimeMethod,
     }
 )
 """Composition methods by `ComposerSettings.method`."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 
 import pytest
 import yaml
@@ -66,7 +67,10 @@ def test_bad_schedules_say_which_field(raw: dict[str, object], message: str) -> 
         ({"method": "static", "strategy_weights": {"a": -1.0}}, "greater than or equal to 0"),
         ({"max_gross": 0}, "greater than 0"),
         ({"vol_lookback": 1}, "greater than or equal to 2"),
-        ({"method": "risk_parity"}, "'equal', 'static' or 'inverse_vol'"),
+        (
+            {"method": "hrp"},
+            "'equal', 'static', 'inverse_vol', 'risk_parity', 'performance' or 'regime'",
+        ),
         ({"rebalance": {"every": "daily"}}, "at: required"),
     ],
 )
@@ -92,3 +96,36 @@ def test_static_weights_need_not_sum_to_one() -> None:
 def test_bad_strategy_specs(raw: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         StrategySpec.model_validate(raw)
+
+
+@pytest.mark.parametrize("name", ["base.yaml", "minute.yaml", "risk_aggressive.yaml"])
+def test_the_shipped_composer_sections_still_validate(name: str) -> None:
+    path = Path(__file__).resolve().parents[2] / "config" / name
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    ComposerSettings.model_validate(raw.get("composer", {}))
+
+
+def test_the_documented_sections_validate() -> None:
+    raw = yaml.safe_load(
+        """
+method: regime
+regime:
+  symbol: SPX
+  table:
+    up_low_vol: {trend: 0.6, momentum: 0.4}
+    up_high_vol: {trend: 0.3, reversion: 0.3}
+    down_low_vol: {reversion: 0.5}
+    down_high_vol: {reversion: 0.2}
+vol_target: {annual_vol: 0.10, lookback: 60, periods_per_year: 98280}
+"""
+    )
+    s = ComposerSettings.model_validate(raw)
+    assert s.regime is not None
+    assert s.regime.min_dwell == 5
+    assert s.vol_target is not None
+    assert s.vol_target.periods_per_year == 98280
+    rp = ComposerSettings.model_validate(
+        {"method": "risk_parity", "risk_parity": {"across": "strategies"}}
+    )
+    assert rp.risk_parity is not None
+    assert rp.risk_parity.lookback == 60
