@@ -87,7 +87,8 @@ class EngineListener(Protocol):
 class EngineCounters:
     bars_accepted: int = 0
     bars_late: int = 0
-    slices: int = 0
+    slices: int = 0  # every slice closed, warm-up slices included
+    warmup_slices: int = 0
     rebalances: int = 0
     orders: int = 0
     denied_orders: int = 0
@@ -114,6 +115,7 @@ class Engine:
         listener: EngineListener,
         stale_after_slices: int,
         flatten_on_kill: bool,
+        trade_from_ts: int | None = None,
     ) -> None:
         self.symbols = tuple(symbols)
         self.bar_ns = bar_ns
@@ -140,6 +142,8 @@ class Engine:
         self._n_symbols = len(self.symbols)
         self._stale: set[str] = set()
         self._flatten_on_kill = flatten_on_kill
+        # Slices that start before this only warm the strategies up: no targets, no orders.
+        self.trade_from_ts = trade_from_ts if trade_from_ts is not None else -(2**63)
         # Bound once: these run for every bar.
         self._check = sanity.check
         self._composer_on_bar = composer.on_bar
@@ -206,8 +210,12 @@ class Engine:
         if tripped is not None:
             self.listener.on_kill_switch(tripped)
         flatten = self._flatten_on_kill and risk.kill_switch and self._holds_positions()
+        due = self.composer.due(slice_ts)  # asked every slice: schedules track the dates seen
+        if slice_ts < self.trade_from_ts:
+            counters.warmup_slices += 1
+            return []  # warming up: the strategies saw the bars; nothing is decided or recorded
         orders: list[SubmitOrder] = []
-        if flatten or self.composer.due(slice_ts):
+        if flatten or due:
             if flatten:
                 targets = Targets(ts=slice_ts, weights=dict.fromkeys(self.symbols, 0.0))
             else:

@@ -25,7 +25,7 @@ from brokers.simulated import SimulatedBroker
 from composer.composer import Composer
 from composer.registry import load_registry
 from daemon.config import LoadedConfig, build_strategies
-from daemon.engine import Engine
+from daemon.engine import Engine, EngineListener
 from daemon.logs import EventLog
 from daemon.recorder import Recorder
 from daemon.timeutil import day_index, iso_utc, local_midnight_ns
@@ -50,9 +50,17 @@ class ReplayResult:
 
 
 def build_engine(
-    loaded: LoadedConfig, universe: list[str], listener: Recorder
+    loaded: LoadedConfig,
+    universe: list[str],
+    listener: EngineListener,
+    *,
+    trade_from_ts: int | None = None,
 ) -> tuple[Engine, SimulatedBroker]:
-    """The composition root of a replay: every part built from the validated config."""
+    """The composition root of a replay: every part built from the validated config.
+
+    Args:
+        trade_from_ts: slices that start earlier only warm the strategies up (no orders).
+    """
     settings = loaded.settings
     strategies = build_strategies(loaded, load_registry(), universe)
     try:
@@ -84,18 +92,20 @@ def build_engine(
         listener=listener,
         stale_after_slices=settings.sanity.stale_after_slices,
         flatten_on_kill=settings.risk.on_kill == "flatten",
+        trade_from_ts=trade_from_ts,
     )
     broker = SimulatedBroker(settings.broker, start_cash=settings.run.start_cash)
     return engine, broker
 
 
-def open_source(loaded: LoadedConfig) -> ReplaySource:
+def open_source(loaded: LoadedConfig, *, warmup_from: date | None = None) -> ReplaySource:
     settings = loaded.settings
     run = settings.run
+    first = warmup_from or run.start
     return ReplaySource(
         Path(settings.data.path),
         symbols=settings.symbols or None,
-        start_ns=_day_start_ns(run.start) if run.start else None,
+        start_ns=_day_start_ns(first) if first else None,
         end_ns=_day_start_ns(run.end + timedelta(days=1)) if run.end else None,
         timezone=settings.data.timezone,
     )
@@ -107,20 +117,26 @@ def replay(
     out_dir: Path | None,
     log: EventLog,
     progress: Callable[[int, int], None] | None = None,
+    warmup_from: date | None = None,
 ) -> ReplayResult:
     """Run one replay and write its files.
+
+    Args:
+        warmup_from: read bars from this date on, but trade (and record) only from
+            `run.start`: the bars before it fill the strategies' lookbacks. Needs `run.start`.
 
     Raises:
         ConfigError, SourceError: before anything is written.
     """
     started = time.perf_counter()
     settings = loaded.settings
-    source = open_source(loaded)
+    source = open_source(loaded, warmup_from=warmup_from)
     universe = list(settings.symbols or source.symbols)
     run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{loaded.digest}"
     target = out_dir if out_dir is not None else Path(settings.run.out_dir) / run_id
     recorder = Recorder(target, log)
-    engine, broker = build_engine(loaded, universe, recorder)
+    trade_from = _day_start_ns(settings.run.start) if warmup_from and settings.run.start else None
+    engine, broker = build_engine(loaded, universe, recorder, trade_from_ts=trade_from)
     # Only now, with the config and the data validated, does the output folder exist.
     recorder.start()
     log.info(
@@ -237,7 +253,8 @@ def _summary(
         "bars_rejected": rejected,
         "bars_late": counters.bars_late,
         "jumps_flagged": engine.sanity.flagged,
-        "slices": counters.slices,
+        "slices": counters.slices - counters.warmup_slices,
+        "warmup_slices": counters.warmup_slices,
         "rebalances": counters.rebalances,
         "orders": counters.orders,
         "fills": counters.fills,

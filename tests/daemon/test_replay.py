@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from datetime import datetime
 from decimal import Decimal
@@ -167,3 +168,28 @@ def test_kill_switch_can_flatten(tmp_path: Path) -> None:
     assert orders[-1]["side"] == "sell"
     assert orders[-1]["status"] == "filled"
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["positions"] == {}
+
+
+def test_warm_up_fills_the_lookback_before_trading_starts(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    days = write_daily_csv(data / "SPY.csv", [100.0 + i for i in range(60)])
+    tree = always_long_config(data)
+    tree["strategies"] = {"trend": {"type": "sma_cross", "params": {"fast": 5, "slow": 20}}}
+    tree["run"]["start"] = days[30].isoformat()
+    config = write_yaml(tmp_path / "c.yaml", tree)
+    loaded = load_config([str(config)])
+
+    cold = replay(loaded, out_dir=tmp_path / "cold", log=EventLog(io.StringIO()))
+    warm = replay(
+        loaded, out_dir=tmp_path / "warm", log=EventLog(io.StringIO()), warmup_from=days[0]
+    )
+    first_cold = read_csv(tmp_path / "cold" / "orders.csv")[0]["slice_time"]
+    first_warm = read_csv(tmp_path / "warm" / "orders.csv")[0]["slice_time"]
+    equity = read_csv(tmp_path / "warm" / "equity.csv")
+    start = f"{days[30].isoformat()}T05:00:00Z"
+    # warmed up, it trades on its first slice; cold, it waits for 20 bars of its own
+    assert first_warm == equity[0]["time"] == start
+    assert parse_time(first_cold) > parse_time(start)
+    assert warm.summary["slices"] == len(equity) == 30
+    assert warm.summary["warmup_slices"] == 30
+    assert cold.summary["bars_in"] == 30 and warm.summary["bars_in"] == 60
