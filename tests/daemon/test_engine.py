@@ -66,7 +66,7 @@ def engine_and_listener(tmp_path: Path, recorder: Any) -> tuple[Any, Collect]:
     tree["sanity"] = {"stale_after_slices": 3}
     loaded = load_config([str(write_yaml(tmp_path / "c.yaml", tree))])
     listener = Collect()
-    engine, _ = build_engine(loaded, ["AAA", "BBB"], listener)  # type: ignore[arg-type]
+    engine, _ = build_engine(loaded, ["AAA", "BBB"], listener)
     recorder.seen.clear()
     return engine, listener
 

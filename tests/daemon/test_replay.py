@@ -192,4 +192,5 @@ def test_warm_up_fills_the_lookback_before_trading_starts(tmp_path: Path) -> Non
     assert parse_time(first_cold) > parse_time(start)
     assert warm.summary["slices"] == len(equity) == 30
     assert warm.summary["warmup_slices"] == 30
-    assert cold.summary["bars_in"] == 30 and warm.summary["bars_in"] == 60
+    assert cold.summary["bars_in"] == 30
+    assert warm.summary["bars_in"] == 60
