@@ -71,6 +71,8 @@ class Recorder:
         self._last_denial: dict[str, str] = {}
         self._iso_ts = -1
         self._iso_text = ""
+        self._last_weights: dict[str, float] | None = None
+        self._last_strategy_weights: dict[str, float] | None = None
 
     def start(self) -> None:
         """Create the output folder and open the streamed files."""
@@ -91,6 +93,9 @@ class Recorder:
         self._rejected = self._open_csv(
             "rejected_bars.csv", ["file", "row", "symbol", "time", "reason"]
         )
+        # Composed weight per symbol and capital weight per strategy, at each rebalance that
+        # changed them (the weights hold until the next row of the same name).
+        self._targets = self._open_csv("targets.csv", ["time", "kind", "name", "weight"])
         self._risk = self._open_csv(
             "risk_events.csv",
             [
@@ -123,6 +128,19 @@ class Recorder:
         series.drawdown.append(ledger.drawdown)
 
     def on_targets(self, targets: Targets) -> None:
+        # The composer hands back the same dicts while nothing changed: write only changes.
+        if (
+            targets.weights is not self._last_weights
+            or targets.strategy_weights is not self._last_strategy_weights
+        ):
+            self._last_weights = targets.weights
+            self._last_strategy_weights = targets.strategy_weights
+            when = self._iso(targets.ts)
+            write = self._targets.writerow
+            for symbol, weight in targets.weights.items():
+                write([when, "symbol", symbol, f"{weight:.6f}"])
+            for strategy, weight in targets.strategy_weights.items():
+                write([when, "strategy", strategy, f"{weight:.6f}"])
         if self.log.enabled("debug"):
             self.log.debug(
                 "targets",

@@ -264,6 +264,8 @@ def _summary(
         "kill_switch": engine.risk.kill_switch,
         "kill_switch_reason": engine.risk.kill_reason,
         "stale_symbols": sorted(engine.stale_symbols),
+        "regime": engine.composer.regime,
+        "regimes": [[iso_utc(ts), label] for ts, label in engine.composer.regime_history],
         "start_equity": str(start_equity),
         "final_equity": str(final_equity.quantize(Decimal("0.01"))),
         "total_return": round(float(final_equity / start_equity - 1), 6),

@@ -41,7 +41,14 @@ def test_the_replay_is_deterministic(tmp_path: Path) -> None:
     first = run_replay(config, tmp_path / "a", overlay)
     second = run_replay(config, tmp_path / "b", overlay)
     assert first["orders"] > 10
-    for name in ("orders.csv", "fills.csv", "equity.csv", "rejected_bars.csv", "risk_events.csv"):
+    for name in (
+        "orders.csv",
+        "fills.csv",
+        "equity.csv",
+        "rejected_bars.csv",
+        "risk_events.csv",
+        "targets.csv",
+    ):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     keep = {
         k: v
