@@ -69,7 +69,19 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--start", type=_date, help="first date, YYYY-MM-DD (overrides run.start)")
     rp.add_argument("--end", type=_date, help="last date, inclusive (overrides run.end)")
     rp.add_argument("--out", type=Path, help="output folder (default: out/<run id>/)")
+    rp.add_argument("--report", action="store_true", help="also write report.html")
     rp.set_defaults(func=_replay)
+
+    rep = sub.add_parser(
+        "report",
+        parents=[common],
+        help="write report.html for a replay's output folder",
+        description="Write one self-contained HTML report (plots inlined) for the output folder "
+        "of a replay: equity against buy-and-hold of the same universe, drawdown, exposure, "
+        "weights, regimes, rolling Sharpe, monthly returns, trades, rejected bars, metrics.",
+    )
+    rep.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    rep.set_defaults(func=_report)
 
     cc = sub.add_parser(
         "check-config",
@@ -150,7 +162,36 @@ def _replay(args: argparse.Namespace) -> int:
         f"  {s['wall_seconds']:.2f} s, {s['bars_per_second']:,} bars/s\n"
         f"  wrote {result.out_dir}/"
     )
+    if args.report:
+        print(f"  report {_write_report(result.out_dir, log)}")
     return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    print(_write_report(args.out_dir, _log(args)))
+    return 0
+
+
+def _write_report(out_dir: Path, log: EventLog) -> Path:
+    """The report of one replay folder, with buy-and-hold of its universe when the data the
+    replay read is still where it was."""
+    from daemon.metrics import load_closes, read_summary
+    from daemon.report import write_report
+    from feeds.replay import ReplaySource
+
+    summary = read_summary(out_dir)
+    prices = None
+    data = summary.get("data")
+    if data and Path(data).exists():
+        source = ReplaySource(
+            Path(data), symbols=summary["symbols"], timezone=summary.get("data_timezone")
+        )
+        prices = load_closes(source)
+    else:
+        log.warning("report_without_benchmark", reason=f"data not found: {data}")
+    path = write_report(out_dir, prices=prices)
+    log.info("report_written", path=str(path))
+    return path
 
 
 def _check_config(args: argparse.Namespace) -> int:

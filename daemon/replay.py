@@ -246,6 +246,8 @@ def _summary(
         "run_id": run_id,
         "config": list(loaded.files),
         "symbols": universe,
+        "data": str(loaded.settings.data.path),
+        "data_timezone": loaded.settings.data.timezone,
         "first_slice": iso_utc(series.ts[0]) if series.ts else None,
         "last_slice": iso_utc(series.ts[-1]) if series.ts else None,
         "bars_in": bars_in,

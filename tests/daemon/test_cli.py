@@ -67,6 +67,36 @@ def test_replay_of_the_shipped_config(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 @pytest.mark.usefixtures("in_repo")
+def test_replay_with_a_report_and_the_report_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    code, stdout, err = run(
+        capsys,
+        "replay",
+        "config/base.yaml",
+        "--out",
+        str(out),
+        "--report",
+        "--symbols",
+        "SPX,GOOG",
+        "--start",
+        "2010-01-01",
+    )
+    assert code == 0, err
+    assert f"report {out / 'report.html'}" in stdout
+    (out / "report.html").unlink()
+    code, stdout, err = run(capsys, "report", str(out))
+    assert code == 0, err
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 5
+    assert "buy and hold" in html
+    code, _, err = run(capsys, "report", str(tmp_path / "nothing"))
+    assert code == 2
+    assert str(tmp_path / "nothing" / "summary.json") in err
+
+
+@pytest.mark.usefixtures("in_repo")
 def test_check_config_prints_the_resolved_config(capsys: pytest.CaptureFixture[str]) -> None:
     code, stdout, _ = run(capsys, "check-config", "config/base.yaml", "config/risk_aggressive.yaml")
     assert code == 0

@@ -1,0 +1,142 @@
+"""The HTML report: one self-contained document with inlined figures and checked numbers."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from daemon.config import load_config
+from daemon.logs import EventLog
+from daemon.metrics import load_closes, parse_iso_ns
+from daemon.replay import replay
+from daemon.report import monthly_returns, write_report
+from feeds.errors import SourceError
+from feeds.replay import ReplaySource
+from tests.daemon.test_metrics import write_folder
+
+PNG = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+
+
+def write_constructed(out: Path) -> None:
+    write_folder(out)  # equity 100 -> 80 -> 121 over exactly 2 years; one winning round trip
+    (out / "orders.csv").write_text(
+        "time,slice_time,client_order_id,symbol,side,qty,type,limit_price,risk,status,"
+        "filled_qty,avg_fill_price,detail\n"
+        "2024-01-01T00:00:00Z,2024-01-01T00:00:00Z,c1,A,buy,10,market,,approved,filled,10,10,\n"
+        "2024-06-01T00:00:00Z,2024-06-01T00:00:00Z,c2,A,sell,10,market,,approved,filled,10,12,\n"
+    )
+    (out / "targets.csv").write_text(
+        "time,kind,name,weight\n"
+        "2024-01-01T00:00:00Z,symbol,A,0.500000\n"
+        "2024-01-01T00:00:00Z,strategy,trend,1.000000\n"
+        "2024-06-01T00:00:00Z,symbol,A,0.000000\n"
+    )
+    summary = {
+        "run_id": "run-1",
+        "config": ["<b>odd</b>.yaml"],
+        "symbols": ["A"],
+        "regimes": [["2024-01-01T00:00:00Z", "up"], ["2024-06-01T00:00:00Z", "down & out"]],
+        "bars_rejected": {"non_positive_price": 2, "<jump>": 1},
+    }
+    (out / "summary.json").write_bytes(orjson.dumps(summary))
+
+
+def metric_cells(html: str) -> dict[str, str]:
+    return dict(re.findall(r'data-name="([a-z_]+)">([^<]*)</td>', html))
+
+
+def test_report_is_one_html_document_with_inlined_pngs(tmp_path: Path) -> None:
+    write_constructed(tmp_path)
+    path = write_report(tmp_path, prices=None)
+    assert path == tmp_path / "report.html"
+    html = path.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>")
+    assert html.count("<html") == 1
+    assert html.rstrip().endswith("</html>")
+    images = PNG.findall(html)
+    assert len(images) == 6
+    assert all(base64.b64decode(i).startswith(b"\x89PNG\r\n\x1a\n") for i in images)
+    # Self-contained: every image is a data URI and nothing is fetched or scripted.
+    assert html.count("<img") == len(images)
+    assert "<script" not in html
+    assert "http://" not in html
+    assert "https://" not in html
+
+
+def test_metrics_table_shows_the_hand_checked_values(tmp_path: Path) -> None:
+    write_constructed(tmp_path)
+    cells = metric_cells(write_report(tmp_path, prices=None).read_text(encoding="utf-8"))
+    assert cells["total_return"] == "21.00%"  # 121 / 100 - 1
+    assert cells["cagr"] == "10.00%"  # 1.21 ** (1 / 2 years) - 1
+    assert cells["max_drawdown"] == "20.00%"  # 100 -> 80
+    assert cells["max_drawdown_days"] == "730.5"  # from day 0 to the recovery at the end
+    assert cells["calmar"] == "0.500"  # 0.10 / 0.20
+    assert cells["win_rate"] == "100.00%"  # bought 10, sold 12
+    assert cells["round_trips"] == "1"
+    assert cells["time_in_market"] == "33.33%"  # 1 of 3 slices with gross > 0
+    assert cells["turnover"] == "1.096"  # (100 + 120) / (301 / 3) / 2 years = 1.0963
+
+
+def test_report_has_benchmark_column_with_prices(tmp_path: Path) -> None:
+    write_constructed(tmp_path)
+    times = parse_iso_ns(["2024-01-01T00:00:00Z", "2025-12-31T12:00:00Z"])
+    prices = {"A": (times, np.array([10.0, 14.4]))}  # 1.44 over 2 years: CAGR 20%
+    html = write_report(tmp_path, prices=prices).read_text(encoding="utf-8")
+    assert "<th>buy and hold</th>" in html
+    assert "<tr><th>cagr</th>" in html
+    row = re.search(r"<tr><th>cagr</th>.*?</tr>", html)
+    assert row is not None
+    assert "<td>20.00%</td>" in row.group(0)
+
+
+def test_report_escapes_text_and_lists_rejections_and_trades(tmp_path: Path) -> None:
+    write_constructed(tmp_path)
+    html = write_report(tmp_path, prices=None).read_text(encoding="utf-8")
+    assert "<b>odd</b>" not in html
+    assert "&lt;b&gt;odd&lt;/b&gt;.yaml" in html
+    assert "<td>&lt;jump&gt;</td><td>1</td>" in html
+    assert "<td>non_positive_price</td><td>2</td>" in html
+    assert "<tr><th>fills</th><td>2</td></tr>" in html
+    assert "<tr><th>buys</th><td>1</td></tr>" in html
+    assert "<tr><th>commissions</th><td>2.00</td></tr>" in html
+
+
+def test_monthly_returns_chain_month_ends() -> None:
+    times = parse_iso_ns(
+        ["2024-01-02T00:00:00Z", "2024-01-31T00:00:00Z", "2024-02-15T00:00:00Z",
+         "2024-02-29T00:00:00Z", "2024-04-01T00:00:00Z"]
+    )  # fmt: skip
+    out = monthly_returns(times, np.array([100.0, 110.0, 90.0, 99.0, 118.8]))
+    # Jan: 110/100 - 1; Feb: 99/110 - 1; Apr: 118.8/99 - 1 (March has no slice)
+    assert out == pytest.approx({(2024, 1): 0.1, (2024, 2): -0.1, (2024, 4): 0.2})
+
+
+@pytest.mark.parametrize("name", ["summary.json", "equity.csv", "orders.csv", "targets.csv"])
+def test_a_missing_file_is_named(tmp_path: Path, name: str) -> None:
+    write_constructed(tmp_path)
+    (tmp_path / name).unlink()
+    with pytest.raises(SourceError, match=re.escape(name)):
+        write_report(tmp_path, prices=None)
+
+
+@pytest.mark.usefixtures("in_repo")
+def test_a_real_replay_produces_a_report(tmp_path: Path) -> None:
+    loaded = load_config(["config/base.yaml", "config/risk_balanced.yaml"])
+    out = tmp_path / "run"
+    with (tmp_path / "run.log").open("w") as log_stream:
+        result = replay(loaded, out_dir=out, log=EventLog(log_stream))
+    symbols = result.summary["symbols"]
+    prices = load_closes(ReplaySource(Path("data/sample/daily"), symbols=symbols))
+    assert sorted(prices) == sorted(symbols)
+    html = write_report(out, prices=prices).read_text(encoding="utf-8")
+    assert len(PNG.findall(html)) == 6
+    cells = metric_cells(html)
+    # The report's Sharpe is the summary's (same definition).
+    assert float(cells["sharpe"]) == pytest.approx(result.summary["sharpe"], abs=1e-3)
+    assert cells["max_drawdown"] == f"{result.summary['max_drawdown'] * 100:.2f}%"
+    assert '<table id="monthly">' in html
