@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,30 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", type=Path, help="output folder (default: out/<run id>/)")
     rp.add_argument("--report", action="store_true", help="also write report.html")
     rp.set_defaults(func=_replay)
+
+    wf = sub.add_parser(
+        "walkforward",
+        parents=[common],
+        help="rolling train/test optimization, out of sample",
+        description="Walk-forward: in each training window choose the grid point with the best "
+        "objective, then replay the following test window with it through the same event path. "
+        "The test windows are joined into one equity curve. Folds and grid points run in "
+        "parallel across processes, or on a Dask cluster with --scheduler.",
+    )
+    wf.add_argument("configs", nargs="+", metavar="CONFIG")
+    wf.add_argument("--train", type=_sessions, required=True, help="training window, e.g. 252d")
+    wf.add_argument("--test", type=_sessions, required=True, help="test window, e.g. 63d")
+    wf.add_argument("--grid", help="YAML: key path -> list of values (the cartesian product)")
+    wf.add_argument("--objective", default="sharpe", help="summary figure to maximize")
+    wf.add_argument("--scheduler", help="a Dask scheduler address (tcp://host:8786)")
+    wf.add_argument("--workers", type=_positive_int, help="processes (default: the CPUs)")
+    wf.add_argument("--data", help="a data file or folder (overrides data.path)")
+    wf.add_argument("--symbols", help="comma-separated universe (overrides symbols)")
+    wf.add_argument("--start", type=_date, help="first date of the folds")
+    wf.add_argument("--end", type=_date, help="last date of the folds, inclusive")
+    wf.add_argument("--seed", type=int, default=0)
+    wf.add_argument("--out", type=Path, help="output folder (default: out/walkforward-<time>/)")
+    wf.set_defaults(func=_walkforward)
 
     rep = sub.add_parser(
         "report",
@@ -167,6 +191,37 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _walkforward(args: argparse.Namespace) -> int:
+    from daemon.walkforward import default_workers, walk_forward
+
+    log = _log(args)
+    out = args.out or Path("out") / f"walkforward-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    result = walk_forward(
+        args.configs,
+        train_days=args.train,
+        test_days=args.test,
+        grid_path=args.grid,
+        scheduler=args.scheduler,
+        workers=args.workers or default_workers(),
+        overrides=_overrides(args),
+        out_dir=out,
+        seed=args.seed,
+        objective=args.objective,
+    )
+    s = result.summary
+    log.info("walkforward_finished", out=str(result.out_dir), folds=s["folds"])
+    print(
+        f"walk-forward: {s['folds']} folds ({args.train} train / {args.test} test sessions), "
+        f"{s['grid_points']} grid points, {s['mode']} x {s['workers']}\n"
+        f"  out of sample {s['first_test']} .. {s['last_test']}: "
+        f"return {s['total_return']:+.2%}  cagr {s['cagr']:+.2%}  sharpe {s['sharpe']:.2f}  "
+        f"max drawdown {s['max_drawdown']:.2%}\n"
+        f"  {s['wall_seconds']:.1f} s\n"
+        f"  wrote {result.out_dir}/ (equity.csv, folds.csv, summary.json)"
+    )
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     print(_write_report(args.out_dir, _log(args)))
     return 0
@@ -234,6 +289,11 @@ def _date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _sessions(text: str) -> int:
+    """A window length in trading sessions: `252d` or `252`."""
+    return _positive_int(text.removesuffix("d"))
 
 
 def _positive_int(text: str) -> int:
