@@ -94,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     wf.add_argument("--end", type=_date, help="last date of the folds, inclusive")
     wf.add_argument("--seed", type=int, default=0)
     wf.add_argument("--out", type=Path, help="output folder (default: out/walkforward-<time>/)")
+    wf.add_argument("--report", action="store_true", help="also write report.html")
     wf.set_defaults(func=_walkforward)
 
     rep = sub.add_parser(
@@ -219,6 +220,8 @@ def _walkforward(args: argparse.Namespace) -> int:
         f"  {s['wall_seconds']:.1f} s\n"
         f"  wrote {result.out_dir}/ (equity.csv, folds.csv, summary.json)"
     )
+    if args.report:
+        print(f"  report {_write_report(result.out_dir, log)}")
     return 0
 
 
@@ -228,23 +231,31 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _write_report(out_dir: Path, log: EventLog) -> Path:
-    """The report of one replay folder, with buy-and-hold of its universe when the data the
-    replay read is still where it was."""
+    """The report of a replay or walk-forward folder, with buy-and-hold of its universe when
+    the data it read is still where it was."""
     from daemon.metrics import load_closes, read_summary
-    from daemon.report import write_report
+    from daemon.report import (
+        is_walkforward,
+        walkforward_symbols,
+        write_report,
+        write_walkforward_report,
+    )
     from feeds.replay import ReplaySource
 
-    summary = read_summary(out_dir)
+    walkforward = is_walkforward(out_dir)
+    # A walk-forward's replays record the data they read; its first test replay stands for all.
+    replay_dir = out_dir / "jobs" / "fold000-test" if walkforward else out_dir
+    summary = read_summary(replay_dir)
+    symbols = walkforward_symbols(out_dir) if walkforward else summary["symbols"]
     prices = None
     data = summary.get("data")
     if data and Path(data).exists():
-        source = ReplaySource(
-            Path(data), symbols=summary["symbols"], timezone=summary.get("data_timezone")
-        )
+        source = ReplaySource(Path(data), symbols=symbols, timezone=summary.get("data_timezone"))
         prices = load_closes(source)
     else:
         log.warning("report_without_benchmark", reason=f"data not found: {data}")
-    path = write_report(out_dir, prices=prices)
+    write = write_walkforward_report if walkforward else write_report
+    path = write(out_dir, prices=prices)
     log.info("report_written", path=str(path))
     return path
 

@@ -1,7 +1,8 @@
-"""The HTML report of a replay: one self-contained file, figures inlined as base64 PNGs.
+"""HTML reports of a replay or a walk-forward: one self-contained file, figures inlined as
+base64 PNGs.
 
-Built from the replay's output folder only (plus, optionally, the closes of its universe for
-the buy-and-hold benchmark); needs no JavaScript and no network to view.
+Built from the output folder only (plus, optionally, the closes of its universe for the
+buy-and-hold benchmark); needs no JavaScript and no network to view.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ import base64
 import io
 import math
 from collections import Counter
+from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 from matplotlib.axes import Axes
 from matplotlib.dates import date2num
 from matplotlib.figure import Figure
@@ -33,11 +36,14 @@ from daemon.metrics import (
     read_csv_rows,
     read_equity,
     read_summary,
+    series_metrics,
 )
 from feeds.errors import SourceError
 
 ROLLING_DAYS = 63
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+# The metrics a bare equity curve defines (no fills or exposure: no turnover, win rate...).
+_SERIES_METRICS = METRIC_NAMES[:8]
 _PERCENT = {"total_return", "cagr", "volatility", "max_drawdown", "win_rate", "time_in_market"}
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}
@@ -75,19 +81,15 @@ def write_report(out_dir: Path, *, prices: Prices | None) -> Path:
     strategy_w = _weights(targets, "strategy", times)
     regimes = _regimes(summary)
 
+    run_id = str(summary.get("run_id", ""))
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>tradingd report {escape(str(summary.get('run_id', '')))}</title>",
-        f"<style>{_CSS}</style></head><body>",
-        f"<h1>Replay {escape(str(summary.get('run_id', '')))}</h1>",
-        "<p>"
-        + escape(
+        *_document_head(
+            f"tradingd report {run_id}",
+            f"Replay {run_id}",
             f"{summary.get('first_slice')} to {summary.get('last_slice')}; symbols: "
             f"{', '.join(map(str, summary.get('symbols', [])))}; config: "
-            f"{', '.join(map(str, summary.get('config', [])))}"
-        )
-        + "</p>",
+            f"{', '.join(map(str, summary.get('config', [])))}",
+        ),
         "<h2>Metrics</h2>",
         _metrics_table(metrics),
         "<h2>Equity</h2>",
@@ -106,14 +108,123 @@ def write_report(out_dir: Path, *, prices: Prices | None) -> Path:
         _trade_table(orders, fills, metrics["strategy"]),
         "<h2>Rejected bars</h2>",
         _counts_table(summary.get("bars_rejected") or {}, "reason"),
-        "</body></html>",
     ]
-    path = out_dir / "report.html"
-    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    return _write_document(out_dir / "report.html", parts)
+
+
+def is_walkforward(out_dir: Path) -> bool:
+    """Whether `out_dir` holds a walk-forward's output (a `folds.csv`), not a replay's."""
+    return (out_dir / "folds.csv").is_file()
+
+
+def walkforward_symbols(out_dir: Path) -> list[str]:
+    """The universe of the walk-forward in `out_dir`: the symbols of its first test replay
+    (`jobs/fold000-test/summary.json`), to load the benchmark's closes with.
+
+    Raises:
+        SourceError: that summary is missing or malformed; the message names it.
+    """
+    path = out_dir / "jobs" / "fold000-test"
+    symbols = read_summary(path).get("symbols")
+    if not isinstance(symbols, list) or not symbols:
+        raise SourceError(f"{path / 'summary.json'}: no symbols")
+    return [str(s) for s in symbols]
+
+
+def write_walkforward_report(out_dir: Path, *, prices: Prices | None) -> Path:
+    """Write `out_dir/report.html` for the walk-forward in `out_dir` and return its path.
+
+    The report covers the joined out-of-sample curve of `equity.csv` (the test windows
+    chained): equity against equal-weight buy and hold over the same slices, with the fold
+    boundaries marked; drawdown; rolling Sharpe; monthly returns; the return and drawdown
+    metrics of `daemon.metrics.series_metrics` on that curve (so they start from the first
+    test slice, where `summary.json` starts from the start cash: tiny differences are
+    expected); and one row per fold from `folds.csv`.
+
+    Args:
+        out_dir: a finished walk-forward's folder (`summary.json`, `equity.csv`, `folds.csv`).
+        prices: closes per symbol (`daemon.metrics.load_closes`, e.g. of
+            `walkforward_symbols(out_dir)`) for the benchmark; None leaves it out.
+
+    Raises:
+        SourceError: a file is missing or malformed; the message names it.
+    """
+    summary = read_summary(out_dir)
+    times, folds, equity = _read_walkforward_equity(out_dir / "equity.csv")
+    fold_rows = read_csv_rows(out_dir / "folds.csv")
+    bench = benchmark_equity(prices, times, float(equity[0])) if prices else None
+    metrics: dict[str, Any] = {
+        "strategy": series_metrics(times, equity),
+        "benchmark": series_metrics(times, bench) if bench is not None else None,
+    }
+    # A fold starts where the fold number changes along the joined curve.
+    boundaries = [int(t) for t in times[1:][np.diff(folds) != 0]]
+    grid = summary.get("grid_points") or 0
+    parts = [
+        *_document_head(
+            "tradingd walk-forward report",
+            "Walk-forward",
+            f"out of sample {summary.get('first_test')} to {summary.get('last_test')}; "
+            f"{summary.get('folds')} folds of {summary.get('train_sessions')} training + "
+            f"{summary.get('test_sessions')} test sessions; "
+            + (
+                f"{grid} grid points ({summary.get('grid_skipped', 0)} skipped), "
+                f"objective {summary.get('objective')}; "
+                if grid
+                else "no grid; "
+            )
+            + (f"symbols: {', '.join(sorted(prices))}; " if prices else "")
+            + f"config: {', '.join(map(str, summary.get('config', [])))}",
+        ),
+        "<h2>Metrics (out of sample)</h2>",
+        _metrics_table(metrics, _SERIES_METRICS),
+        "<h2>Equity</h2>",
+        _img(_equity_figure(times, equity, bench, [], boundaries)),
+        _img(_drawdown_figure(times, equity, boundaries)),
+        "<h2>Rolling Sharpe</h2>",
+        _img(_rolling_sharpe_figure(times, equity)),
+        "<h2>Monthly returns</h2>",
+        _monthly_table(times, equity),
+        "<h2>Folds</h2>",
+        _folds_table(fold_rows, out_dir / "folds.csv"),
+    ]
+    return _write_document(out_dir / "report.html", parts)
+
+
+# Document
+
+
+def _document_head(title: str, heading: str, intro: str) -> list[str]:
+    return [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{escape(title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{escape(heading)}</h1>",
+        f"<p>{escape(intro)}</p>",
+    ]
+
+
+def _write_document(path: Path, parts: list[str]) -> Path:
+    path.write_text("\n".join([*parts, "</body></html>"]) + "\n", encoding="utf-8")
     return path
 
 
 # Data shaping
+
+
+def _read_walkforward_equity(path: Path) -> tuple[I64, I64, F64]:
+    """(times, fold numbers, equity) of a walk-forward's joined `equity.csv`."""
+    rows = read_csv_rows(path)
+    try:
+        times = parse_iso_ns([r["time"] for r in rows])
+        folds = np.array([int(r["fold"]) for r in rows], dtype=np.int64)
+        equity = np.array([float(r["equity"]) for r in rows], dtype=np.float64)
+    except (KeyError, ValueError) as e:
+        raise SourceError(f"{path}: bad or missing column ({e})") from e
+    if len(times) == 0:
+        raise SourceError(f"{path}: no rows")
+    return times, folds, equity
 
 
 def _dt(times: I64) -> np.ndarray[Any, Any]:
@@ -185,8 +296,17 @@ def _img(fig: Figure) -> str:
     return f'<p><img alt="figure" src="data:image/png;base64,{data}"></p>'
 
 
+def _boundary_lines(ax: Axes, boundaries: Sequence[int]) -> None:
+    for i, ts in enumerate(boundaries):
+        ax.axvline(_num(ts), color="#888", lw=0.6, ls=":", label="fold start" if i == 0 else None)
+
+
 def _equity_figure(
-    times: I64, equity: F64, bench: F64 | None, regimes: list[tuple[int, str]]
+    times: I64,
+    equity: F64,
+    bench: F64 | None,
+    regimes: list[tuple[int, str]],
+    boundaries: Sequence[int] = (),
 ) -> Figure:
     fig, ax = _figure(4.0)
     x = _dt(times)
@@ -208,15 +328,17 @@ def _equity_figure(
     ax.plot(x, equity, color="C0", lw=1.2, label="strategy")
     if bench is not None:
         ax.plot(x, bench, color="C1", lw=1.0, label="buy and hold (equal weight)")
+    _boundary_lines(ax, boundaries)
     ax.set_title("Equity")
     ax.legend(loc="upper left", fontsize="small")
     return fig
 
 
-def _drawdown_figure(times: I64, equity: F64) -> Figure:
+def _drawdown_figure(times: I64, equity: F64, boundaries: Sequence[int] = ()) -> Figure:
     fig, ax = _figure(2.5)
     dd = -100.0 * drawdown_series(equity)
     ax.fill_between(_dt(times), dd, 0.0, color="C3", alpha=0.5, lw=0)
+    _boundary_lines(ax, boundaries)
     ax.set_title("Drawdown (%)")
     return fig
 
@@ -287,7 +409,7 @@ def format_metric(name: str, value: float | None) -> str:
     return f"{value:.3f}"
 
 
-def _metrics_table(metrics: dict[str, Any]) -> str:
+def _metrics_table(metrics: dict[str, Any], names: Sequence[str] = METRIC_NAMES) -> str:
     strategy: dict[str, float] = metrics["strategy"]
     bench: dict[str, float] | None = metrics["benchmark"]
     head = "<tr><th>metric</th><th>strategy</th>" + (
@@ -298,7 +420,7 @@ def _metrics_table(metrics: dict[str, Any]) -> str:
         f"{format_metric(name, strategy.get(name))}</td>"
         + (f"<td>{format_metric(name, bench.get(name))}</td>" if bench is not None else "")
         + "</tr>"
-        for name in METRIC_NAMES
+        for name in names
     ]
     return '<table id="metrics">' + head + "".join(rows) + "</table>"
 
@@ -359,6 +481,49 @@ def _trade_table(
     ]
     body = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in items)
     return '<table id="trades">' + body + "</table>"
+
+
+def _percent_cell(text: str) -> str:
+    value = float(text)
+    css = "pos" if value > 0 else "neg" if value < 0 else ""
+    return f'<td class="{css}">{format_metric("total_return", value)}</td>'
+
+
+def _folds_table(rows: list[dict[str, str]], path: Path) -> str:
+    head = (
+        "<tr><th>fold</th><th>train</th><th>test</th><th>params</th><th>train objective</th>"
+        "<th>test return</th><th>test sharpe</th><th>test max drawdown</th></tr>"
+    )
+    body = []
+    try:
+        for r in rows:
+            objective = r["train_objective"]
+            body.append(
+                f"<tr><th>{escape(r['fold'])}</th>"
+                f"<td>{escape(r['train_start'])} to {escape(r['train_end'])}</td>"
+                f"<td>{escape(r['test_start'])} to {escape(r['test_end'])}</td>"
+                f'<td class="params">{escape(_params_text(r["params"]))}</td>'
+                f"<td>{format_metric('sharpe', float(objective)) if objective else ''}</td>"
+                + _percent_cell(r["test_return"])
+                + f"<td>{format_metric('sharpe', float(r['test_sharpe']))}</td>"
+                f"<td>{format_metric('max_drawdown', float(r['test_max_drawdown']))}</td></tr>"
+            )
+    except (KeyError, ValueError) as e:
+        raise SourceError(f"{path}: bad or missing column ({e})") from e
+    return '<table id="folds">' + head + "".join(body) + "</table>"
+
+
+def _params_text(raw: str) -> str:
+    """`key=value, ...` of a fold's chosen grid point (JSON in folds.csv); "-" without a grid."""
+    try:
+        params = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw
+    if not isinstance(params, dict):
+        return raw
+    if not params:
+        return "-"
+    return ", ".join(f"{k}={orjson.dumps(v).decode()}" for k, v in params.items())
 
 
 def _counts_table(counts: dict[str, Any], key: str) -> str:

@@ -97,6 +97,40 @@ def test_replay_with_a_report_and_the_report_command(
 
 
 @pytest.mark.usefixtures("in_repo")
+def test_walkforward_with_a_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "wf"
+    code, stdout, err = run(
+        capsys,
+        "walkforward",
+        "config/base.yaml",
+        "--train",
+        "250d",
+        "--test",
+        "250d",
+        "--symbols",
+        "SPX,GOOG",
+        "--grid",
+        "config/walkforward_grid.yaml",
+        "--workers",
+        "1",
+        "--out",
+        str(out),
+        "--report",
+        "--log-level",
+        "warning",
+    )
+    assert code == 0, err
+    assert "4 grid points, serial x 1" in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    with (out / "folds.csv").open() as f:
+        # 2,148 sessions: 7 full test windows after the first training window, and a short one
+        assert len(list(csv.DictReader(f))) == summary["folds"] == 8
+    html = (out / "report.html").read_text()
+    assert "buy and hold" in html
+    assert html.count("data:image/png;base64,") == 3
+
+
+@pytest.mark.usefixtures("in_repo")
 def test_check_config_prints_the_resolved_config(capsys: pytest.CaptureFixture[str]) -> None:
     code, stdout, _ = run(capsys, "check-config", "config/base.yaml", "config/risk_aggressive.yaml")
     assert code == 0
