@@ -1,9 +1,12 @@
-"""Bars for the composer tests."""
+"""Bars and a constant-signal strategy for the composer tests."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from pydantic import BaseModel, ConfigDict
+
+from composer.strategy import Strategy, strategy
 from feeds.bar import NS_PER_MINUTE, Bar
 
 
@@ -20,3 +23,23 @@ def bar(
 
 def bars(symbol: str, closes: Sequence[float]) -> list[Bar]:
     return [bar(symbol, i, c) for i, c in enumerate(closes)]
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+@strategy("fixed", params=NoParams)
+class Fixed(Strategy[NoParams]):
+    """Constant signals."""
+
+    def __init__(self, symbols: Sequence[str], signals: Mapping[str, float]) -> None:
+        super().__init__(NoParams(), symbols)
+        self.signals.update(signals)
+
+    @property
+    def warmup_bars(self) -> int:
+        return 0
+
+    def on_bar(self, bar: Bar) -> None:
+        pass

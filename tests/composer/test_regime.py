@@ -4,18 +4,17 @@ of weights inside the composer, the regime history, and the config errors."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import pytest
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from composer.composer import Composer
 from composer.regime import RegimeDetector
 from composer.settings import REGIMES, ComposerSettings, RegimeSettings
-from composer.strategy import Strategy, strategy
-from feeds.bar import NS_PER_MINUTE, Bar
+from feeds.bar import NS_PER_MINUTE
 from feeds.errors import ConfigError
-from tests.composer.helpers import bars
+from tests.composer.helpers import Fixed, bars
 
 TABLE = {
     "up_low_vol": {"t": 0.8, "m": 0.2},
@@ -23,26 +22,6 @@ TABLE = {
     "down_low_vol": {"m": 1.0},
     "down_high_vol": {"m": 0.1},
 }
-
-
-class NoParams(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-@strategy("fixed", params=NoParams)
-class Fixed(Strategy[NoParams]):
-    """Constant signals."""
-
-    def __init__(self, symbols: Sequence[str], signals: Mapping[str, float]) -> None:
-        super().__init__(NoParams(), symbols)
-        self.signals.update(signals)
-
-    @property
-    def warmup_bars(self) -> int:
-        return 0
-
-    def on_bar(self, bar: Bar) -> None:
-        pass
 
 
 def _regimes(settings: RegimeSettings, closes: Sequence[float]) -> list[str | None]:

@@ -4,11 +4,11 @@ volatilities and correlations are known."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from composer.composer import Composer
 from composer.covariance import (
@@ -18,29 +18,7 @@ from composer.covariance import (
     shrunk_covariance,
 )
 from composer.settings import ComposerSettings, RiskParitySettings
-from composer.strategy import Strategy, strategy
-from feeds.bar import Bar
-from tests.composer.helpers import bars
-
-
-class NoParams(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-@strategy("fixed", params=NoParams)
-class Fixed(Strategy[NoParams]):
-    """Constant signals."""
-
-    def __init__(self, symbols: Sequence[str], signals: Mapping[str, float]) -> None:
-        super().__init__(NoParams(), symbols)
-        self.signals.update(signals)
-
-    @property
-    def warmup_bars(self) -> int:
-        return 0
-
-    def on_bar(self, bar: Bar) -> None:
-        pass
+from tests.composer.helpers import Fixed, bars
 
 
 def _closes(returns: Sequence[float]) -> list[float]:
