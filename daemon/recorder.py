@@ -353,17 +353,14 @@ class Recorder:
     def _write_equity(self) -> None:
         series = self.series
         times = iso_utc_array(np.asarray(series.ts, dtype=np.int64))
-        with (self.out_dir / "equity.csv").open("w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(["time", "cash", "equity", "gross_exposure", "drawdown"])
-            writer.writerows(
-                (t, c.quantize(CENT), f"{e:.2f}", f"{g:.2f}", f"{d:.6f}")
-                for t, c, e, g, d in zip(
-                    times,
-                    series.cash,
-                    series.equity,
-                    series.gross,
-                    series.drawdown,
-                    strict=True,
-                )
-            )
+        lines = ["time,cash,equity,gross_exposure,drawdown\n"]
+        # Cash changes only on fills: the series holds the same Decimal until then.
+        last_cash: Decimal | None = None
+        cash_text = ""
+        for t, c, e, g, d in zip(
+            times, series.cash, series.equity, series.gross, series.drawdown, strict=True
+        ):
+            if c is not last_cash:
+                last_cash, cash_text = c, str(c.quantize(CENT))
+            lines.append(f"{t},{cash_text},{e:.2f},{g:.2f},{d:.6f}\n")
+        (self.out_dir / "equity.csv").write_text("".join(lines), encoding="utf-8")

@@ -16,6 +16,8 @@ import numpy as np
 
 from feeds.bar import NS_PER_SECOND
 
+# Years built beyond those asked for, on each side.
+_MARGIN_YEARS = 5
 # Extended hours (pre-market and after-hours) in exchange-local time.
 _EXTENDED_OPEN = dt.time(4, 0)
 _EXTENDED_CLOSE = dt.time(20, 0)
@@ -133,14 +135,25 @@ class SessionCalendar:
             # exchange_calendars triggers pandas deprecation warnings inside its own code; they
             # are not ours to fix and would fail runs that turn warnings into errors.
             warnings.simplefilter("ignore")
+            # A build costs about the same (~0.4 s) for one year or forty: build a margin of
+            # years around the request, so a run crossing New Year does not build again.
             try:
                 cal = xcals.get_calendar(
-                    self.name, start=f"{first_year}-01-01", end=f"{last_year}-12-31"
+                    self.name,
+                    start=f"{first_year - _MARGIN_YEARS}-01-01",
+                    end=f"{last_year + _MARGIN_YEARS}-12-31",
                 )
-            except (ValueError, xcals.errors.CalendarError) as e:
-                raise ValueError(
-                    f"{self.name}: no calendar for {first_year}-{last_year}: {e}"
-                ) from e
+                first_year -= _MARGIN_YEARS
+                last_year += _MARGIN_YEARS
+            except (ValueError, xcals.errors.CalendarError):
+                try:
+                    cal = xcals.get_calendar(
+                        self.name, start=f"{first_year}-01-01", end=f"{last_year}-12-31"
+                    )
+                except (ValueError, xcals.errors.CalendarError) as e:
+                    raise ValueError(
+                        f"{self.name}: no calendar for {first_year}-{last_year}: {e}"
+                    ) from e
             session_days = cal.sessions.values.astype("datetime64[D]").astype(np.int64)
             opens = np.asarray(cal.opens_nanos, dtype=np.int64)
             closes = np.asarray(cal.closes_nanos, dtype=np.int64)
