@@ -20,7 +20,6 @@ Fill rules:
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -41,19 +40,13 @@ from brokers.orders import (
     TimeInForce,
 )
 from brokers.ticks import CENT, round_to_tick
-from feeds.bar import NS_PER_SECOND, Bar
+from feeds.bar import Bar
+from feeds.days import next_local_midnight_ns
 
 _ZERO = Decimal(0)
 _WHOLE = Decimal(1)
 _QTY_QUANTUM = Decimal("1e-9")
 _EXCHANGE_TZ = ZoneInfo("America/New_York")
-
-
-def next_local_midnight_ns(ts: int, tz: dt.tzinfo) -> int:
-    """The first instant of the local date after the one `ts` falls on, in UTC ns."""
-    local = dt.datetime.fromtimestamp(ts // NS_PER_SECOND, tz)
-    nxt = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(0), tzinfo=tz)
-    return int(nxt.timestamp()) * NS_PER_SECOND
 
 
 class SimulatedBrokerSettings(BaseModel):

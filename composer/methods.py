@@ -103,12 +103,23 @@ def _equal_split(symbols_of: Mapping[str, Sequence[str]]) -> dict[str, dict[str,
     return {sid: dict.fromkeys(syms, 1.0 / len(syms)) for sid, syms in symbols_of.items()}
 
 
-class EqualMethod:
-    """Each of n strategies gets 1/n; each strategy splits equally over its symbols."""
+class _FixedMethod:
+    """A method whose allocation is decided once, at construction: it watches no bars."""
 
     warmup_bars = 0
     observes_bars = False
     observed_symbols: tuple[str, ...] = ()
+    _allocation: Allocation
+
+    def on_bar(self, bar: Bar) -> None:
+        """Stateless: never called (observes_bars is False)."""
+
+    def allocate(self, ts: int, signals: Mapping[str, Mapping[str, float]]) -> Allocation:
+        return self._allocation
+
+
+class EqualMethod(_FixedMethod):
+    """Each of n strategies gets 1/n; each strategy splits equally over its symbols."""
 
     def __init__(
         self,
@@ -120,19 +131,9 @@ class EqualMethod:
         n = len(symbols_of)
         self._allocation = Allocation(dict.fromkeys(symbols_of, 1.0 / n), _equal_split(symbols_of))
 
-    def on_bar(self, bar: Bar) -> None:
-        """Stateless: never called (observes_bars is False)."""
 
-    def allocate(self, ts: int, signals: Mapping[str, Mapping[str, float]]) -> Allocation:
-        return self._allocation
-
-
-class StaticMethod:
+class StaticMethod(_FixedMethod):
     """Capital weights as configured in `strategy_weights` (missing: 0); equal split."""
-
-    warmup_bars = 0
-    observes_bars = False
-    observed_symbols: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -146,12 +147,6 @@ class StaticMethod:
             {sid: float(configured.get(sid, 0.0)) for sid in symbols_of},
             _equal_split(symbols_of),
         )
-
-    def on_bar(self, bar: Bar) -> None:
-        """Stateless: never called (observes_bars is False)."""
-
-    def allocate(self, ts: int, signals: Mapping[str, Mapping[str, float]]) -> Allocation:
-        return self._allocation
 
 
 class _VolState:

@@ -41,14 +41,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--log-level", choices=["debug", "info", "warning", "error"], default="info"
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="overrides log.level of the config (default info)",
     )
     common.add_argument(
         "--log-format",
         choices=["json", "text"],
-        default="json",
-        help="json lines (default) or text for a person at a terminal",
+        help="json lines (the default) or text for a person at a terminal; overrides log.format",
     )
+    # What a replay and a walk-forward both read: the overlays and the data they cover.
+    runs = argparse.ArgumentParser(add_help=False, parents=[common])
+    runs.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML overlays, merged in order")
+    runs.add_argument("--data", help="a data file or folder (overrides data.path)")
+    runs.add_argument("--symbols", help="comma-separated universe (overrides symbols)")
+    runs.add_argument("--start", type=_date, help="first date, YYYY-MM-DD (overrides run.start)")
+    runs.add_argument("--end", type=_date, help="last date, inclusive (overrides run.end)")
+    runs.add_argument("--report", action="store_true", help="also write report.html")
     parser = argparse.ArgumentParser(
         prog="tradingd",
         description="A trading daemon for Alpaca; replays history through the code that trades.",
@@ -57,44 +66,32 @@ def _parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser(
         "replay",
-        parents=[common],
+        parents=[runs],
         help="replay historical bars through the event path",
         description="Replay historical bars through the whole event path with the simulated "
         "broker, and write summary.json, orders.csv, fills.csv, equity.csv, risk_events.csv "
         "and rejected_bars.csv.",
     )
-    rp.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML overlays, merged in order")
-    rp.add_argument("--data", help="a data file or folder (overrides data.path)")
-    rp.add_argument("--symbols", help="comma-separated universe (overrides symbols)")
-    rp.add_argument("--start", type=_date, help="first date, YYYY-MM-DD (overrides run.start)")
-    rp.add_argument("--end", type=_date, help="last date, inclusive (overrides run.end)")
     rp.add_argument("--out", type=Path, help="output folder (default: out/<run id>/)")
-    rp.add_argument("--report", action="store_true", help="also write report.html")
     rp.set_defaults(func=_replay)
 
     wf = sub.add_parser(
         "walkforward",
-        parents=[common],
+        parents=[runs],
         help="rolling train/test optimization, out of sample",
         description="Walk-forward: in each training window choose the grid point with the best "
         "objective, then replay the following test window with it through the same event path. "
         "The test windows are joined into one equity curve. Folds and grid points run in "
         "parallel across processes, or on a Dask cluster with --scheduler.",
     )
-    wf.add_argument("configs", nargs="+", metavar="CONFIG")
     wf.add_argument("--train", type=_sessions, required=True, help="training window, e.g. 252d")
     wf.add_argument("--test", type=_sessions, required=True, help="test window, e.g. 63d")
     wf.add_argument("--grid", help="YAML: key path -> list of values (the cartesian product)")
     wf.add_argument("--objective", default="sharpe", help="summary figure to maximize")
     wf.add_argument("--scheduler", help="a Dask scheduler address (tcp://host:8786)")
     wf.add_argument("--workers", type=_positive_int, help="processes (default: the CPUs)")
-    wf.add_argument("--data", help="a data file or folder (overrides data.path)")
-    wf.add_argument("--symbols", help="comma-separated universe (overrides symbols)")
-    wf.add_argument("--start", type=_date, help="first date of the folds")
-    wf.add_argument("--end", type=_date, help="last date of the folds, inclusive")
     wf.add_argument("--seed", type=int, default=0)
     wf.add_argument("--out", type=Path, help="output folder (default: out/walkforward-<time>/)")
-    wf.add_argument("--report", action="store_true", help="also write report.html")
     wf.set_defaults(func=_walkforward)
 
     rep = sub.add_parser(

@@ -129,7 +129,6 @@ class Engine:
         self.counters = EngineCounters()
         self.rejected: Counter[str] = Counter()
         self.slice_ts: int | None = None
-        self.last_targets: Targets | None = None
         # Latest accepted close per symbol: what the rebalancer and the risk gate price with.
         self.last_close: dict[str, float] = {}
         self._universe = frozenset(symbols)
@@ -221,7 +220,6 @@ class Engine:
             else:
                 targets = self.composer.compose(slice_ts)
             counters.rebalances += 1
-            self.last_targets = targets
             self.listener.on_targets(targets)
             orders = self._orders_for(targets, slice_ts, decision_ts)
         self.listener.on_slice(slice_ts, ledger)

@@ -64,8 +64,6 @@ class Recorder:
         self.out_dir = out_dir
         self.log = log
         self.series = EquitySeries()
-        self.risk_events = 0
-        self.kill_switch_events: list[KillSwitchTripped] = []
         self._orders: dict[str, _OrderRow] = {}
         self._files: list[IO[str]] = []
         self._last_denial: dict[str, str] = {}
@@ -155,7 +153,6 @@ class Recorder:
         symbol = decision.symbol
         if event is not None:
             approved = decision.order.qty if decision.order is not None else Decimal(0)
-            self.risk_events += 1
             self._risk.writerow(
                 [
                     self._iso(requested.ts),
@@ -210,7 +207,6 @@ class Recorder:
         return self._iso_text
 
     def on_kill_switch(self, event: KillSwitchTripped) -> None:
-        self.kill_switch_events.append(event)
         self._risk.writerow(
             [
                 iso_utc(event.ts),

@@ -28,9 +28,10 @@ from daemon.config import LoadedConfig, build_strategies
 from daemon.engine import Engine, EngineListener
 from daemon.logs import EventLog
 from daemon.recorder import Recorder
-from daemon.timeutil import day_index, iso_utc, local_midnight_ns
+from daemon.timeutil import day_index, iso_utc
 from feeds.bar import NS_PER_DAY
 from feeds.calendar import SessionCalendar
+from feeds.days import local_midnight_ns
 from feeds.errors import ConfigError
 from feeds.replay import ReplaySource
 from feeds.sanity import SanityChecker

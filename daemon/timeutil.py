@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 
+from feeds.days import local_midnight_ns
+
 NS = 1_000_000_000
-
-
-def local_midnight_ns(day: date, tz: str) -> int:
-    """UTC ns of 00:00 on `day` in zone `tz`."""
-    return int(datetime.combine(day, time(0), tzinfo=ZoneInfo(tz)).timestamp()) * NS
 
 
 def iso_utc(ts_ns: int) -> str:

@@ -8,7 +8,6 @@ and then lets through only orders that reduce a position, until an operator rese
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from collections.abc import Mapping
 from decimal import ROUND_DOWN, Decimal
 from typing import Literal
@@ -17,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from brokers.orders import OrderSide, SubmitOrder
-from feeds.bar import NS_PER_SECOND
+from feeds.days import next_local_midnight_ns
 from portfolio.events import KillSwitchTripped, OrderClipped, OrderDenied, RiskEvent
 from portfolio.ledger import Ledger
 
@@ -48,12 +47,6 @@ class RiskSettings(BaseModel):
         except (ZoneInfoNotFoundError, ValueError) as e:
             raise ValueError(f"unknown IANA time zone {value!r}") from e
         return value
-
-
-def _next_local_midnight_ns(ts: int, tz: dt.tzinfo) -> int:
-    local = dt.datetime.fromtimestamp(ts // NS_PER_SECOND, tz)
-    nxt = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(0), tzinfo=tz)
-    return int(nxt.timestamp()) * NS_PER_SECOND
 
 
 class RiskGate:
@@ -102,7 +95,7 @@ class RiskGate:
         if ts >= self._next_day_ns:
             self.day_start_equity = ledger.equity
             self._day_start_f = ledger.equity_float
-            self._next_day_ns = _next_local_midnight_ns(ts, self._tz)
+            self._next_day_ns = next_local_midnight_ns(ts, self._tz)
         if self.kill_switch:
             return None
         # Hot: floats from the ledger's mirror; Decimal only when the switch trips.

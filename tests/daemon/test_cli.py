@@ -264,3 +264,17 @@ def test_the_progress_bar_shows_only_on_a_terminal() -> None:
     text = terminal.getvalue()
     assert "25.0%" in text
     assert text.endswith("100.0% 200 bars\n")
+
+
+@pytest.mark.usefixtures("in_repo")
+def test_the_config_sets_the_log_level_and_the_flag_wins(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    quiet = write_yaml(tmp_path / "quiet.yaml", {"log": {"level": "error"}})
+    args = ["replay", "config/base.yaml", str(quiet), "--symbols", "SPX", "--start", "2012-06-01"]
+    code, _, err = run(capsys, *args, "--out", str(tmp_path / "a"))
+    assert code == 0
+    assert err == ""
+    code, _, err = run(capsys, *args, "--out", str(tmp_path / "b"), "--log-level", "info")
+    assert code == 0
+    assert '"event":"replay_started"' in err
