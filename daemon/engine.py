@@ -14,6 +14,7 @@ back into the engine.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -87,6 +88,7 @@ class EngineListener(Protocol):
 class EngineCounters:
     bars_accepted: int = 0
     bars_late: int = 0
+    bars_updated: int = 0  # corrections that came after their slice was decided
     slices: int = 0  # every slice closed, warm-up slices included
     warmup_slices: int = 0
     rebalances: int = 0
@@ -129,6 +131,8 @@ class Engine:
         self.counters = EngineCounters()
         self.rejected: Counter[str] = Counter()
         self.slice_ts: int | None = None
+        # The start of the last slice decided: a bar at or before it is late.
+        self.last_decided_ts = -(2**63)
         # Latest accepted close per symbol: what the rebalancer and the risk gate price with.
         self.last_close: dict[str, float] = {}
         self._universe = frozenset(symbols)
@@ -164,12 +168,17 @@ class Engine:
             return reason
         self.counters.bars_accepted += 1
         slice_ts = self.slice_ts
-        if slice_ts is None or ts == slice_ts:
+        if ts == slice_ts:
+            pass
+        elif slice_ts is None:
+            if ts <= self.last_decided_ts:
+                # Live: its slice was decided (and closed) already: it only marks positions.
+                self._mark_late(symbol, close)
+                return None
             self.slice_ts = ts
         elif ts < slice_ts:
             # Its slice was decided already: it only marks positions.
-            self.counters.bars_late += 1
-            self.last_close[symbol] = close
+            self._mark_late(symbol, close)
             return None
         else:
             raise InvariantViolation(
@@ -179,6 +188,38 @@ class Engine:
         self._slice_closes[symbol] = close
         self._composer_on_bar(bar)
         return None
+
+    def _mark_late(self, symbol: str, close: float) -> None:
+        self.counters.bars_late += 1
+        self.last_close[symbol] = close
+        if symbol in self.ledger.qty_float:
+            self.ledger.mark({symbol: close})
+
+    def on_updated_bar(self, bar: Bar) -> bool:
+        """A corrected bar of a minute already seen (Alpaca's `updatedBars`).
+
+        The strategies saw the original; the correction only marks positions and prices the
+        next decision. In the open slice it replaces the symbol's close.
+
+        Returns:
+            True when it came after its slice was decided.
+        """
+        symbol, ts, close = bar.symbol, bar.ts, bar.close
+        if symbol not in self._universe or not math.isfinite(close) or close <= 0:
+            return False
+        if ts == self.slice_ts and symbol in self._slice_closes:
+            self._slice_closes[symbol] = close
+            return False
+        self.counters.bars_updated += 1
+        self.last_close[symbol] = close
+        if symbol in self.ledger.qty_float:
+            self.ledger.mark({symbol: close})
+        return True
+
+    @property
+    def slice_complete(self) -> bool:
+        """Every symbol of the universe has a bar in the open slice."""
+        return self.slice_ts is not None and len(self._slice_closes) == self._n_symbols
 
     @property
     def bars_in(self) -> int:
@@ -191,6 +232,7 @@ class Engine:
         if slice_ts is None:
             return []
         self.slice_ts = None
+        self.last_decided_ts = slice_ts
         decision_ts = slice_ts + self.bar_ns
         closes = self._slice_closes
         self._slice_closes = {}

@@ -71,10 +71,12 @@ class Recorder:
         self._iso_text = ""
         self._last_weights: dict[str, float] | None = None
         self._last_strategy_weights: dict[str, float] | None = None
+        self.started = False
 
     def start(self) -> None:
         """Create the output folder and open the streamed files."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.started = True
         self._fills = self._open_csv(
             "fills.csv",
             [

@@ -54,8 +54,82 @@ class LogSettings(BaseModel):
     format: Literal["json", "text"] = "json"
 
 
-# The live issue adds the Alpaca brokers here as a union discriminated by `type`.
+# The simulated broker: replays, and `tradingd run` in mode `sim`. Alpaca is set under `live`.
 BrokerSettings: TypeAlias = SimulatedBrokerSettings
+
+Mode: TypeAlias = Literal["paper", "live", "sim", "track"]
+Feed: TypeAlias = Literal["iex", "sip", "delayed_sip", "test"]
+
+ALPACA_TRADING_URLS = {
+    "paper": "https://paper-api.alpaca.markets",
+    "live": "https://api.alpaca.markets",
+}
+ALPACA_DATA_URL = "https://data.alpaca.markets"
+ALPACA_DATA_STREAM_URL = "wss://stream.data.alpaca.markets/v2/{feed}"
+
+
+class LiveSettings(BaseModel):
+    """`tradingd run`: how the daemon meets Alpaca.
+
+    Attributes:
+        mode: paper (Alpaca's paper API), live (real money: also needs `--live`), sim (Alpaca's
+            data into the simulated broker), track (read-only: positions and P&L, no orders).
+        feed: the market-data feed; `test` is Alpaca's around-the-clock test stream (FAKEPACA).
+        trading_url, trade_stream_url, data_stream_url, data_url: None for Alpaca's own (by
+            mode); set them to point the daemon elsewhere, e.g. at `tradingd sandbox`.
+        slice_grace_s: a minute's slice closes when every symbol has reported, or this long
+            after its first bar arrived (IEX has minutes without trades).
+        silence_s: no message for this long while the market is open: reconnect the data stream.
+        warmup: load recent bars to fill the strategies' lookbacks before trading.
+        cancel_on_stop: cancel the daemon's open orders on SIGINT/SIGTERM.
+        stop_deadline_s: a stop finishes within this, in-flight submits resolved or not.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mode: Mode = "paper"
+    feed: Feed = "iex"
+    trading_url: str | None = None
+    trade_stream_url: str | None = None
+    data_stream_url: str | None = None
+    data_url: str | None = None
+    slice_grace_s: float = Field(3.0, gt=0)
+    silence_s: float = Field(120.0, gt=0)
+    backoff_min_s: float = Field(1.0, gt=0)
+    backoff_max_s: float = Field(60.0, gt=0)
+    warmup: bool = True
+    request_timeout_s: float = Field(10.0, gt=0)
+    max_requests_per_minute: int = Field(190, gt=0, le=200)
+    clock_poll_s: float = Field(60.0, gt=0)
+    cancel_on_stop: bool = True
+    stop_deadline_s: float = Field(10.0, gt=0)
+
+    @field_validator("trading_url", "trade_stream_url", "data_stream_url", "data_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(https?|wss?)://[^\s/]+", value):
+            raise ValueError(f"{value!r} is not an http(s):// or ws(s):// URL")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _backoff(self) -> LiveSettings:
+        if self.backoff_max_s < self.backoff_min_s:
+            raise ValueError("backoff_max_s is below backoff_min_s")
+        return self
+
+    def urls(self) -> dict[str, str]:
+        """Every base URL, Alpaca's by mode where not set."""
+        account = "live" if self.mode == "live" else "paper"
+        trading = self.trading_url or ALPACA_TRADING_URLS[account]
+        stream = self.trade_stream_url or (
+            trading.replace("https://", "wss://").replace("http://", "ws://") + "/stream"
+        )
+        return {
+            "trading": trading,
+            "trade_stream": stream,
+            "data_stream": self.data_stream_url or ALPACA_DATA_STREAM_URL.format(feed=self.feed),
+            "data": self.data_url or ALPACA_DATA_URL,
+        }
 
 
 class Settings(BaseModel):
@@ -73,6 +147,7 @@ class Settings(BaseModel):
     risk: RiskSettings = RiskSettings()
     broker: BrokerSettings = SimulatedBrokerSettings()
     run: RunSettings = RunSettings()
+    live: LiveSettings = LiveSettings()
     log: LogSettings = LogSettings()
 
     @field_validator("symbols")

@@ -174,6 +174,59 @@ class Ledger:
         self._update_equity()
         return True
 
+    def adopt(
+        self,
+        cash: Decimal,
+        positions: Mapping[str, tuple[Decimal, Decimal, Decimal]],
+        *,
+        restart: bool = False,
+    ) -> list[str]:
+        """Take the broker's account as the truth: its cash and its positions.
+
+        Args:
+            positions: symbol -> (signed qty, average entry price, last price).
+            restart: this is the start of a session: equity becomes the start and the high water
+                (drawdown restarts at zero) rather than carrying on.
+
+        Returns:
+            What differed from this ledger before, one line each (nothing when they agreed).
+        """
+        differences: list[str] = []
+        if cash != self.cash:
+            differences.append(f"cash {self.cash} -> {cash}")
+        for symbol in sorted(set(self.positions) | set(positions)):
+            mine = self.positions[symbol].qty if symbol in self.positions else _ZERO
+            theirs = positions[symbol][0] if symbol in positions else _ZERO
+            if mine != theirs:
+                differences.append(f"{symbol} qty {mine} -> {theirs}")
+        self.cash = cash
+        self._cash_f = float(cash)
+        realized = {s: p.realized_pnl for s, p in self.positions.items()}
+        self.positions = {}
+        self.qty_float = {}
+        self._held = {}
+        for symbol, (qty, avg_cost, last_price) in positions.items():
+            if not qty:
+                continue
+            pos = self.positions[symbol] = Position(
+                symbol=symbol,
+                qty=qty,
+                avg_cost=avg_cost,
+                realized_pnl=realized.get(symbol, _ZERO),
+                last_price=last_price,
+            )
+            qty_f = float(qty)
+            self.qty_float[symbol] = qty_f
+            self._held[symbol] = [pos, qty_f, float(last_price), None]
+        self._stale = True
+        if restart:
+            self.start_cash = self.equity
+            self.high_water = self.equity
+            self._high_water_f = float(self.high_water)
+            self._high_water_margin = abs(self._high_water_f) * _MIRROR_MARGIN
+        self._update_equity()
+        return differences
+
     def mark(self, prices: Mapping[str, float]) -> None:
         """Mark held positions to the slice's closes and update equity, high water, drawdown.
 
