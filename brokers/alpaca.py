@@ -764,6 +764,7 @@ class AlpacaBroker:
 
     def _notice(self, level: NoticeLevel, event: str, **fields: Any) -> None:
         self._notices.append(BrokerNotice(level=level, event=event, fields=fields))
+        self.events_ready.set()  # a notice is worth a wake-up too: the caller logs it now
 
     def _refuse_in_track_mode(self) -> None:
         if self._read_only:

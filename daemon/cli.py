@@ -7,9 +7,11 @@ traceback. JSON logs go to stderr; stdout carries the human summary.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from daemon.settings import LogSettings
 from feeds.errors import ConfigError, TradingdError
 
 EXIT_USAGE = 2
+SANDBOX_PORT = 8765
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -105,6 +108,49 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     rep.set_defaults(func=_report)
 
+    run = sub.add_parser(
+        "run",
+        parents=[common],
+        help="run the daemon on Alpaca (paper, live, sim or track, as live.mode says)",
+        description="Run the daemon: Alpaca's market-data stream through the event path, orders "
+        "to Alpaca's paper or live API (or the simulated broker in mode sim, or none in mode "
+        "track). Keys come from APCA_API_KEY_ID and APCA_API_SECRET_KEY. Stops cleanly on "
+        "SIGINT or SIGTERM.",
+    )
+    run.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML overlays, merged in order")
+    run.add_argument(
+        "--live", action="store_true", help="confirm live trading (needs live.mode: live)"
+    )
+    run.add_argument("--out", type=Path, help="output folder (default: out/<run id>/)")
+    run.set_defaults(func=_run)
+
+    sb = sub.add_parser(
+        "sandbox",
+        parents=[common],
+        help="serve a local stand-in for Alpaca on 127.0.0.1, playing bars from files",
+        description="A local stand-in for Alpaca's trading REST API, trade-updates stream, "
+        "market-data stream and historical bars, playing replay files at a chosen speed and "
+        "filling market orders at the next bar's open. Point `tradingd run` at it (see "
+        "config/sandbox.yaml) to watch the whole live path trade offline.",
+    )
+    sb.add_argument("--data", type=Path, required=True, help="a data file or folder of 1-min bars")
+    sb.add_argument(
+        "--speed",
+        type=_positive_float,
+        default=60.0,
+        help="market minutes per wall minute (default 60: one bar a second)",
+    )
+    sb.add_argument("--port", type=int, default=SANDBOX_PORT, help=f"default {SANDBOX_PORT}")
+    sb.add_argument("--symbols", help="comma-separated (default: every symbol in the data)")
+    sb.add_argument(
+        "--warm-minutes",
+        type=int,
+        default=390,
+        help="minutes of the data already in the past: served as history, not streamed",
+    )
+    sb.add_argument("--cash", type=Decimal, default=Decimal(100_000), help="starting cash")
+    sb.set_defaults(func=_sandbox)
+
     cc = sub.add_parser(
         "check-config",
         parents=[common],
@@ -134,6 +180,21 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", type=Path, required=True, help="output folder")
     synth.add_argument("--format", choices=["csv", "parquet"], default="parquet")
     synth.set_defaults(func=_synth)
+    dl = bars_sub.add_parser(
+        "download",
+        parents=[common],
+        help="download historical bars from Alpaca into Parquet files that replay reads",
+        description="Download bars through Alpaca's historical data API (every page), one "
+        "Parquet file per symbol. Keys come from APCA_API_KEY_ID and APCA_API_SECRET_KEY.",
+    )
+    dl.add_argument("--symbols", required=True, help="comma-separated, e.g. SPY,AAPL")
+    dl.add_argument("--start", type=_date, required=True, help="first New York date")
+    dl.add_argument("--end", type=_date, required=True, help="last New York date, inclusive")
+    dl.add_argument("--timeframe", default="1Min", help="1Min, 5Min, 15Min, 1Hour or 1Day")
+    dl.add_argument("--feed", choices=["iex", "sip", "delayed_sip"], default="iex")
+    dl.add_argument("--url", help="data API base URL (default https://data.alpaca.markets)")
+    dl.add_argument("--out", type=Path, required=True, help="output folder")
+    dl.set_defaults(func=_download)
     return parser
 
 
@@ -257,6 +318,83 @@ def _write_report(out_dir: Path, log: EventLog) -> Path:
     return path
 
 
+def _run(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
+    from daemon.live import LiveDaemon
+
+    loaded = load_config(args.configs)
+    log = _log(args, loaded.settings.log)
+    daemon = LiveDaemon(
+        loaded,
+        log=log,
+        env=os.environ,
+        allow_live=args.live,
+        out_dir=args.out,
+        install_signals=True,
+    )
+    code = asyncio.run(daemon.run())
+    print(f"tradingd run ({daemon.mode}): stopped; wrote {daemon.out_dir}/")
+    return code
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from daemon.sandbox import Sandbox, serve
+
+    log = _log(args)
+    symbols = [s.strip().upper() for s in args.symbols.split(",")] if args.symbols else None
+
+    def ready(sandbox: Sandbox) -> None:
+        log.info("sandbox_listening", url=sandbox.url, speed=args.speed, data=str(args.data))
+        print(
+            f"sandbox on {sandbox.url} (trading REST and data REST), "
+            f"{sandbox.trade_stream_url} (trade updates), {sandbox.data_stream_url('iex')} "
+            f"(market data); any non-empty APCA_API_KEY_ID/APCA_API_SECRET_KEY. Ctrl-C stops.",
+            flush=True,
+        )
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            serve(
+                args.data,
+                port=args.port,
+                speed=args.speed,
+                symbols=symbols,
+                start_cash=args.cash,
+                warm_minutes=args.warm_minutes,
+                ready=ready,
+            )
+        )
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    import os
+
+    from daemon.live import credentials
+    from daemon.settings import ALPACA_DATA_URL
+    from feeds.alpaca_history import HistoricalBars, download
+
+    if args.end < args.start:
+        raise ConfigError(f"command line: --end {args.end} is before --start {args.start}")
+    key, secret = credentials(os.environ)
+    symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
+    history = HistoricalBars(
+        key=key, secret=secret, url=args.url or ALPACA_DATA_URL, feed=args.feed
+    )
+    log = _log(args)
+    written = download(
+        history, symbols, args.start, args.end, timeframe=args.timeframe, out_dir=args.out
+    )
+    for symbol, (path, rows) in sorted(written.items()):
+        log.info("bars_downloaded", symbol=symbol, rows=rows, path=str(path) if rows else None)
+        print(f"{symbol}: {rows:,} bars" + (f" -> {path}" if rows else " (none: no file)"))
+    return 0
+
+
 def _check_config(args: argparse.Namespace) -> int:
     from composer.registry import load_registry
     from daemon.config import build_strategies
@@ -302,6 +440,16 @@ def _date(text: str) -> date:
 def _sessions(text: str) -> int:
     """A window length in trading sessions: `252d` or `252`."""
     return _positive_int(text.removesuffix("d"))
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0: {value}")
+    return value
 
 
 def _positive_int(text: str) -> int:

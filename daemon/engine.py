@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import KeysView, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -215,6 +215,11 @@ class Engine:
         if symbol in self.ledger.qty_float:
             self.ledger.mark({symbol: close})
         return True
+
+    @property
+    def slice_symbols(self) -> KeysView[str]:
+        """The symbols with a bar in the open slice."""
+        return self._slice_closes.keys()
 
     @property
     def slice_complete(self) -> bool:

@@ -1,0 +1,742 @@
+"""The live driver: Alpaca's streams through the engine, orders out through a broker.
+
+Modes (`live.mode`):
+    paper, live  the Alpaca broker (paper or live API); the account's cash and positions seed
+                 the ledger, and every trade-stream reconnect reconciles before new orders.
+    sim          Alpaca's data into the simulated broker: nothing reaches a trading account.
+    track        read-only: the ledger follows the account (fills, reconciliations, marks); this
+                 driver holds no submit path at all in this mode.
+
+One task owns the engine: every stream message, broker wake-up and backfill result goes through
+one queue, so the core stays synchronous and single-threaded.
+
+A minute's slice closes when every symbol has reported, when a bar of a later minute arrives, or
+`slice_grace_s` after its first bar arrived, but never while the data stream is down or a backfill
+is running: after a reconnect the missed minutes are fetched from the historical endpoint and
+fed in order before the slices close, so no slice is decided on missing bars.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import signal
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from brokers.alpaca import AlpacaBroker
+from brokers.alpaca_rest import AlpacaRest, MarketClock
+from brokers.orders import ExecutionEvent, OrderRejected, SubmitOrder
+from brokers.simulated import SimulatedBroker
+from daemon.config import LoadedConfig
+from daemon.engine import Engine
+from daemon.logs import EventLog
+from daemon.recorder import Recorder
+from daemon.replay import build_engine
+from daemon.timeutil import iso_utc
+from feeds.alpaca_history import HistoricalBars
+from feeds.alpaca_stream import (
+    AlpacaDataStream,
+    DataEvent,
+    StreamBar,
+    StreamConnected,
+    StreamDisconnected,
+    StreamNotice,
+    TradingStatus,
+)
+from feeds.bar import NS_PER_MINUTE, Bar
+from feeds.errors import ConfigError, TradingdError
+from portfolio.ledger import Ledger
+
+KEY_ENV = "APCA_API_KEY_ID"
+SECRET_ENV = "APCA_API_SECRET_KEY"  # noqa: S105 - the variable's name, not a secret
+MINUTES_PER_SESSION = 390
+_NEVER = 2**63 - 1
+_ALWAYS = -(2**63)
+
+
+@dataclass(frozen=True, slots=True)
+class _BrokerWake:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Backfilled:
+    bars: list[Bar]
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Fatal:
+    error: BaseException
+
+
+@dataclass(slots=True)
+class LiveCounters:
+    updated_bars: int = 0
+    backfills: int = 0
+    backfilled_bars: int = 0
+    halted_orders: int = 0
+    reconnects: int = 0
+
+
+@dataclass(slots=True)
+class _SliceLog:
+    """What each decided slice held: the evidence that no slice closed early."""
+
+    decided: list[int] = field(default_factory=list)
+    symbols: dict[int, int] = field(default_factory=dict)
+
+
+def credentials(env: Mapping[str, str]) -> tuple[str, str]:
+    """The Alpaca keys from the environment (never from files).
+
+    Raises:
+        ConfigError: one of them is missing, naming which.
+    """
+    key = env.get(KEY_ENV, "").strip()
+    secret = env.get(SECRET_ENV, "").strip()
+    missing = [name for name, value in ((KEY_ENV, key), (SECRET_ENV, secret)) if not value]
+    if missing:
+        raise ConfigError(
+            f"{' and '.join(missing)} not set: export your Alpaca API key id and secret key "
+            "(paper keys for mode paper; for `tradingd sandbox`, any non-empty values)"
+        )
+    return key, secret
+
+
+class LiveDaemon:
+    """One `tradingd run`: start, trade until stopped, stop cleanly.
+
+    Args:
+        allow_live: the command line said `--live`; mode `live` needs it, and it needs mode live.
+        out_dir: where orders.csv, fills.csv, equity.csv and summary.json go.
+        install_signals: stop on SIGINT/SIGTERM (the CLI); tests call `request_stop()`.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        log: EventLog,
+        env: Mapping[str, str],
+        allow_live: bool = False,
+        out_dir: Path | None = None,
+        install_signals: bool = False,
+    ) -> None:
+        settings = loaded.settings
+        live = settings.live
+        if live.mode == "live" and not allow_live:
+            raise ConfigError(
+                f"{loaded.origin(('live', 'mode'))}: live.mode is live, which trades real money: "
+                "add --live to the command line to confirm"
+            )
+        if allow_live and live.mode != "live":
+            raise ConfigError(f"--live given, but live.mode is {live.mode}: set live.mode: live")
+        if settings.data.bar_ns() != NS_PER_MINUTE:
+            raise ConfigError(
+                f"{loaded.origin(('data', 'timeframe'))}: data.timeframe: live trading runs on "
+                f"Alpaca's 1-minute bars; set 1Min (it is {settings.data.timeframe})"
+            )
+        if not settings.symbols:
+            raise ConfigError(f"{loaded.files[-1]}: symbols: list the symbols to trade")
+        self.loaded = loaded
+        self.settings = settings
+        self.mode = live.mode
+        self.log = log
+        self.key, self.secret = credentials(env)
+        self.urls = live.urls()
+        self.symbols = list(settings.symbols)
+        self.install_signals = install_signals
+        run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{self.mode}-{loaded.digest}"
+        self.out_dir = out_dir if out_dir is not None else Path(settings.run.out_dir) / run_id
+        self.recorder = Recorder(self.out_dir, log)
+        self.engine: Engine
+        self.sim: SimulatedBroker
+        self.engine, self.sim = build_engine(
+            loaded, self.symbols, self.recorder, trade_from_ts=_NEVER
+        )
+        self.rest: AlpacaRest | None = None
+        self.broker: AlpacaBroker | None = None
+        self.history = HistoricalBars(
+            key=self.key,
+            secret=self.secret,
+            url=self.urls["data"],
+            feed=live.feed,
+            timeout_s=max(live.request_timeout_s, 30.0),
+        )
+        self.stream: AlpacaDataStream | None = None
+        self.counters = LiveCounters()
+        self.slices = _SliceLog()
+        self.halted: set[str] = set()
+        self.feed_connected = False
+        self.market_open = True
+        self.warmup_bars = 0
+        self.warmed_until_ts: int | None = None
+        self._queue: asyncio.Queue[DataEvent | _BrokerWake | _Backfilled | _Fatal] = asyncio.Queue()
+        self._stopping = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._backfilling = False
+        self._buffer: list[Bar] = []
+        self._next_ts: int | None = None  # the first minute not yet seen by the engine
+        self._grace_at: float | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._submit: Callable[[SubmitOrder], None] | None = None
+        self._started = False
+        self._reconciliations = 0
+
+    # -- the public surface -------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop taking bars and shut down (what SIGINT and SIGTERM do)."""
+        if not self._stopping.is_set():
+            self.log.info("stop_requested", mode=self.mode)
+        self._stopping.set()
+        self._progress.set()
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout_s: float) -> None:
+        """Wait until `predicate()` holds after some step of the daemon (for tests and tools).
+
+        Raises:
+            TimeoutError: it did not hold within `timeout_s`.
+        """
+        async with asyncio.timeout(timeout_s):
+            while not predicate():
+                self._progress.clear()
+                # Woken by every step of the loop; the short cap re-checks state that changes
+                # without one (a broker task finishing a lookup, say).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._progress.wait(), 0.05)
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.engine.ledger
+
+    async def run(self) -> int:
+        """Run until stopped. Returns the exit code (0 on a clean stop).
+
+        Raises:
+            TradingdError: a fatal problem (refused keys, a feed the plan lacks, ...), after the
+                shutdown ran.
+        """
+        loop = asyncio.get_running_loop()
+        if self.install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.request_stop)
+        fatal: BaseException | None = None
+        try:
+            await self._start()
+            if not self._stopping.is_set():
+                await self._loop()
+        except TradingdError as e:
+            fatal = e
+        finally:
+            await self._shutdown(fatal)
+            if self.install_signals:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+        if fatal is not None:
+            raise fatal
+        return 0
+
+    # -- start --------------------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        live = self.settings.live
+        self.log.info(
+            "daemon_starting",
+            mode=self.mode,
+            config=list(self.loaded.files),
+            symbols=self.symbols,
+            feed=live.feed,
+            urls=self.urls,
+            out=str(self.out_dir),
+        )
+        self.rest = AlpacaRest(
+            key=self.key,
+            secret=self.secret,
+            url=self.urls["trading"],
+            timeout_s=live.request_timeout_s,
+            max_requests_per_minute=live.max_requests_per_minute,
+        )
+        clock = await self.rest.clock()
+        self._on_clock(clock)
+        self.recorder.start()
+        if self.mode == "sim":
+            self._submit = self._submit_sim
+        else:
+            self.broker = AlpacaBroker(
+                rest=self.rest,
+                stream_url=self.urls["trade_stream"],
+                key=self.key,
+                secret=self.secret,
+                read_only=self.mode == "track",
+                backoff_min_s=live.backoff_min_s,
+                backoff_max_s=live.backoff_max_s,
+            )
+            await self.broker.start()
+            self._drain_broker_notices()
+            self._adopt_account(restart=True)
+            self._reconciliations = self.broker.reconciliations
+            self._tasks.append(asyncio.create_task(self._pump_broker(), name="broker-pump"))
+            if self.mode in ("paper", "live"):
+                self._submit = self.broker.submit
+            # track: no submit path exists; _decide refuses to run one.
+        await self._warm_up(clock)
+        if self.mode != "track":
+            self.engine.trade_from_ts = _ALWAYS
+        self.stream = AlpacaDataStream(
+            url=self.urls["data_stream"],
+            feed=live.feed,
+            symbols=["FAKEPACA"] if live.feed == "test" else self.symbols,
+            key=self.key,
+            secret=self.secret,
+            sink=self._queue.put_nowait,
+            market_open=lambda: self.market_open,
+            silence_s=live.silence_s,
+            backoff_min_s=live.backoff_min_s,
+            backoff_max_s=live.backoff_max_s,
+        )
+        self._tasks.append(asyncio.create_task(self._run_stream(), name="data-stream"))
+        self._tasks.append(asyncio.create_task(self._poll_clock(), name="clock"))
+        self._started = True
+        self.log.info("daemon_started", mode=self.mode, warmup_bars=self.warmup_bars)
+
+    def _adopt_account(self, *, restart: bool) -> None:
+        broker = self.broker
+        if broker is None or broker.account is None:
+            return
+        positions = {
+            p.symbol: (p.qty, p.avg_entry_price, p.current_price or p.avg_entry_price)
+            for p in broker.positions.values()
+        }
+        differences = self.ledger.adopt(broker.account.cash, positions, restart=restart)
+        outside = sorted(set(positions) - set(self.symbols))
+        self.log.info(
+            "account_adopted",
+            cash=str(broker.account.cash),
+            equity=str(broker.account.equity),
+            positions={s: str(q) for s, (q, _, _) in sorted(positions.items())},
+            outside_universe=outside,
+            differences=differences if not restart else [],
+        )
+
+    async def _warm_up(self, clock: MarketClock) -> None:
+        """Fill every strategy's lookback with recent bars, through the core, without trading."""
+        need = self.engine.composer.warmup_bars
+        if not self.settings.live.warmup or need <= 0:
+            self._next_ts = None
+            return
+        assert self.rest is not None
+        sessions_back = math.ceil(need / MINUTES_PER_SESSION) + 1
+        now_day = datetime.fromtimestamp(clock.ts / 1e9, UTC).date()
+        sessions = await self.rest.calendar(
+            now_day - timedelta(days=7 * sessions_back + 7), now_day
+        )
+        past = [s for s in sessions if s.open_ns < clock.ts]
+        if not past:
+            return
+        start_ns = past[max(len(past) - sessions_back, 0)].open_ns
+        bars = await self._fetch(start_ns, clock.ts)
+        engine = self.engine
+        for bar in bars:
+            if engine.slice_ts is not None and bar.ts > engine.slice_ts:
+                engine.close_slice()
+            engine.on_bar(bar)
+        if engine.slice_ts is not None:
+            engine.close_slice()
+        self.warmup_bars = len(bars)
+        if bars:
+            self.warmed_until_ts = bars[-1].ts
+            self._next_ts = bars[-1].ts + NS_PER_MINUTE
+        self.log.info(
+            "warmup_done",
+            bars=len(bars),
+            slices=engine.counters.warmup_slices,
+            lookback_bars=need,
+            first=iso_utc(bars[0].ts) if bars else None,
+            last=iso_utc(bars[-1].ts) if bars else None,
+        )
+
+    async def _fetch(self, start_ns: int, end_ns: int | None) -> list[Bar]:
+        return await asyncio.to_thread(self.history.fetch, self.symbols, start_ns, end_ns)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        queue = self._queue
+        stop = asyncio.ensure_future(self._stopping.wait())
+        get: asyncio.Future[Any] = asyncio.ensure_future(queue.get())
+        try:
+            while not self._stopping.is_set():
+                timeout = None
+                if self._grace_at is not None and self._can_close():
+                    timeout = max(self._grace_at - loop.time(), 0.0)
+                done, _ = await asyncio.wait(
+                    {get, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if get in done:
+                    item = get.result()
+                    get = asyncio.ensure_future(queue.get())
+                    self._handle(item)
+                    # Take what is already queued before deciding on the clock.
+                    while not queue.empty() and not self._stopping.is_set():
+                        self._handle(queue.get_nowait())
+                if (
+                    self._grace_at is not None
+                    and self._can_close()
+                    and loop.time() >= self._grace_at
+                ):
+                    self._decide()
+                self._progress.set()
+        finally:
+            get.cancel()
+            stop.cancel()
+
+    def _can_close(self) -> bool:
+        return self.feed_connected and not self._backfilling
+
+    def _handle(self, item: DataEvent | _BrokerWake | _Backfilled | _Fatal) -> None:
+        match item:
+            case StreamBar(bar=bar, updated=False):
+                if self._backfilling:
+                    self._buffer.append(bar)
+                else:
+                    self._on_bar(bar)
+            case StreamBar(bar=bar, updated=True):
+                if self.engine.on_updated_bar(bar):
+                    self.counters.updated_bars += 1
+            case _BrokerWake():
+                self._on_broker()
+            case _Backfilled():
+                self._on_backfilled(item)
+            case TradingStatus():
+                self._on_status(item)
+            case StreamConnected():
+                self._on_connected(item)
+            case StreamDisconnected():
+                self.feed_connected = False
+                self.log.warning(
+                    "feed_disconnected", reason=item.reason, retry_in_s=round(item.retry_in_s, 3)
+                )
+            case StreamNotice():
+                self.log.log(item.level, item.event, **item.fields)
+            case _Fatal():
+                raise item.error
+
+    def _on_bar(self, bar: Bar) -> None:
+        engine = self.engine
+        open_ts = engine.slice_ts
+        if open_ts is not None and bar.ts > open_ts:
+            self._decide()
+        reason = engine.on_bar(bar)
+        if reason is not None:
+            self.recorder.rejected_bar("stream", 0, bar.symbol, iso_utc(bar.ts), reason)
+            return
+        if self._next_ts is None or bar.ts >= self._next_ts:
+            self._next_ts = bar.ts + NS_PER_MINUTE
+        if self.mode == "sim" and engine.slice_ts == bar.ts:
+            self.sim.on_bar(bar)
+        if engine.slice_complete:
+            if self._can_close():
+                self._decide()
+        elif self._grace_at is None and engine.slice_ts is not None:
+            self._grace_at = asyncio.get_running_loop().time() + self.settings.live.slice_grace_s
+
+    def _decide(self) -> None:
+        """Close the open slice and hand its orders to the broker."""
+        engine = self.engine
+        slice_ts = engine.slice_ts
+        self._grace_at = None
+        if slice_ts is None:
+            return
+        n_symbols = len(engine.slice_symbols)
+        if self.mode == "sim":
+            engine.on_events(self.sim.poll_events())
+        orders = engine.close_slice()
+        self.slices.decided.append(slice_ts)
+        self.slices.symbols[slice_ts] = n_symbols
+        if self.mode == "track":
+            # The engine never trades here; the equity series still follows the account.
+            self.recorder.on_slice(slice_ts, engine.ledger)
+        if not orders:
+            return
+        submit = self._submit
+        if submit is None:
+            raise TradingdError(f"mode {self.mode} decided {len(orders)} orders: it must not")
+        halted: list[ExecutionEvent] = []
+        for order in orders:
+            if order.symbol in self.halted:
+                self.counters.halted_orders += 1
+                halted.append(
+                    OrderRejected(
+                        client_order_id=order.client_order_id,
+                        symbol=order.symbol,
+                        ts=order.ts,
+                        reason="trading halted: not sent",
+                    )
+                )
+                continue
+            submit(order)
+        if halted:
+            engine.on_events(halted)
+        if self.mode == "sim":
+            engine.on_events(self.sim.poll_events())
+
+    def _submit_sim(self, order: SubmitOrder) -> None:
+        self.sim.submit(order)
+
+    def _on_broker(self) -> None:
+        broker = self.broker
+        if broker is None:
+            return
+        self._drain_broker_notices()
+        events = broker.poll_events()  # raises the adapter's fatal error once drained
+        if events:
+            self.engine.on_events(events)
+        if broker.reconciliations != self._reconciliations:
+            self._reconciliations = broker.reconciliations
+            if self.mode == "track":
+                # Read-only: the account is the truth, whatever the stream missed.
+                self._adopt_account(restart=False)
+            else:
+                self._check_positions()
+
+    def _check_positions(self) -> None:
+        """After a reconciliation (its missed fills applied): the ledger should hold what the
+        broker holds. A difference is logged, not papered over."""
+        broker = self.broker
+        if broker is None:
+            return
+        theirs = {p.symbol: p.qty for p in broker.positions.values() if p.qty}
+        mine = positions_of(self.ledger)
+        if theirs != mine:
+            self.log.warning(
+                "position_difference",
+                ledger={s: str(q) for s, q in sorted(mine.items())},
+                broker={s: str(q) for s, q in sorted(theirs.items())},
+            )
+
+    def _drain_broker_notices(self) -> None:
+        if self.broker is None:
+            return
+        for notice in self.broker.poll_notices():
+            self.log.log(notice.level, notice.event, **notice.fields)
+
+    def _on_status(self, status: TradingStatus) -> None:
+        if status.halted and status.symbol not in self.halted:
+            self.halted.add(status.symbol)
+            self.log.warning(
+                "trading_halted", symbol=status.symbol, code=status.code, reason=status.reason
+            )
+        elif not status.halted and status.symbol in self.halted:
+            self.halted.discard(status.symbol)
+            self.log.info("trading_resumed", symbol=status.symbol, code=status.code)
+
+    def _on_connected(self, event: StreamConnected) -> None:
+        self.feed_connected = True
+        if event.reconnect:
+            self.counters.reconnects += 1
+        self.log.info(
+            "feed_connected",
+            reconnect=event.reconnect,
+            attempt=event.attempt,
+            bars=event.subscription.get("bars", []),
+        )
+        # Whatever the stream missed (before this connect, or while it was down) comes from
+        # the historical endpoint before any slice after the gap closes.
+        start = self.engine.slice_ts if self.engine.slice_ts is not None else self._next_ts
+        if start is None or self._backfilling:
+            return
+        self._backfilling = True
+        self._buffer = []
+        self._tasks.append(asyncio.create_task(self._backfill(start), name="backfill"))
+
+    async def _backfill(self, start_ns: int) -> None:
+        error: str | None = None
+        bars: list[Bar] = []
+        for attempt in range(4):
+            try:
+                bars = await self._fetch(start_ns, None)
+                error = None
+                break
+            except TradingdError as e:
+                error = str(e)
+                await asyncio.sleep(min(0.5 * 2**attempt, 5.0))
+        self._queue.put_nowait(_Backfilled(bars=bars, error=error))
+
+    def _on_backfilled(self, result: _Backfilled) -> None:
+        engine = self.engine
+        buffered = self._buffer
+        self._buffer = []
+        self._backfilling = False
+        if result.error is not None:
+            self.log.error("backfill_failed", error=result.error)
+        open_ts = engine.slice_ts
+        seen: set[tuple[str, int]] = (
+            {(s, open_ts) for s in engine.slice_symbols} if open_ts is not None else set()
+        )
+        floor = open_ts if open_ts is not None else (self._next_ts or _ALWAYS)
+        added = 0
+        merged: list[Bar] = []
+        for bar in result.bars:
+            key = (bar.symbol, bar.ts)
+            if bar.ts >= floor and key not in seen:
+                seen.add(key)
+                merged.append(bar)
+                added += 1
+        for bar in buffered:
+            key = (bar.symbol, bar.ts)
+            if key not in seen:
+                seen.add(key)
+                merged.append(bar)
+        merged.sort(key=lambda b: (b.ts, b.symbol))
+        self.counters.backfills += 1
+        self.counters.backfilled_bars += added
+        self.log.info(
+            "backfilled",
+            bars=added,
+            buffered=len(buffered),
+            first=iso_utc(merged[0].ts) if merged else None,
+            last=iso_utc(merged[-1].ts) if merged else None,
+        )
+        for bar in merged:
+            self._on_bar(bar)
+
+    async def _run_stream(self) -> None:
+        assert self.stream is not None
+        try:
+            await self.stream.run()
+        except TradingdError as e:
+            self._queue.put_nowait(_Fatal(e))
+
+    async def _pump_broker(self) -> None:
+        broker = self.broker
+        assert broker is not None
+        while True:
+            await broker.events_ready.wait()
+            broker.events_ready.clear()
+            self._queue.put_nowait(_BrokerWake())
+
+    async def _poll_clock(self) -> None:
+        """Follow the market clock: open/closed for the silence check, without busy-looping."""
+        assert self.rest is not None
+        poll = self.settings.live.clock_poll_s
+        while True:
+            await asyncio.sleep(poll)
+            try:
+                clock = await self.rest.clock()
+            except TradingdError as e:
+                self.log.warning("clock_unavailable", error=str(e))
+                continue
+            self._on_clock(clock)
+
+    def _on_clock(self, clock: MarketClock) -> None:
+        if clock.is_open != self.market_open or not self._started:
+            self.log.info(
+                "market_open" if clock.is_open else "market_closed",
+                market_time=iso_utc(clock.ts),
+                next_open=iso_utc(clock.next_open),
+                next_close=iso_utc(clock.next_close),
+            )
+        self.market_open = clock.is_open
+
+    # -- stop ---------------------------------------------------------------------------------
+
+    async def _shutdown(self, fatal: BaseException | None) -> None:
+        deadline = self.settings.live.stop_deadline_s
+        started = time.monotonic()
+        if self.stream is not None:
+            self.stream.stop()
+        broker = self.broker
+        cancelled = 0
+        try:
+            async with asyncio.timeout(deadline):
+                if broker is not None and self.mode in ("paper", "live"):
+                    resolved = await broker.drain(max(deadline - 2.0, 0.1))
+                    if not resolved:
+                        self.log.warning("stop_in_flight", in_flight=broker.in_flight)
+                    if self.settings.live.cancel_on_stop and broker.fatal is None:
+                        cancelled = await self._cancel_own_orders()
+                    self._on_broker()
+        except TimeoutError:
+            self.log.error("stop_deadline_passed", deadline_s=deadline)
+        except TradingdError as e:
+            self.log.error("stop_incomplete", error=str(e))
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if broker is not None:
+            await broker.close()  # and its REST client
+        elif self.rest is not None:
+            await self.rest.close()
+        if self.recorder.started:
+            self.recorder.close()
+            self._write_summary(cancelled)
+        self.log.info(
+            "daemon_stopped",
+            mode=self.mode,
+            cancelled_orders=cancelled,
+            seconds=round(time.monotonic() - started, 3),
+            error=str(fatal) if fatal else None,
+        )
+
+    async def _cancel_own_orders(self) -> int:
+        """Cancel the open orders this config placed (its client order id prefix), no others."""
+        assert self.rest is not None
+        prefix = self.engine.rebalancer.id_prefix + "-"
+        cancelled = 0
+        for order in await self.rest.orders(status="open"):
+            if order.client_order_id.startswith(prefix):
+                await self.rest.cancel_order(order.broker_order_id)
+                cancelled += 1
+                self.log.info(
+                    "order_cancelled_on_stop",
+                    client_order_id=order.client_order_id,
+                    symbol=order.symbol,
+                )
+        return cancelled
+
+    def _write_summary(self, cancelled: int) -> None:
+        engine = self.engine
+        counters = engine.counters
+        summary = {
+            "mode": self.mode,
+            "config": list(self.loaded.files),
+            "symbols": self.symbols,
+            "slices": counters.slices - counters.warmup_slices,
+            "warmup_slices": counters.warmup_slices,
+            "warmup_bars": self.warmup_bars,
+            "bars_accepted": counters.bars_accepted,
+            "bars_rejected": dict(sorted(engine.rejected.items())),
+            "bars_late": counters.bars_late,
+            "bars_updated": counters.bars_updated,
+            "backfills": self.counters.backfills,
+            "backfilled_bars": self.counters.backfilled_bars,
+            "feed_reconnects": self.counters.reconnects,
+            "orders": counters.orders,
+            "fills": counters.fills,
+            "rejected_orders": counters.rejected_orders,
+            "halted_orders": self.counters.halted_orders,
+            "cancelled_on_stop": cancelled,
+            "kill_switch": engine.risk.kill_switch,
+            "ledger": engine.ledger.snapshot(),
+        }
+        (self.out_dir / "summary.json").write_bytes(
+            orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+        )
+
+
+def positions_of(ledger: Ledger) -> dict[str, Decimal]:
+    """The ledger's positions as symbol -> signed quantity (to compare with a broker's)."""
+    return {symbol: pos.qty for symbol, pos in ledger.positions.items() if pos.qty}

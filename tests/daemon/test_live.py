@@ -1,0 +1,409 @@
+"""The live daemon against the sandbox: every mode, the faults, warm-up and a clean stop.
+
+The sandbox plays the sample minute bars one step at a time; each test steps it and waits for the
+daemon to have decided that minute (an event with a deadline, never a guessed sleep).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+
+from brokers.orders import OrderSide, OrderType, SubmitOrder
+from daemon.config import LoadedConfig, load_config
+from daemon.live import LiveDaemon, positions_of
+from daemon.logs import EventLog
+from daemon.sandbox import Sandbox
+from feeds.bar import NS_PER_MINUTE
+from feeds.errors import ConfigError, InvariantViolation
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "data" / "sample" / "minute"
+SYMBOLS = ["AAA", "BBB", "CCC", "DDD"]
+ENV = {"APCA_API_KEY_ID": "test-key", "APCA_API_SECRET_KEY": "test-secret"}
+DEADLINE_S = 20.0
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    box = Sandbox(DATA, speed=None, warm_minutes=120, key="test-key", secret="test-secret")
+    await box.start()
+    try:
+        yield box
+    finally:
+        await box.close()
+
+
+def live_config(
+    tmp_path: Path,
+    box: Sandbox,
+    *,
+    mode: str = "paper",
+    strategies: dict[str, Any] | None = None,
+    live: dict[str, Any] | None = None,
+) -> LoadedConfig:
+    tree: dict[str, Any] = {
+        "symbols": SYMBOLS,
+        "data": {"path": str(DATA), "timeframe": "1Min"},
+        "strategies": strategies or {"hold": {"type": "recorder"}},
+        "composer": {"rebalance": {"every": "slice"}},
+        "risk": {"max_weight": 0.3, "max_gross": 1.0, "allow_short": False},
+        "run": {"out_dir": str(tmp_path / "out")},
+        "live": {
+            "mode": mode,
+            "feed": "iex",
+            "trading_url": box.trading_url,
+            "trade_stream_url": box.trade_stream_url,
+            "data_stream_url": box.data_stream_url("iex"),
+            "data_url": box.data_url,
+            "slice_grace_s": 5,
+            "backoff_min_s": 0.02,
+            "backoff_max_s": 0.2,
+            "stop_deadline_s": 10,
+            **(live or {}),
+        },
+    }
+    path = tmp_path / f"{mode}.yaml"
+    path.write_text(yaml.safe_dump(tree), encoding="utf-8")
+    return load_config([str(path)])
+
+
+class Session:
+    """A daemon running as a task beside the sandbox, with the test stepping the market."""
+
+    def __init__(self, daemon: LiveDaemon, box: Sandbox) -> None:
+        self.daemon = daemon
+        self.box = box
+        self.task: asyncio.Task[int] = asyncio.create_task(daemon.run())
+
+    async def started(self) -> None:
+        await self.until(lambda: self.daemon.feed_connected and not self.daemon._backfilling)
+
+    async def until(self, predicate: Any) -> None:
+        waiter = asyncio.create_task(self.daemon.wait_until(predicate, DEADLINE_S))
+        done, _ = await asyncio.wait({waiter, self.task}, return_when=asyncio.FIRST_COMPLETED)
+        if waiter not in done:
+            waiter.cancel()
+            self.task.result()  # the daemon died: raise its error
+            raise AssertionError("the daemon stopped before the condition held")
+        try:
+            waiter.result()
+        except TimeoutError:
+            raise AssertionError(f"timed out; the daemon's last log lines:\n{self.log_tail()}") from None
+
+    def log_tail(self, lines: int = 40) -> str:
+        stream = self.daemon.log._stream
+        assert isinstance(stream, io.StringIO)
+        return "\n".join(stream.getvalue().splitlines()[-lines:])
+
+    async def step(self, minutes: int = 1) -> None:
+        """Play minutes one by one; after each, wait until the daemon decided it."""
+        for _ in range(minutes):
+            assert await self.box.step()
+            minute = self.box.last_minute_ns
+            await self.until(lambda m=minute: m in self.daemon.slices.symbols)
+
+    async def settle(self) -> None:
+        """Play minutes until every order of the daemon has reached an end (at most 5)."""
+        daemon = self.daemon
+        for _ in range(5):
+            await self.until(lambda: daemon.broker is None or daemon.broker.in_flight == 0)
+            if not daemon.engine.order_book.open_orders:
+                return
+            await self.step()
+        raise AssertionError(f"orders still open: {list(daemon.engine.order_book.open_orders)}")
+
+    async def stop(self) -> int:
+        self.daemon.request_stop()
+        return await asyncio.wait_for(self.task, DEADLINE_S)
+
+
+def quiet_log() -> EventLog:
+    return EventLog(io.StringIO(), level="debug")
+
+
+async def test_paper_session_ends_with_the_ledger_equal_to_the_broker(
+    tmp_path: Path, sandbox: Sandbox, recorder: Any
+) -> None:
+    daemon = LiveDaemon(live_config(tmp_path, sandbox), log=quiet_log(), env=ENV)
+    session = Session(daemon, sandbox)
+    await session.started()
+    await session.step(8)
+    await session.settle()  # the last decision's orders fill at the next open
+    assert await session.stop() == 0
+
+    counters = daemon.engine.counters
+    assert counters.orders > 0
+    assert counters.fills > 0
+    assert positions_of(daemon.ledger) == {s: q for s, q in sandbox.positions.items() if q}
+    assert daemon.ledger.cash == sandbox.cash
+    assert set(sandbox.orders_created.values()) == {1}
+    summary = orjson.loads((daemon.out_dir / "summary.json").read_bytes())
+    assert summary["mode"] == "paper"
+    assert summary["fills"] == counters.fills
+    assert (daemon.out_dir / "fills.csv").read_text().count("\n") == counters.fills + 1
+
+
+async def test_dropped_data_socket_is_backfilled_before_any_slice_closes(
+    tmp_path: Path, sandbox: Sandbox, recorder: Any
+) -> None:
+    daemon = LiveDaemon(live_config(tmp_path, sandbox), log=quiet_log(), env=ENV)
+    session = Session(daemon, sandbox)
+    await session.started()
+    await session.step(2)
+    connections = sandbox.data_connections
+    # The next minute: two of four bars, then the socket dies and stays refused for 3 minutes.
+    sandbox.faults.drop_data_socket(after_bars=2, down_steps=3)
+    await sandbox.step()
+    gap_start = sandbox.last_minute_ns
+    await sandbox.step(3)
+    gap_end = sandbox.last_minute_ns
+    assert gap_start is not None
+    assert gap_end is not None
+    await session.until(lambda: gap_end in daemon.slices.symbols)
+    await session.step(2)
+    assert await session.stop() == 0
+
+    assert sandbox.data_connections > connections
+    assert daemon.counters.backfills >= 1  # the reconnect fetched the gap
+    decided = daemon.slices.decided
+    # Every minute, in order, once, each decided with all four symbols.
+    assert decided == sorted(set(decided))
+    assert all(b - a == NS_PER_MINUTE for a, b in itertools.pairwise(decided))
+    assert all(daemon.slices.symbols[ts] == len(SYMBOLS) for ts in decided)
+    assert gap_start in decided
+    assert gap_end in decided
+
+
+async def test_lost_submit_response_is_resolved_without_a_second_order(
+    tmp_path: Path, sandbox: Sandbox, recorder: Any
+) -> None:
+    daemon = LiveDaemon(live_config(tmp_path, sandbox), log=quiet_log(), env=ENV)
+    session = Session(daemon, sandbox)
+    await session.started()
+    sandbox.faults.lose_order_response(times=2)
+    await session.step(3)
+    await session.settle()
+    assert await session.stop() == 0
+
+    assert sandbox.orders_created
+    assert max(sandbox.orders_created.values()) == 1
+    assert max(sandbox.order_posts.values()) == 1  # looked up by client id, not re-sent
+    assert positions_of(daemon.ledger) == {s: q for s, q in sandbox.positions.items() if q}
+    assert daemon.ledger.cash == sandbox.cash
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+async def test_throttled_and_failing_submits_are_retried_once_each(
+    tmp_path: Path, sandbox: Sandbox, recorder: Any, status: int
+) -> None:
+    daemon = LiveDaemon(live_config(tmp_path, sandbox), log=quiet_log(), env=ENV)
+    session = Session(daemon, sandbox)
+    await session.started()
+    sandbox.faults.fail_rest(status, times=3, method="POST", path="/v2/orders")
+    await session.step(2)
+    await session.settle()
+    assert await session.stop() == 0
+
+    assert daemon.engine.counters.rejected_orders == 0
+    assert daemon.engine.counters.fills > 0
+    assert max(sandbox.orders_created.values()) == 1
+    assert daemon.ledger.cash == sandbox.cash
+
+
+async def test_422_becomes_an_order_rejected_event_and_is_not_retried(
+    tmp_path: Path, sandbox: Sandbox, recorder: Any
+) -> None:
+    daemon = LiveDaemon(live_config(tmp_path, sandbox), log=quiet_log(), env=ENV)
+    session = Session(daemon, sandbox)
+    await session.started()
+    sandbox.faults.reject_orders(422, "invalid qty: the test says no", times=1)
+    await session.step(1)
+    await session.settle()
+    assert await session.stop() == 0
+
+    assert daemon.engine.counters.rejected_orders == 1
+    rejected = [cid for cid, n in sandbox.order_posts.items() if cid not in sandbox.orders_created]
+    assert len(rejected) == 1
+    assert sandbox.order_posts[rejected[0]] == 1
+    orders_csv = (daemon.out_dir / "orders.csv").read_text()
+    assert "the test says no" in orders_csv
+
+
+async def test_track_mode_sends_no_order_and_follows_the_account(
+    tmp_path: Path, sandbox: Sandbox, recorder: Any
+) -> None:
+    daemon = LiveDaemon(live_config(tmp_path, sandbox, mode="track"), log=quiet_log(), env=ENV)
+    session = Session(daemon, sandbox)
+    await session.started()
+    await session.step(3)
+    # A person buys by hand, outside the daemon: the fill reaches the ledger.
+    from alpaca.trading.client import TradingClient
+    from alpaca.trading.enums import OrderSide as AlpacaSide
+    from alpaca.trading.enums import TimeInForce
+    from alpaca.trading.requests import MarketOrderRequest
+
+    client = TradingClient(
+        "test-key", "test-secret", raw_data=True, url_override=sandbox.trading_url
+    )
+    await asyncio.to_thread(
+        client.submit_order,
+        MarketOrderRequest(symbol="BBB", qty=3, side=AlpacaSide.BUY, time_in_force=TimeInForce.DAY),
+    )
+    await session.step(2)
+    await session.until(lambda: "BBB" in daemon.ledger.positions)
+    assert daemon.broker is not None
+    never = SubmitOrder(
+        client_order_id="never",
+        symbol="AAA",
+        side=OrderSide.BUY,
+        qty=Decimal(1),
+        order_type=OrderType.MARKET,
+        ts=0,
+    )
+    with pytest.raises(InvariantViolation):
+        daemon.broker.submit(never)
+    assert await session.stop() == 0
+
+    assert daemon._submit is None
+    assert daemon.engine.counters.orders == 0
+    assert sum(sandbox.order_posts.values()) == 1  # the person's order only
+    assert daemon.ledger.positions["BBB"].qty == Decimal(3)
+    assert positions_of(daemon.ledger) == {s: q for s, q in sandbox.positions.items() if q}
+
+
+async def test_sim_mode_fills_through_the_simulated_broker(
+    tmp_path: Path, sandbox: Sandbox, recorder: Any
+) -> None:
+    daemon = LiveDaemon(live_config(tmp_path, sandbox, mode="sim"), log=quiet_log(), env=ENV)
+    session = Session(daemon, sandbox)
+    await session.started()
+    await session.step(4)
+    assert await session.stop() == 0
+
+    assert daemon.broker is None
+    assert not sandbox.order_posts
+    assert daemon.engine.counters.fills > 0
+    assert set(daemon.ledger.positions) <= set(SYMBOLS)
+    assert daemon.ledger.positions
+
+
+async def test_strategies_warm_up_before_the_first_order(tmp_path: Path, sandbox: Sandbox) -> None:
+    strategies = {"trend": {"type": "momentum", "params": {"lookback": 60}}}
+    loaded = live_config(tmp_path, sandbox, strategies=strategies)
+    daemon = LiveDaemon(loaded, log=quiet_log(), env=ENV)
+    session = Session(daemon, sandbox)
+    await session.started()
+    first_live = None
+    # Warm-up ran through the core without trading; the lookback was full on the first slice.
+    assert daemon.warmup_bars == 120 * len(SYMBOLS)
+    assert daemon.engine.counters.warmup_slices == 120
+    assert daemon.engine.counters.orders == 0
+    await session.step(1)
+    first_live = sandbox.last_minute_ns
+    assert await session.stop() == 0
+
+    assert daemon.slices.decided[0] == first_live
+    orders_csv = (daemon.out_dir / "orders.csv").read_text().splitlines()[1:]
+    assert orders_csv, "a warmed-up momentum strategy trades on the first live slice"
+
+
+async def test_sigterm_stops_the_cli_cleanly(tmp_path: Path, sandbox: Sandbox) -> None:
+    loaded = live_config(tmp_path, sandbox, strategies={"t": {"type": "momentum"}})
+    config = Path(loaded.files[0])
+    env = {**os.environ, **ENV}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "daemon.cli",
+        "run",
+        str(config),
+        "--out",
+        str(tmp_path / "run"),
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=ROOT,
+    )
+    assert process.stderr is not None
+    lines: list[dict[str, Any]] = []
+
+    async def read_until(event: str) -> None:
+        assert process.stderr is not None
+        while True:
+            line = await process.stderr.readline()
+            if not line:
+                raise AssertionError(f"stderr closed before {event}: {lines[-3:]}")
+            record = orjson.loads(line)
+            lines.append(record)
+            if record["event"] == event:
+                return
+
+    await asyncio.wait_for(read_until("feed_connected"), DEADLINE_S)
+    await sandbox.step(2)
+    process.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(read_until("daemon_stopped"), DEADLINE_S)
+    code = await asyncio.wait_for(process.wait(), DEADLINE_S)
+    assert code == 0
+    stopped = lines[-1]
+    assert stopped["error"] is None
+    assert stopped["seconds"] < 10
+    assert (tmp_path / "run" / "summary.json").exists()
+    assert all("test-secret" not in orjson.dumps(r).decode() for r in lines)
+
+
+def test_live_mode_needs_the_flag_and_the_flag_needs_live_mode(tmp_path: Path) -> None:
+    tree = {
+        "symbols": ["SPY"],
+        "data": {"path": str(DATA), "timeframe": "1Min"},
+        "strategies": {"t": {"type": "momentum"}},
+        "live": {"mode": "live"},
+    }
+    path = tmp_path / "live.yaml"
+    path.write_text(yaml.safe_dump(tree), encoding="utf-8")
+    loaded = load_config([str(path)])
+    with pytest.raises(ConfigError, match="--live"):
+        LiveDaemon(loaded, log=quiet_log(), env=ENV)
+    tree["live"] = {"mode": "paper"}
+    path.write_text(yaml.safe_dump(tree), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"live\.mode is paper"):
+        LiveDaemon(load_config([str(path)]), log=quiet_log(), env=ENV, allow_live=True)
+
+
+def test_missing_keys_are_named_and_never_echoed(tmp_path: Path) -> None:
+    tree = {
+        "symbols": ["SPY"],
+        "data": {"path": str(DATA), "timeframe": "1Min"},
+        "strategies": {"t": {"type": "momentum"}},
+    }
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump(tree), encoding="utf-8")
+    with pytest.raises(ConfigError, match="APCA_API_SECRET_KEY not set") as info:
+        LiveDaemon(
+            load_config([str(path)]), log=quiet_log(), env={"APCA_API_KEY_ID": "PKSECRETISH"}
+        )
+    assert "PKSECRETISH" not in str(info.value)
+
+
+def test_live_needs_minute_bars(tmp_path: Path) -> None:
+    tree = {
+        "symbols": ["SPY"],
+        "data": {"path": str(DATA), "timeframe": "1Day"},
+        "strategies": {"t": {"type": "momentum"}},
+    }
+    path = tmp_path / "daily.yaml"
+    path.write_text(yaml.safe_dump(tree), encoding="utf-8")
+    with pytest.raises(ConfigError, match="1-minute bars"):
+        LiveDaemon(load_config([str(path)]), log=quiet_log(), env=ENV)
