@@ -101,7 +101,9 @@ class Session:
         try:
             waiter.result()
         except TimeoutError:
-            raise AssertionError(f"timed out; the daemon's last log lines:\n{self.log_tail()}") from None
+            raise AssertionError(
+                f"timed out; the daemon's last log lines:\n{self.log_tail()}"
+            ) from None
 
     def log_tail(self, lines: int = 40) -> str:
         stream = self.daemon.log._stream
