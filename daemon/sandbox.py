@@ -41,6 +41,7 @@ from daemon.sandbox_state import (
     bar_json,
     local_iso,
     order_event,
+    rfc3339,
 )
 from feeds.bar import NS_PER_SECOND, Bar
 from feeds.calendar import SessionCalendar
@@ -222,9 +223,9 @@ class _DataSocket(_Socket):
             out[channel] = list(self.subs.get(channel, {}))
         return out
 
-    def wants(self, symbol: str) -> bool:
-        bars = self.subs.get("bars", {})
-        return "*" in bars or symbol in bars
+    def wants(self, symbol: str, channel: str = "bars") -> bool:
+        symbols = self.subs.get(channel, {})
+        return "*" in symbols or symbol in symbols
 
 
 @dataclass(eq=False, slots=True)
@@ -392,6 +393,25 @@ class Sandbox:
             self._runner = None
         if failure is not None:
             raise failure
+
+    async def trading_status(
+        self, symbol: str, code: str, message: str = "", reason_code: str = "", reason: str = ""
+    ) -> None:
+        """Send a trading-status message (T "s": "H" halt, "T" trading resumed, ...) to the data
+        sockets subscribed to `statuses` for `symbol`."""
+        status = {
+            "T": "s",
+            "S": symbol,
+            "sc": code,
+            "sm": message,
+            "rc": reason_code,
+            "rm": reason,
+            "t": rfc3339(self.market.now_ns),
+            "z": "C",
+        }
+        for sock in list(self._data_sockets):
+            if sock.authenticated and sock.wants(symbol, "statuses"):
+                await sock.send([status])
 
     async def step(self, minutes: int = 1) -> bool:
         """Play the next `minutes` minutes; False when the data ran out first."""

@@ -85,6 +85,40 @@ def test_a_late_bar_marks_but_no_strategy_sees_it(
     assert [b.symbol for b in recorder.seen] == ["AAA", "AAA"]
 
 
+def test_a_late_bar_with_no_slice_open_does_not_reopen_a_decided_slice(
+    engine_and_listener: tuple[Any, Collect], recorder: Any
+) -> None:
+    engine, listener = engine_and_listener
+    engine.on_bar(bar("AAA", 0))
+    engine.close_slice()
+    # Live: the slice closed on the grace period; BBB's bar of it comes with none open.
+    assert engine.on_bar(bar("BBB", 0, close=43.0)) is None
+    assert engine.slice_ts is None
+    assert engine.counters.bars_late == 1
+    assert engine.last_close["BBB"] == 43.0
+    assert listener.slices == [DAY0]
+    assert [b.symbol for b in recorder.seen] == ["AAA"]
+
+
+def test_an_updated_bar_replaces_the_close_or_marks_after_the_decision(
+    engine_and_listener: tuple[Any, Collect], recorder: Any
+) -> None:
+    engine, _ = engine_and_listener
+    engine.on_bar(bar("AAA", 0, close=100.0))
+    assert not engine.slice_complete
+    engine.on_bar(bar("BBB", 0, close=50.0))
+    assert engine.slice_complete
+    # A correction while the slice is open replaces the close the decision uses.
+    assert engine.on_updated_bar(bar("AAA", 0, close=101.0)) is False
+    engine.close_slice()
+    assert engine.last_close["AAA"] == 101.0
+    # After the decision it only marks (and is counted).
+    assert engine.on_updated_bar(bar("BBB", 0, close=51.0)) is True
+    assert engine.last_close["BBB"] == 51.0
+    assert engine.counters.bars_updated == 1
+    assert len(recorder.seen) == 2  # strategies never see corrections
+
+
 def test_the_driver_must_close_a_slice_before_a_later_bar(
     engine_and_listener: tuple[Any, Collect],
 ) -> None:

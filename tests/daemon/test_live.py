@@ -26,6 +26,7 @@ from daemon.config import LoadedConfig, load_config
 from daemon.live import LiveDaemon, positions_of
 from daemon.logs import EventLog
 from daemon.sandbox import Sandbox
+from feeds.alpaca_stream import StreamSubscriptionRefused
 from feeds.bar import NS_PER_MINUTE
 from feeds.errors import ConfigError, InvariantViolation
 
@@ -242,6 +243,39 @@ async def test_422_becomes_an_order_rejected_event_and_is_not_retried(
     assert sandbox.order_posts[rejected[0]] == 1
     orders_csv = (daemon.out_dir / "orders.csv").read_text()
     assert "the test says no" in orders_csv
+
+
+async def test_a_halted_symbol_gets_no_order_until_it_resumes(
+    tmp_path: Path, sandbox: Sandbox, recorder: Any
+) -> None:
+    daemon = LiveDaemon(live_config(tmp_path, sandbox), log=quiet_log(), env=ENV)
+    session = Session(daemon, sandbox)
+    await session.started()
+    await sandbox.trading_status("AAA", "H", "Trading Halt", "T12", "news pending")
+    await session.until(lambda: "AAA" in daemon.halted)
+    await session.step(1)
+    await session.settle()
+    assert daemon.counters.halted_orders >= 1  # once per slice while halted
+    assert "AAA" not in sandbox.positions
+    await sandbox.trading_status("AAA", "T", "Trading Resumption")
+    await session.until(lambda: "AAA" not in daemon.halted)
+    await session.step(1)
+    await session.settle()
+    assert await session.stop() == 0
+
+    assert sandbox.positions.get("AAA", Decimal(0)) > 0
+    assert positions_of(daemon.ledger) == {s: q for s, q in sandbox.positions.items() if q}
+
+
+async def test_a_feed_the_plan_lacks_stops_the_daemon_naming_it(
+    tmp_path: Path, sandbox: Sandbox, recorder: Any
+) -> None:
+    sandbox.faults.refuse_data(409)
+    daemon = LiveDaemon(live_config(tmp_path, sandbox), log=quiet_log(), env=ENV)
+    with pytest.raises(StreamSubscriptionRefused, match="iex"):
+        await asyncio.wait_for(daemon.run(), DEADLINE_S)
+    assert sum(sandbox.order_posts.values()) == 0
+    assert (daemon.out_dir / "summary.json").exists()
 
 
 async def test_track_mode_sends_no_order_and_follows_the_account(
