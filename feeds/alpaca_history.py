@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from feeds.alpaca_stream import parse_rfc3339_ns
+from feeds.alpaca_stream import bar_from_json
 from feeds.bar import NS_PER_SECOND, Bar
 from feeds.errors import ConfigError, SourceError
 
@@ -249,19 +249,7 @@ class HistoricalBars:
 
     def _bar(self, symbol: str, row: Any) -> Bar:
         try:
-            n = row.get("n")
-            vw = row.get("vw")
-            return Bar(
-                symbol=symbol,
-                ts=parse_rfc3339_ns(row["t"]),
-                open=float(row["o"]),
-                high=float(row["h"]),
-                low=float(row["l"]),
-                close=float(row["c"]),
-                volume=float(row["v"]),
-                trade_count=None if n is None else int(n),
-                vwap=None if vw is None else float(vw),
-            )
+            return bar_from_json(symbol, row)
         except (AttributeError, KeyError, TypeError, ValueError) as e:
             raise SourceError(
                 f"historical bars from {self._base()}: bad bar of {symbol}: {row!r:.200}"

@@ -200,10 +200,19 @@ def parse_rfc3339_ns(text: str) -> int:
 
 
 def _parse_bar(msg: Mapping[str, Any]) -> Bar:
+    return bar_from_json(str(msg["S"]), msg)
+
+
+def bar_from_json(symbol: str, msg: Mapping[str, Any]) -> Bar:
+    """One of Alpaca's bar objects (``t o h l c v n vw``, stream or REST) as a Bar.
+
+    Raises:
+        KeyError, TypeError, ValueError: a field is missing or not a number.
+    """
     n = msg.get("n")
     vw = msg.get("vw")
     return Bar(
-        symbol=str(msg["S"]),
+        symbol=symbol,
         ts=parse_rfc3339_ns(msg["t"]),
         open=float(msg["o"]),
         high=float(msg["h"]),

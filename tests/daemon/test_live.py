@@ -29,6 +29,7 @@ from daemon.sandbox import Sandbox
 from feeds.alpaca_stream import StreamSubscriptionRefused
 from feeds.bar import NS_PER_MINUTE
 from feeds.errors import ConfigError, InvariantViolation
+from tests.daemon.helpers import write_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data" / "sample" / "minute"
@@ -400,46 +401,32 @@ async def test_sigterm_stops_the_cli_cleanly(tmp_path: Path, sandbox: Sandbox) -
     assert all("test-secret" not in orjson.dumps(r).decode() for r in lines)
 
 
-def test_live_mode_needs_the_flag_and_the_flag_needs_live_mode(tmp_path: Path) -> None:
+def offline_config(tmp_path: Path, *, timeframe: str = "1Min", **live: Any) -> LoadedConfig:
+    """A config that never gets as far as the network: for the checks made at construction."""
     tree = {
         "symbols": ["SPY"],
-        "data": {"path": str(DATA), "timeframe": "1Min"},
+        "data": {"path": str(DATA), "timeframe": timeframe},
         "strategies": {"t": {"type": "momentum"}},
-        "live": {"mode": "live"},
+        "live": live,
     }
-    path = tmp_path / "live.yaml"
-    path.write_text(yaml.safe_dump(tree), encoding="utf-8")
-    loaded = load_config([str(path)])
+    return load_config([str(write_yaml(tmp_path / "offline.yaml", tree))])
+
+
+def test_live_mode_needs_the_flag_and_the_flag_needs_live_mode(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--live"):
-        LiveDaemon(loaded, log=quiet_log(), env=ENV)
-    tree["live"] = {"mode": "paper"}
-    path.write_text(yaml.safe_dump(tree), encoding="utf-8")
+        LiveDaemon(offline_config(tmp_path, mode="live"), log=quiet_log(), env=ENV)
+    paper = offline_config(tmp_path, mode="paper")
     with pytest.raises(ConfigError, match=r"live\.mode is paper"):
-        LiveDaemon(load_config([str(path)]), log=quiet_log(), env=ENV, allow_live=True)
+        LiveDaemon(paper, log=quiet_log(), env=ENV, allow_live=True)
 
 
 def test_missing_keys_are_named_and_never_echoed(tmp_path: Path) -> None:
-    tree = {
-        "symbols": ["SPY"],
-        "data": {"path": str(DATA), "timeframe": "1Min"},
-        "strategies": {"t": {"type": "momentum"}},
-    }
-    path = tmp_path / "paper.yaml"
-    path.write_text(yaml.safe_dump(tree), encoding="utf-8")
+    env = {"APCA_API_KEY_ID": "PKSECRETISH"}
     with pytest.raises(ConfigError, match="APCA_API_SECRET_KEY not set") as info:
-        LiveDaemon(
-            load_config([str(path)]), log=quiet_log(), env={"APCA_API_KEY_ID": "PKSECRETISH"}
-        )
+        LiveDaemon(offline_config(tmp_path), log=quiet_log(), env=env)
     assert "PKSECRETISH" not in str(info.value)
 
 
 def test_live_needs_minute_bars(tmp_path: Path) -> None:
-    tree = {
-        "symbols": ["SPY"],
-        "data": {"path": str(DATA), "timeframe": "1Day"},
-        "strategies": {"t": {"type": "momentum"}},
-    }
-    path = tmp_path / "daily.yaml"
-    path.write_text(yaml.safe_dump(tree), encoding="utf-8")
     with pytest.raises(ConfigError, match="1-minute bars"):
-        LiveDaemon(load_config([str(path)]), log=quiet_log(), env=ENV)
+        LiveDaemon(offline_config(tmp_path, timeframe="1Day"), log=quiet_log(), env=ENV)
