@@ -31,7 +31,7 @@ from brokers.orders import (
 )
 from composer.composer import Composer
 from composer.targets import Targets
-from feeds.bar import Bar
+from feeds.bar import NS_PER_SECOND, Bar
 from feeds.errors import InvariantViolation
 from feeds.sanity import SanityChecker
 from portfolio.events import KillSwitchTripped, OrderClipped, OrderDenied, RiskEvent
@@ -133,6 +133,8 @@ class Engine:
         self.slice_ts: int | None = None
         # The start of the last slice decided: a bar at or before it is late.
         self.last_decided_ts = -(2**63)
+        self.last_targets: Targets | None = None
+        self.halted = False  # an operator's halt: decide, but send nothing
         # Latest accepted close per symbol: what the rebalancer and the risk gate price with.
         self.last_close: dict[str, float] = {}
         self._universe = frozenset(symbols)
@@ -267,10 +269,42 @@ class Engine:
             else:
                 targets = self.composer.compose(slice_ts)
             counters.rebalances += 1
+            self.last_targets = targets
             self.listener.on_targets(targets)
-            orders = self._orders_for(targets, slice_ts, decision_ts)
+            if not self.halted:
+                orders = self._orders_for(targets, slice_ts, decision_ts)
         self.listener.on_slice(slice_ts, ledger)
         return orders
+
+    # -- an operator's controls (the driver calls them between slices) ------------------------
+
+    def halt(self) -> None:
+        """No new orders until `resume()`: slices are still decided and recorded."""
+        self.halted = True
+
+    def resume(self) -> None:
+        self.halted = False
+
+    def flatten(self, ts: int) -> list[SubmitOrder]:
+        """Close every position now (market orders through the risk gate, which lets
+        reductions pass), and halt so the next slice does not buy back.
+
+        Args:
+            ts: now, UTC ns: the orders' decision time. Never a minute's first second, where
+                slice decisions stamp their client order ids.
+        """
+        self.halted = True
+        if (ts // NS_PER_SECOND) % 60 == 0:
+            ts += NS_PER_SECOND
+        slice_ts = self.last_decided_ts if self.last_decided_ts > -(2**63) else ts
+        held = {s for s, p in self.ledger.positions.items() if p.qty}
+        targets = Targets(ts=slice_ts, weights=dict.fromkeys(sorted(held | set(self.symbols)), 0.0))
+        return self._orders_for(targets, slice_ts, ts)
+
+    def reset_kill_switch(self) -> None:
+        """Unlatch the kill switch on purpose: drawdown and the day's loss count from here."""
+        self.ledger.rebase_high_water()
+        self.risk.reset(self.ledger)
 
     def on_events(self, events: Sequence[ExecutionEvent]) -> None:
         """Apply the broker's execution events to the order book and the ledger."""

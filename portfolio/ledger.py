@@ -221,11 +221,16 @@ class Ledger:
         self._stale = True
         if restart:
             self.start_cash = self.equity
-            self.high_water = self.equity
-            self._high_water_f = float(self.high_water)
-            self._high_water_margin = abs(self._high_water_f) * _MIRROR_MARGIN
+            self.rebase_high_water()
         self._update_equity()
         return differences
+
+    def rebase_high_water(self) -> None:
+        """Make the current equity the high-water mark: drawdown counts from here."""
+        self.high_water = self.equity
+        self._high_water_f = float(self.high_water)
+        self._high_water_margin = abs(self._high_water_f) * _MIRROR_MARGIN
+        self.drawdown = 0.0
 
     def mark(self, prices: Mapping[str, float]) -> None:
         """Mark held positions to the slice's closes and update equity, high water, drawdown.

@@ -76,11 +76,23 @@ class RiskGate:
         self._next_day_ns = -(1 << 62)  # the first mark starts a day
         self._quantum = _FRACTION if fractional else _WHOLE
 
-    def reset(self) -> None:
+    def reset(self, ledger: Ledger | None = None) -> None:
         """Unlatch the kill switch (an operator's decision). It trips again at the next mark
-        if the loss or drawdown is still beyond its limit."""
+        if the loss or drawdown is still beyond its limit.
+
+        Args:
+            ledger: given, the day's loss counts from its equity now (the operator's new start).
+        """
         self.kill_switch = False
         self.kill_reason = None
+        if ledger is not None:
+            self.day_start_equity = ledger.equity
+            self._day_start_f = ledger.equity_float
+
+    def latch(self, reason: str) -> None:
+        """Set the kill switch as it was before a restart (no event: it tripped back then)."""
+        self.kill_switch = True
+        self.kill_reason = reason
 
     def on_mark(self, ts: int, ledger: Ledger) -> KillSwitchTripped | None:
         """Watch the freshly marked ledger; call once per slice, after `Ledger.mark`.

@@ -151,3 +151,61 @@ def test_a_symbol_outside_the_universe_is_quarantined(
     assert engine.on_bar(bar("ZZZ", 0)) == "unknown_symbol"
     assert engine.rejected == {"unknown_symbol": 1}
     assert engine.bars_in == 1
+
+
+def _fill_all(engine: Any, broker: Any, day: int) -> None:
+    """Hand the engine's orders to the simulated broker and fill them at `day`'s bars."""
+    for symbol in ("AAA", "BBB"):
+        broker.on_bar(bar(symbol, day))
+    engine.on_events(broker.poll_events())
+
+
+def test_halt_decides_but_orders_nothing_until_resumed(tmp_path: Path, recorder: Any) -> None:
+    loaded = load_config([str(write_yaml(tmp_path / "c.yaml", always_long_config(tmp_path)))])
+    engine, _ = build_engine(loaded, ["AAA", "BBB"], Collect())
+    engine.halt()
+    engine.on_bar(bar("AAA", 0))
+    engine.on_bar(bar("BBB", 0))
+    assert engine.close_slice() == []
+    assert engine.last_targets is not None
+    assert engine.last_targets.weights["AAA"] > 0
+    engine.resume()
+    engine.on_bar(bar("AAA", 1))
+    engine.on_bar(bar("BBB", 1))
+    assert {o.symbol for o in engine.close_slice()} == {"AAA", "BBB"}
+
+
+def test_flatten_closes_every_position_and_halts(tmp_path: Path, recorder: Any) -> None:
+    loaded = load_config([str(write_yaml(tmp_path / "c.yaml", always_long_config(tmp_path)))])
+    engine, broker = build_engine(loaded, ["AAA", "BBB"], Collect())
+    for symbol in ("AAA", "BBB"):
+        engine.on_bar(bar(symbol, 0))
+        broker.on_bar(bar(symbol, 0))  # the broker prices orders from the bars it saw
+    for order in engine.close_slice():
+        broker.submit(order)
+    _fill_all(engine, broker, 1)
+    held = {s: p.qty for s, p in engine.ledger.positions.items()}
+    assert set(held) == {"AAA", "BBB"}
+
+    orders = engine.flatten(DAY0 + NS_PER_DAY + 60 * 10**9)  # a minute's first second
+    assert engine.halted
+    assert {(o.symbol, o.side.value, o.qty) for o in orders} == {
+        (s, "sell", q) for s, q in held.items()
+    }
+    assert all((o.ts // 10**9) % 60 == 1 for o in orders)
+    for order in orders:
+        broker.submit(order)
+    _fill_all(engine, broker, 2)
+    assert engine.ledger.positions == {}
+
+
+def test_resetting_the_kill_switch_rebases_drawdown(tmp_path: Path, recorder: Any) -> None:
+    loaded = load_config([str(write_yaml(tmp_path / "c.yaml", always_long_config(tmp_path)))])
+    engine, _ = build_engine(loaded, ["AAA", "BBB"], Collect())
+    engine.risk.latch("max_drawdown")
+    engine.ledger.drawdown = 0.3
+    engine.reset_kill_switch()
+    assert not engine.risk.kill_switch
+    assert engine.risk.kill_reason is None
+    assert engine.ledger.drawdown == 0.0
+    assert engine.ledger.high_water == engine.ledger.equity
