@@ -132,6 +132,38 @@ class LiveSettings(BaseModel):
         }
 
 
+class HttpSettings(BaseModel):
+    """The HTTP server of `tradingd run` and `tradingd replay --serve`: /metrics, /healthz,
+    /readyz, /state and the control plane (with TRADINGD_CONTROL_TOKEN set).
+
+    Attributes:
+        host: 127.0.0.1 by default; any other address is reachable from elsewhere (a warning
+            is logged). In a container, 0.0.0.0 with the port published on the host's loopback.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9108, ge=0, le=65535)
+
+
+class StateSettings(BaseModel):
+    """What `tradingd run` keeps across restarts.
+
+    Attributes:
+        dir: the state directory: the journal (SQLite) lives there.
+        unknown_positions: at start, positions the broker holds that this daemon did not open:
+            adopt them into the ledger (and trade them toward the targets), ignore them (leave
+            them out of the ledger: never traded), or refuse to start.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dir: str = "state"
+    unknown_positions: Literal["adopt", "ignore", "refuse"] = "adopt"
+
+
 class Settings(BaseModel):
     """The whole resolved configuration of one daemon or replay."""
 
@@ -148,6 +180,8 @@ class Settings(BaseModel):
     broker: BrokerSettings = SimulatedBrokerSettings()
     run: RunSettings = RunSettings()
     live: LiveSettings = LiveSettings()
+    http: HttpSettings = HttpSettings()
+    state: StateSettings = StateSettings()
     log: LogSettings = LogSettings()
 
     @field_validator("symbols")
