@@ -25,6 +25,7 @@ from feeds.errors import ConfigError, TradingdError
 
 EXIT_USAGE = 2
 SANDBOX_PORT = 8765
+HTTP_PORT = 9108
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,6 +77,18 @@ def _parser() -> argparse.ArgumentParser:
         "and rejected_bars.csv.",
     )
     rp.add_argument("--out", type=Path, help="output folder (default: out/<run id>/)")
+    rp.add_argument(
+        "--serve",
+        action="store_true",
+        help="pace the replay in wall time with the HTTP server up (/metrics, /state, ...)",
+    )
+    rp.add_argument(
+        "--speed",
+        type=_positive_float,
+        default=20.0,
+        help="with --serve: slices per second (default 20)",
+    )
+    rp.add_argument("--port", type=int, help="with --serve: the HTTP port (default http.port)")
     rp.set_defaults(func=_replay)
 
     wf = sub.add_parser(
@@ -150,6 +163,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     sb.add_argument("--cash", type=Decimal, default=Decimal(100_000), help="starting cash")
     sb.set_defaults(func=_sandbox)
+
+    ctl = sub.add_parser(
+        "ctl",
+        parents=[common],
+        help="talk to a running daemon: status, halt, resume, flatten, reset",
+        description="Call a running daemon's HTTP control plane. halt: no new orders; resume; "
+        "flatten: close every position now and halt; reset: reset the kill switch; status: its "
+        "state and readiness. The token comes from TRADINGD_CONTROL_TOKEN.",
+    )
+    ctl.add_argument("action", choices=["status", "halt", "resume", "flatten", "reset"])
+    ctl.add_argument(
+        "--url", default=f"http://127.0.0.1:{HTTP_PORT}", help="the daemon's HTTP address"
+    )
+    ctl.set_defaults(func=_ctl)
 
     cc = sub.add_parser(
         "check-config",
@@ -230,7 +257,18 @@ def _replay(args: argparse.Namespace) -> int:
     pa.set_memory_pool(pa.system_memory_pool())
     loaded = load_config(args.configs, _overrides(args))
     log = _log(args, loaded.settings.log)
-    result = replay(loaded, out_dir=args.out, log=log, progress=progress_bar())
+    if args.serve:
+        import asyncio
+        import os
+
+        from daemon.paced import PacedReplay
+
+        paced = PacedReplay(
+            loaded, log=log, env=os.environ, speed=args.speed, out_dir=args.out, port=args.port
+        )
+        result = asyncio.run(paced.run())
+    else:
+        result = replay(loaded, out_dir=args.out, log=log, progress=progress_bar())
     s = result.summary
     rejected = sum(s["bars_rejected"].values())
     kill = f"TRIPPED ({s['kill_switch_reason']})" if s["kill_switch"] else "off"
@@ -393,6 +431,16 @@ def _download(args: argparse.Namespace) -> int:
         log.info("bars_downloaded", symbol=symbol, rows=rows, path=str(path) if rows else None)
         print(f"{symbol}: {rows:,} bars" + (f" -> {path}" if rows else " (none: no file)"))
     return 0
+
+
+def _ctl(args: argparse.Namespace) -> int:
+    import os
+
+    from daemon.ctl import ctl
+
+    status, body = ctl(args.action, url=args.url, token=os.environ.get("TRADINGD_CONTROL_TOKEN"))
+    print(yaml.safe_dump(body, sort_keys=False), end="")
+    return 0 if status < 400 else 1
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -84,6 +84,37 @@ class EngineListener(Protocol):
         """`symbol` has had no bar for `stale_after_slices` slices (or is fresh again)."""
 
 
+class ListenerFanout:
+    """Hands every engine callback to several listeners, in order (outputs, then metrics)."""
+
+    def __init__(self, *listeners: EngineListener) -> None:
+        self.listeners = listeners
+
+    def on_slice(self, ts: int, ledger: Ledger) -> None:
+        for listener in self.listeners:
+            listener.on_slice(ts, ledger)
+
+    def on_targets(self, targets: Targets) -> None:
+        for listener in self.listeners:
+            listener.on_targets(targets)
+
+    def on_decision(self, decision: Decision) -> None:
+        for listener in self.listeners:
+            listener.on_decision(decision)
+
+    def on_kill_switch(self, event: KillSwitchTripped) -> None:
+        for listener in self.listeners:
+            listener.on_kill_switch(event)
+
+    def on_execution(self, event: ExecutionEvent, applied: bool) -> None:
+        for listener in self.listeners:
+            listener.on_execution(event, applied)
+
+    def on_stale(self, symbol: str, ts: int, stale: bool) -> None:
+        for listener in self.listeners:
+            listener.on_stale(symbol, ts, stale)
+
+
 @dataclass(slots=True)
 class EngineCounters:
     bars_accepted: int = 0

@@ -37,10 +37,14 @@ from brokers.alpaca_rest import AlpacaRest, MarketClock
 from brokers.orders import ExecutionEvent, OrderRejected, SubmitOrder
 from brokers.simulated import SimulatedBroker
 from daemon.config import LoadedConfig
-from daemon.engine import Engine
+from daemon.engine import Engine, ListenerFanout
+from daemon.http import HttpServer
 from daemon.logs import EventLog
 from daemon.recorder import Recorder
 from daemon.replay import build_engine
+from daemon.state import engine_state
+from daemon.systemd import Notifier
+from daemon.telemetry import Telemetry
 from daemon.timeutil import iso_utc
 from feeds.alpaca_history import HistoricalBars
 from feeds.alpaca_stream import (
@@ -56,10 +60,13 @@ from feeds.bar import NS_PER_MINUTE, Bar
 from feeds.errors import ConfigError, TradingdError
 from portfolio.ledger import Ledger
 
+CONTROL_TOKEN_ENV = "TRADINGD_CONTROL_TOKEN"  # noqa: S105 - the variable's name
 KEY_ENV = "APCA_API_KEY_ID"
 SECRET_ENV = "APCA_API_SECRET_KEY"  # noqa: S105 - the variable's name, not a secret
 MINUTES_PER_SESSION = 390
 _NEVER = 2**63 - 1
+# Tasks that end by design; any other that ends means the daemon is not healthy.
+_ONE_SHOT_TASKS = frozenset({"backfill"})
 _ALWAYS = -(2**63)
 
 
@@ -150,7 +157,7 @@ class LiveDaemon:
             raise ConfigError(f"{loaded.files[-1]}: symbols: list the symbols to trade")
         self.loaded = loaded
         self.settings = settings
-        self.mode = live.mode
+        self.mode: str = live.mode
         self.log = log
         self.key, self.secret = credentials(env)
         self.urls = live.urls()
@@ -159,11 +166,21 @@ class LiveDaemon:
         run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{self.mode}-{loaded.digest}"
         self.out_dir = out_dir if out_dir is not None else Path(settings.run.out_dir) / run_id
         self.recorder = Recorder(self.out_dir, log)
+        self.telemetry = Telemetry(
+            mode=self.mode, symbols=self.symbols, strategies=list(settings.strategies)
+        )
         self.engine: Engine
         self.sim: SimulatedBroker
         self.engine, self.sim = build_engine(
-            loaded, self.symbols, self.recorder, trade_from_ts=_NEVER
+            loaded,
+            self.symbols,
+            ListenerFanout(self.recorder, self.telemetry),
+            trade_from_ts=_NEVER,
         )
+        self.telemetry.attach(ledger=self.engine.ledger, risk=self.engine.risk)
+        self.control_token = env.get(CONTROL_TOKEN_ENV, "").strip() or None
+        self.notifier = Notifier(env)
+        self.http: HttpServer | None = None
         self.rest: AlpacaRest | None = None
         self.broker: AlpacaBroker | None = None
         self.history = HistoricalBars(
@@ -220,6 +237,84 @@ class LiveDaemon:
     def ledger(self) -> Ledger:
         return self.engine.ledger
 
+    # -- what /healthz, /readyz, /state and the control plane ask (daemon.http.DaemonControl) --
+
+    def alive(self) -> bool:
+        """Every long-running task is still running (none died)."""
+        return not any(
+            task.done() for task in self._tasks if task.get_name() not in _ONE_SHOT_TASKS
+        )
+
+    def readiness(self) -> dict[str, bool]:
+        """What must hold before the daemon may trade: each name false blocks readiness."""
+        broker = self.broker
+        fresh = self.feed_connected and (
+            not self.market_open or self._seconds_since_message() < self.settings.live.silence_s
+        )
+        checks = {
+            "started": self._started,
+            "feed": fresh,
+            "backfilled": not self._backfilling,
+        }
+        if broker is not None:
+            checks["broker_stream"] = broker.stream_connected
+            checks["reconciled"] = broker.ready
+        return checks
+
+    def state(self) -> dict[str, Any]:
+        out = engine_state(self.engine, self.settings.risk, mode=self.mode)
+        broker = self.broker
+        out["market_open"] = self.market_open
+        out["halted_symbols"] = sorted(self.halted)
+        out["feed"] = {
+            "connected": self.feed_connected,
+            "reconnects": self.counters.reconnects,
+            "backfills": self.counters.backfills,
+            "seconds_since_message": self._seconds_since_message(),
+        }
+        if broker is not None:
+            out["broker"] = {
+                "stream_connected": broker.stream_connected,
+                "ready": broker.ready,
+                "in_flight": broker.in_flight,
+                "reconciliations": broker.reconciliations,
+            }
+        return out
+
+    def halt(self) -> dict[str, Any]:
+        self.engine.halt()
+        self.telemetry.halted(True)
+        self.log.warning("halted", by="control")
+        return {"halted": True}
+
+    def resume(self) -> dict[str, Any]:
+        self.engine.resume()
+        self.telemetry.halted(False)
+        self.log.info("resumed", by="control")
+        return {"halted": False}
+
+    def flatten(self) -> dict[str, Any]:
+        """Close every position now, and halt (resume to trade again)."""
+        if self._submit is None:
+            return {"error": f"mode {self.mode} sends no orders", "orders": []}
+        orders = self.engine.flatten(time.time_ns())
+        self.telemetry.halted(True)
+        self.log.warning("flatten", by="control", orders=len(orders))
+        self._send(orders)
+        return {"halted": True, "orders": [o.client_order_id for o in orders]}
+
+    def reset_kill_switch(self) -> dict[str, Any]:
+        was = self.engine.risk.kill_reason
+        self.engine.reset_kill_switch()
+        self.telemetry.kill_switch_reset()
+        self.log.warning("kill_switch_reset", by="control", was=was)
+        return {"kill_switch": False, "was": was}
+
+    def _seconds_since_message(self) -> float:
+        stream = self.stream
+        last = stream.last_message_monotonic if stream is not None else None
+        return time.monotonic() - last if last is not None else math.inf
+
     async def run(self) -> int:
         """Run until stopped. Returns the exit code (0 on a clean stop).
 
@@ -267,9 +362,12 @@ class LiveDaemon:
             timeout_s=live.request_timeout_s,
             max_requests_per_minute=live.max_requests_per_minute,
         )
+        self.recorder.start()
+        await self._start_http()
+        self._tasks.append(asyncio.create_task(self.telemetry.measure_loop_lag(), name="loop-lag"))
+        self._tasks.append(asyncio.create_task(self.notifier.watchdog(self.alive), name="watchdog"))
         clock = await self.rest.clock()
         self._on_clock(clock)
-        self.recorder.start()
         if self.mode == "sim":
             self._submit = self._submit_sim
         else:
@@ -309,6 +407,21 @@ class LiveDaemon:
         self._tasks.append(asyncio.create_task(self._poll_clock(), name="clock"))
         self._started = True
         self.log.info("daemon_started", mode=self.mode, warmup_bars=self.warmup_bars)
+        self.notifier.ready(f"{self.mode}: {len(self.symbols)} symbols")
+
+    async def _start_http(self) -> None:
+        http = self.settings.http
+        if not http.enabled:
+            return
+        self.http = HttpServer(
+            self,
+            self.telemetry,
+            log=self.log,
+            host=http.host,
+            port=http.port,
+            token=self.control_token,
+        )
+        await self.http.start()
 
     def _adopt_account(self, *, restart: bool) -> None:
         broker = self.broker
@@ -397,6 +510,7 @@ class LiveDaemon:
                     and loop.time() >= self._grace_at
                 ):
                     self._decide()
+                self.telemetry.ready(all(self.readiness().values()))
                 self._progress.set()
         finally:
             get.cancel()
@@ -415,6 +529,7 @@ class LiveDaemon:
             case StreamBar(bar=bar, updated=True):
                 if self.engine.on_updated_bar(bar):
                     self.counters.updated_bars += 1
+                    self.telemetry.bar_updated(bar.symbol)
             case _BrokerWake():
                 self._on_broker()
             case _Backfilled():
@@ -425,6 +540,7 @@ class LiveDaemon:
                 self._on_connected(item)
             case StreamDisconnected():
                 self.feed_connected = False
+                self.telemetry.feed_connected(False)
                 self.log.warning(
                     "feed_disconnected", reason=item.reason, retry_in_s=round(item.retry_in_s, 3)
                 )
@@ -435,12 +551,21 @@ class LiveDaemon:
 
     def _on_bar(self, bar: Bar) -> None:
         engine = self.engine
+        telemetry = self.telemetry
+        symbol = bar.symbol
+        telemetry.bar_received(symbol)
         open_ts = engine.slice_ts
         if open_ts is not None and bar.ts > open_ts:
             self._decide()
+        late = engine.counters.bars_late
         reason = engine.on_bar(bar)
         if reason is not None:
-            self.recorder.rejected_bar("stream", 0, bar.symbol, iso_utc(bar.ts), reason)
+            telemetry.bar_rejected(symbol, reason)
+            self.recorder.rejected_bar("stream", 0, symbol, iso_utc(bar.ts), reason)
+            return
+        telemetry.bar_accepted(symbol, bar.ts)
+        if engine.counters.bars_late != late:
+            telemetry.bar_late(symbol)
             return
         if self._next_ts is None or bar.ts >= self._next_ts:
             self._next_ts = bar.ts + NS_PER_MINUTE
@@ -459,6 +584,7 @@ class LiveDaemon:
         self._grace_at = None
         if slice_ts is None:
             return
+        started = time.perf_counter()
         n_symbols = len(engine.slice_symbols)
         if self.mode == "sim":
             engine.on_events(self.sim.poll_events())
@@ -468,8 +594,14 @@ class LiveDaemon:
         if self.mode == "track":
             # The engine never trades here; the equity series still follows the account.
             self.recorder.on_slice(slice_ts, engine.ledger)
+        self._send(orders)
+        self.telemetry.slice_decided(time.perf_counter() - started)
+
+    def _send(self, orders: list[SubmitOrder]) -> None:
+        """Hand orders to the broker (halted symbols' orders become rejections here)."""
         if not orders:
             return
+        engine = self.engine
         submit = self._submit
         if submit is None:
             raise TradingdError(f"mode {self.mode} decided {len(orders)} orders: it must not")
@@ -486,6 +618,7 @@ class LiveDaemon:
                     )
                 )
                 continue
+            self.telemetry.order_submitted(order.symbol, order.client_order_id)
             submit(order)
         if halted:
             engine.on_events(halted)
@@ -505,6 +638,8 @@ class LiveDaemon:
             self.engine.on_events(events)
         if broker.reconciliations != self._reconciliations:
             self._reconciliations = broker.reconciliations
+            last = broker.last_reconcile
+            self.telemetry.reconciliation(len(last.differences) if last else 0)
             if self.mode == "track":
                 # Read-only: the account is the truth, whatever the stream missed.
                 self._adopt_account(restart=False)
@@ -531,6 +666,8 @@ class LiveDaemon:
             return
         for notice in self.broker.poll_notices():
             self.log.log(notice.level, notice.event, **notice.fields)
+            if notice.event in ("trade_stream_up", "trade_stream_down"):
+                self.telemetry.broker_stream(notice.event == "trade_stream_up")
 
     def _on_status(self, status: TradingStatus) -> None:
         if status.halted and status.symbol not in self.halted:
@@ -544,8 +681,10 @@ class LiveDaemon:
 
     def _on_connected(self, event: StreamConnected) -> None:
         self.feed_connected = True
+        self.telemetry.feed_connected(True)
         if event.reconnect:
             self.counters.reconnects += 1
+            self.telemetry.feed_reconnected()
         self.log.info(
             "feed_connected",
             reconnect=event.reconnect,
@@ -649,12 +788,14 @@ class LiveDaemon:
                 next_close=iso_utc(clock.next_close),
             )
         self.market_open = clock.is_open
+        self.telemetry.market_open(clock.is_open)
 
     # -- stop ---------------------------------------------------------------------------------
 
     async def _shutdown(self, fatal: BaseException | None) -> None:
         deadline = self.settings.live.stop_deadline_s
         started = time.monotonic()
+        self.notifier.stopping()
         if self.stream is not None:
             self.stream.stop()
         broker = self.broker
@@ -683,6 +824,8 @@ class LiveDaemon:
         if self.recorder.started:
             self.recorder.close()
             self._write_summary(cancelled)
+        if self.http is not None:
+            await self.http.close()
         self.log.info(
             "daemon_stopped",
             mode=self.mode,

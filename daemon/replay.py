@@ -11,7 +11,7 @@ import math
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -25,11 +25,11 @@ from brokers.simulated import SimulatedBroker
 from composer.composer import Composer
 from composer.registry import load_registry
 from daemon.config import LoadedConfig, build_strategies
-from daemon.engine import Engine, EngineListener
+from daemon.engine import Engine, EngineListener, ListenerFanout
 from daemon.logs import EventLog
 from daemon.recorder import Recorder
 from daemon.timeutil import day_index, iso_utc
-from feeds.bar import NS_PER_DAY
+from feeds.bar import NS_PER_DAY, Bar
 from feeds.calendar import SessionCalendar
 from feeds.days import local_midnight_ns
 from feeds.errors import ConfigError
@@ -119,25 +119,36 @@ def replay(
     log: EventLog,
     progress: Callable[[int, int], None] | None = None,
     warmup_from: date | None = None,
+    source: ReplaySource | None = None,
+    listeners: Sequence[EngineListener] = (),
+    on_bar: Callable[[Bar, str | None], None] | None = None,
+    between_slices: Callable[[Engine, SimulatedBroker], None] | None = None,
 ) -> ReplayResult:
     """Run one replay and write its files.
 
     Args:
         warmup_from: read bars from this date on, but trade (and record) only from
             `run.start`: the bars before it fill the strategies' lookbacks. Needs `run.start`.
+        source: the bars, if already opened (`open_source`).
+        listeners: more engine listeners beside the recorder (metrics, say).
+        on_bar: called with each bar and its quarantine reason (None when accepted).
+        between_slices: called after each slice was decided and its orders handed over: a
+            paced replay sleeps there and applies an operator's controls.
 
     Raises:
         ConfigError, SourceError: before anything is written.
     """
     started = time.perf_counter()
     settings = loaded.settings
-    source = open_source(loaded, warmup_from=warmup_from)
+    if source is None:
+        source = open_source(loaded, warmup_from=warmup_from)
     universe = list(settings.symbols or source.symbols)
     run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{loaded.digest}"
     target = out_dir if out_dir is not None else Path(settings.run.out_dir) / run_id
     recorder = Recorder(target, log)
     trade_from = _day_start_ns(settings.run.start) if warmup_from and settings.run.start else None
-    engine, broker = build_engine(loaded, universe, recorder, trade_from_ts=trade_from)
+    listener: EngineListener = ListenerFanout(recorder, *listeners) if listeners else recorder
+    engine, broker = build_engine(loaded, universe, listener, trade_from_ts=trade_from)
     # Only now, with the config and the data validated, does the output folder exist.
     recorder.start()
     log.info(
@@ -166,8 +177,12 @@ def replay(
         if ts > slice_ts:
             if engine.slice_ts is not None:
                 _decide(engine, broker)
+                if between_slices is not None:
+                    between_slices(engine, broker)
             slice_ts = ts
         reason = engine_on_bar(bar)
+        if on_bar is not None:
+            on_bar(bar, reason)
         if reason is None:
             broker_on_bar(bar)
         else:

@@ -1,0 +1,185 @@
+"""`tradingd replay --serve`: a replay paced in wall time, with the HTTP server up.
+
+The replay runs on a worker thread (it is synchronous); the event loop serves /metrics, /healthz,
+/readyz, /state and the control plane. The engine belongs to the replay thread: /state reads a
+snapshot taken between slices, and controls are queued and applied between slices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from brokers.simulated import SimulatedBroker
+from daemon.config import LoadedConfig
+from daemon.engine import Engine
+from daemon.http import HttpServer
+from daemon.live import CONTROL_TOKEN_ENV
+from daemon.logs import EventLog
+from daemon.replay import ReplayResult, open_source, replay
+from daemon.state import engine_state
+from daemon.telemetry import Telemetry
+from feeds.bar import Bar
+
+_ACTIONS = ("halt", "resume", "flatten", "reset_kill_switch")
+
+
+class PacedReplay:
+    """A replay at `speed` slices per second, observable and controllable over HTTP.
+
+    Args:
+        speed: slices per wall second.
+        env: the environment; TRADINGD_CONTROL_TOKEN enables the control plane.
+    """
+
+    mode = "replay"
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        log: EventLog,
+        env: Mapping[str, str],
+        speed: float,
+        out_dir: Path | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.log = log
+        self.speed = speed
+        self.out_dir = out_dir
+        self.port = loaded.settings.http.port if port is None else port
+        self.token = env.get(CONTROL_TOKEN_ENV, "").strip() or None
+        self.source = open_source(loaded)
+        self.symbols = list(loaded.settings.symbols or self.source.symbols)
+        self.telemetry = Telemetry(
+            mode=self.mode, symbols=self.symbols, strategies=list(loaded.settings.strategies)
+        )
+        self.http: HttpServer | None = None
+        self.slices = 0
+        self._pending: deque[str] = deque()
+        self._lock = threading.Lock()  # the pending controls and the snapshot
+        self._engine_lock = threading.Lock()
+        self._snapshot: dict[str, Any] = {"mode": self.mode, "last_slice": None}
+        self._running = False
+        self._next_due = 0.0
+        self._last_bar_at = time.perf_counter()
+
+    async def run(self) -> ReplayResult:
+        http = self.loaded.settings.http
+        self.http = HttpServer(
+            self, self.telemetry, log=self.log, host=http.host, port=self.port, token=self.token
+        )
+        await self.http.start()
+        self.log.info("replay_paced", speed_slices_per_s=self.speed)
+        self._running = True
+        self._next_due = time.monotonic()
+        self.telemetry.guard = self._engine_lock
+        try:
+            return await asyncio.to_thread(self._replay)
+        finally:
+            self._running = False
+            await self.http.close()
+
+    # -- the replay thread ----------------------------------------------------------------------
+
+    def _replay(self) -> ReplayResult:
+        # The engine and its ledger are this thread's: it holds the lock except while it sleeps
+        # between slices, which is when /metrics reads the ledger.
+        with self._engine_lock:
+            return replay(
+                self.loaded,
+                out_dir=self.out_dir,
+                log=self.log,
+                source=self.source,
+                listeners=[self.telemetry],
+                on_bar=self._on_bar,
+                between_slices=self._between,
+            )
+
+    def _on_bar(self, bar: Bar, reason: str | None) -> None:
+        self._last_bar_at = time.perf_counter()
+        telemetry = self.telemetry
+        telemetry.bar_received(bar.symbol)
+        if reason is None:
+            telemetry.bar_accepted(bar.symbol, bar.ts)
+        else:
+            telemetry.bar_rejected(bar.symbol, reason)
+
+    def _between(self, engine: Engine, broker: SimulatedBroker) -> None:
+        # The replay decides a slice right after its last bar: that bar to the orders handed
+        # to the broker is the decision latency.
+        self.telemetry.slice_decided(time.perf_counter() - self._last_bar_at)
+        self.slices += 1
+        with self._lock:
+            actions = list(self._pending)
+            self._pending.clear()
+        for action in actions:
+            self._apply(action, engine, broker)
+        snapshot = engine_state(engine, self.loaded.settings.risk, mode=self.mode)
+        with self._lock:
+            self._snapshot = snapshot
+        # Drift-free pacing: the n-th slice is due n intervals after the start.
+        self._next_due += 1.0 / self.speed
+        delay = self._next_due - time.monotonic()
+        if delay > 0:
+            self._engine_lock.release()
+            try:
+                time.sleep(delay)
+            finally:
+                self._engine_lock.acquire()
+        else:
+            self._next_due = time.monotonic()
+
+    def _apply(self, action: str, engine: Engine, broker: SimulatedBroker) -> None:
+        if action == "halt":
+            engine.halt()
+        elif action == "resume":
+            engine.resume()
+        elif action == "flatten":
+            last = engine.last_decided_ts
+            for order in engine.flatten(last + engine.bar_ns):
+                broker.submit(order)
+            engine.on_events(broker.poll_events())
+        elif action == "reset_kill_switch":
+            engine.reset_kill_switch()
+        self.telemetry.halted(engine.halted)
+        self.log.info("control_applied", action=action, halted=engine.halted)
+
+    # -- daemon.http.DaemonControl (the event loop's thread) ----------------------------------
+
+    def alive(self) -> bool:
+        return self._running
+
+    def readiness(self) -> dict[str, bool]:
+        return {"replaying": self._running}
+
+    def state(self) -> dict[str, Any]:
+        with self._lock:
+            out = dict(self._snapshot)
+            out["pending_controls"] = list(self._pending)
+        out["slices_replayed"] = self.slices
+        return out
+
+    def _queue(self, action: str) -> dict[str, Any]:
+        assert action in _ACTIONS
+        with self._lock:
+            self._pending.append(action)
+        return {"queued": action, "applies": "before the next slice"}
+
+    def halt(self) -> dict[str, Any]:
+        return self._queue("halt")
+
+    def resume(self) -> dict[str, Any]:
+        return self._queue("resume")
+
+    def flatten(self) -> dict[str, Any]:
+        return self._queue("flatten")
+
+    def reset_kill_switch(self) -> dict[str, Any]:
+        return self._queue("reset_kill_switch")
