@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from daemon.sandbox import Sandbox
+from tests.daemon.livekit import DATA
 
 RECORDER = textwrap.dedent(
     """
@@ -54,3 +58,14 @@ def recorder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     import recorder_strategy  # type: ignore[import-not-found]
 
     return recorder_strategy.Recorder
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    """The sandbox on an ephemeral port, stepped by hand, 120 minutes of history."""
+    box = Sandbox(DATA, speed=None, warm_minutes=120, key="test-key", secret="test-secret")
+    await box.start()
+    try:
+        yield box
+    finally:
+        await box.close()

@@ -1,0 +1,113 @@
+"""Running the live daemon beside the sandbox in a test: configs, a session driver, a log."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from daemon.config import LoadedConfig, load_config
+from daemon.live import LiveDaemon
+from daemon.logs import EventLog
+from daemon.sandbox import Sandbox
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "data" / "sample" / "minute"
+SYMBOLS = ["AAA", "BBB", "CCC", "DDD"]
+ENV = {"APCA_API_KEY_ID": "test-key", "APCA_API_SECRET_KEY": "test-secret"}
+DEADLINE_S = 20.0
+
+
+def live_config(
+    tmp_path: Path,
+    box: Sandbox,
+    *,
+    mode: str = "paper",
+    strategies: dict[str, Any] | None = None,
+    live: dict[str, Any] | None = None,
+) -> LoadedConfig:
+    tree: dict[str, Any] = {
+        "symbols": SYMBOLS,
+        "data": {"path": str(DATA), "timeframe": "1Min"},
+        "strategies": strategies or {"hold": {"type": "recorder"}},
+        "composer": {"rebalance": {"every": "slice"}},
+        "risk": {"max_weight": 0.3, "max_gross": 1.0, "allow_short": False},
+        "run": {"out_dir": str(tmp_path / "out")},
+        "http": {"port": 0},
+        "state": {"dir": str(tmp_path / "state")},
+        "live": {
+            "mode": mode,
+            "feed": "iex",
+            "trading_url": box.trading_url,
+            "trade_stream_url": box.trade_stream_url,
+            "data_stream_url": box.data_stream_url("iex"),
+            "data_url": box.data_url,
+            "slice_grace_s": 5,
+            "backoff_min_s": 0.02,
+            "backoff_max_s": 0.2,
+            "stop_deadline_s": 10,
+            **(live or {}),
+        },
+    }
+    path = tmp_path / f"{mode}.yaml"
+    path.write_text(yaml.safe_dump(tree), encoding="utf-8")
+    return load_config([str(path)])
+
+
+class Session:
+    """A daemon running as a task beside the sandbox, with the test stepping the market."""
+
+    def __init__(self, daemon: LiveDaemon, box: Sandbox) -> None:
+        self.daemon = daemon
+        self.box = box
+        self.task: asyncio.Task[int] = asyncio.create_task(daemon.run())
+
+    async def started(self) -> None:
+        await self.until(lambda: self.daemon.feed_connected and not self.daemon._backfilling)
+
+    async def until(self, predicate: Any) -> None:
+        waiter = asyncio.create_task(self.daemon.wait_until(predicate, DEADLINE_S))
+        done, _ = await asyncio.wait({waiter, self.task}, return_when=asyncio.FIRST_COMPLETED)
+        if waiter not in done:
+            waiter.cancel()
+            self.task.result()  # the daemon died: raise its error
+            raise AssertionError("the daemon stopped before the condition held")
+        try:
+            waiter.result()
+        except TimeoutError:
+            raise AssertionError(
+                f"timed out; the daemon's last log lines:\n{self.log_tail()}"
+            ) from None
+
+    def log_tail(self, lines: int = 40) -> str:
+        stream = self.daemon.log._stream
+        assert isinstance(stream, io.StringIO)
+        return "\n".join(stream.getvalue().splitlines()[-lines:])
+
+    async def step(self, minutes: int = 1) -> None:
+        """Play minutes one by one; after each, wait until the daemon decided it."""
+        for _ in range(minutes):
+            assert await self.box.step()
+            minute = self.box.last_minute_ns
+            await self.until(lambda m=minute: m in self.daemon.slices.symbols)
+
+    async def settle(self) -> None:
+        """Play minutes until every order of the daemon has reached an end (at most 5)."""
+        daemon = self.daemon
+        for _ in range(5):
+            await self.until(lambda: daemon.broker is None or daemon.broker.in_flight == 0)
+            if not daemon.engine.order_book.open_orders:
+                return
+            await self.step()
+        raise AssertionError(f"orders still open: {list(daemon.engine.order_book.open_orders)}")
+
+    async def stop(self) -> int:
+        self.daemon.request_stop()
+        return await asyncio.wait_for(self.task, DEADLINE_S)
+
+
+def quiet_log() -> EventLog:
+    return EventLog(io.StringIO(), level="debug")
