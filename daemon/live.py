@@ -365,7 +365,10 @@ class LiveDaemon:
         self.recorder.start()
         await self._start_http()
         self._tasks.append(asyncio.create_task(self.telemetry.measure_loop_lag(), name="loop-lag"))
-        self._tasks.append(asyncio.create_task(self.notifier.watchdog(self.alive), name="watchdog"))
+        if self.notifier.enabled and self.notifier.watchdog_interval_s is not None:
+            self._tasks.append(
+                asyncio.create_task(self.notifier.watchdog(self.alive), name="watchdog")
+            )
         clock = await self.rest.clock()
         self._on_clock(clock)
         if self.mode == "sim":
@@ -384,6 +387,9 @@ class LiveDaemon:
             self._drain_broker_notices()
             self._adopt_account(restart=True)
             self._reconciliations = self.broker.reconciliations
+            last = self.broker.last_reconcile
+            self.telemetry.reconciliation(len(last.differences) if last else 0)
+            self.telemetry.broker_stream(self.broker.stream_connected)
             self._tasks.append(asyncio.create_task(self._pump_broker(), name="broker-pump"))
             if self.mode in ("paper", "live"):
                 self._submit = self.broker.submit
