@@ -14,6 +14,15 @@ Guarantees (DESIGN.md, "Orders are idempotent"):
     - After every (re)connect of the trade stream: open orders, orders submitted since the last
       event seen, every order still open by our books, positions and account are read back
       before any new order goes out (`ready`).
+    - Across a restart (`restore`, before `start`): the journal's orders count as submitted
+      (never POSTed again) and their fills start from what the journal booked, so the first
+      reconciliation reports only fills beyond it. An intent Alpaca never received ends as
+      OrderCanceled(reason="not sent before restart").
+
+Health: `ready` is False from a trade-stream drop until the reconciliation after the reconnect
+has finished (it stays False while REST failures keep that from finishing); `rest_ok` is False
+from a transient REST failure (429, 5xx, timeout, connection) until the next call Alpaca
+answers. A daemon is ready to trade when both are True.
 
 What a daemon should log or count is reported as `BrokerNotice`s (`poll_notices`). A fatal
 failure (keys refused, an unexpected error in one of the adapter's tasks) is raised by
@@ -27,10 +36,10 @@ import contextlib
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, TypeVar
 
 from brokers.alpaca_rest import (
     AccountSnapshot,
@@ -44,7 +53,7 @@ from brokers.alpaca_rest import (
     parse_order,
     parse_ts,
 )
-from brokers.errors import TransientBrokerError
+from brokers.errors import BrokerError, TransientBrokerError
 from brokers.orders import (
     CancelOrder,
     ExecutionEvent,
@@ -86,7 +95,10 @@ _QUIET_EVENTS = {
 _ORDER_EVENTS = {"new", "accepted", "fill", "partial_fill", "canceled", "expired", "rejected"}
 _LOUD_EVENTS = {"replaced", "trade_bust", "trade_correct"}
 
+NOT_SENT_BEFORE_RESTART = "not sent before restart"
+
 NoticeLevel: TypeAlias = Literal["debug", "info", "warning", "error"]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,6 +130,30 @@ class Reconciliation:
     positions: dict[str, Decimal]
     cash: Decimal
     differences: list[str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestoredOrder:
+    """One order as a journal left it, handed to `AlpacaBroker.restore` before `start`.
+
+    Attributes:
+        client_order_id: the idempotency key the intent was journaled with.
+        qty: the order's quantity (positive; the direction is `side`).
+        broker_order_id: Alpaca's id, or None if the journal never saw an acknowledgement
+            (the POST may or may not have landed: reconciliation asks Alpaca).
+        filled_qty: the cumulative quantity the journal booked fills for.
+        filled_notional: the sum of qty * price of those booked fills.
+        terminal: the journal saw the order end (filled, canceled, rejected, expired).
+    """
+
+    client_order_id: str
+    symbol: str
+    side: OrderSide
+    qty: Decimal
+    broker_order_id: str | None = None
+    filled_qty: Decimal = _ZERO
+    filled_notional: Decimal = _ZERO
+    terminal: bool = False
 
 
 class _Order:
@@ -213,6 +249,12 @@ class AlpacaBroker:
         )
         self._orders: dict[str, _Order] = {}
         self._submitted: set[str] = set()
+        # Restored orders the journal never saw acknowledged: looked up at reconciliation
+        # until Alpaca says whether the POST landed.
+        self._unacked_restored: set[str] = set()
+        self._rest_ok = True
+        self._rest_failures = 0
+        self._recovered = 0  # fill events emitted by the reconciliation under way
         self._queue: deque[SubmitOrder | CancelOrder] = deque()
         self._work = asyncio.Event()
         self._idle = asyncio.Event()
@@ -238,8 +280,18 @@ class AlpacaBroker:
 
     @property
     def ready(self) -> bool:
-        """The trade stream is up and reconciliation finished since its last connect."""
+        """The trade stream is up and reconciliation finished since its last connect.
+
+        False from a stream drop until the reconciliation after the reconnect completes, however
+        long REST failures keep it from completing. It does not drop on a REST failure while the
+        stream stays up (see `rest_ok`)."""
         return self._ready.is_set()
+
+    @property
+    def rest_ok(self) -> bool:
+        """False after a transient failure (429, 5xx, timeout, connection error) of any REST
+        call, True again once Alpaca answers a call (a refusal or a 404 is an answer)."""
+        return self._rest_ok
 
     @property
     def stream_connected(self) -> bool:
@@ -254,6 +306,39 @@ class AlpacaBroker:
     def fatal(self) -> BaseException | None:
         """The error that stopped the adapter, if one did."""
         return self._fatal
+
+    def restore(self, orders: Sequence[RestoredOrder]) -> None:
+        """Take over the orders a journal knows of, after a restart; call before `start`.
+
+        Their client order ids count as submitted (`submit` of one sends nothing). Fills are
+        reported only beyond the restored `filled_qty`. Each restored order that is not
+        terminal is reconciled at `start` (by client order id, however old): its state at
+        Alpaca is applied (OrderAccepted if the journal never saw the ack, fills beyond the
+        journal's, its end); if Alpaca has no such order and the journal never saw an ack,
+        the POST never landed: OrderCanceled(reason="not sent before restart").
+
+        Raises:
+            InvariantViolation: called after `start`, or a client order id given twice or
+                already submitted.
+        """
+        if self._tasks:
+            raise InvariantViolation("AlpacaBroker.restore must be called before start")
+        for r in orders:
+            cid = r.client_order_id
+            if cid in self._orders or cid in self._submitted:
+                raise InvariantViolation(f"restored order {cid} is known already")
+            order = _Order(cid, r.symbol, r.side, ours=True)
+            order.broker_order_id = r.broker_order_id
+            order.qty = r.qty
+            order.cum_qty = r.filled_qty
+            order.cum_notional = r.filled_notional
+            # Booked fills imply Alpaca had the order: no second OrderAccepted for it.
+            order.accepted = r.broker_order_id is not None or r.filled_qty > 0
+            order.terminal = r.terminal or r.filled_qty >= r.qty
+            self._orders[cid] = order
+            self._submitted.add(cid)
+            if not order.terminal and not order.accepted:
+                self._unacked_restored.add(cid)
 
     async def start(self, *, since_ns: int | None = None) -> None:
         """Connect the trade stream and reconcile; returns once `ready`.
@@ -326,7 +411,7 @@ class AlpacaBroker:
     async def cancel_open_orders(self) -> int:
         """DELETE /v2/orders now (not queued); returns how many cancels Alpaca accepted."""
         self._refuse_in_track_mode()
-        return await self._rest.cancel_all()
+        return await self._call(self._rest.cancel_all())
 
     async def close(self) -> None:
         """Stop the adapter's tasks, close the stream and the REST client."""
@@ -375,7 +460,7 @@ class AlpacaBroker:
             attempt += 1
             await self._ready.wait()
             try:
-                snap = await self._rest.submit_order(cmd)
+                snap = await self._call(self._rest.submit_order(cmd))
             except DuplicateClientOrderId:
                 self._notice("info", "submit_duplicate_id_lookup", client_order_id=cid)
                 found = await self._lookup(cid)
@@ -413,13 +498,13 @@ class AlpacaBroker:
             await self._ready.wait()
             try:
                 if order.broker_order_id is None:
-                    found = await self._rest.order_by_client_id(cid)
+                    found = await self._call(self._rest.order_by_client_id(cid))
                     if found is None:
                         self._notice("warning", "cancel_unknown_order", client_order_id=cid)
                         return
                     self._apply(found)
                     continue
-                await self._rest.cancel_order(order.broker_order_id)
+                await self._call(self._rest.cancel_order(order.broker_order_id))
                 return
             except (OrderNotFound, AlpacaRejected) as e:
                 # 422: no longer cancelable (it filled or is being canceled): the stream or
@@ -439,7 +524,7 @@ class AlpacaBroker:
         attempt = 0
         while True:
             try:
-                return await self._rest.order_by_client_id(cid)
+                return await self._call(self._rest.order_by_client_id(cid))
             except TransientBrokerError as e:
                 attempt += 1
                 self._notice("warning", "lookup_failed", client_order_id=cid, error=str(e))
@@ -469,26 +554,43 @@ class AlpacaBroker:
 
     async def _reconcile(self) -> None:
         if self._last_seen_ns is None:
-            self._last_seen_ns = (await self._rest.clock()).ts
+            self._last_seen_ns = (await self._call(self._rest.clock())).ts
         since = self._last_seen_ns - _SINCE_MARGIN_NS
-        open_orders = await self._rest.orders(status="open")
-        recent = await self._rest.orders(status="all", after_ns=since)
+        open_orders = await self._call(self._rest.orders(status="open"))
+        recent = await self._call(self._rest.orders(status="all", after_ns=since))
         listed = {o.client_order_id for o in open_orders} | {o.client_order_id for o in recent}
-        fills = 0
+        # Fills emitted by an attempt that failed later still count for the one that finishes.
         for snap in (*recent, *open_orders):
-            fills += self._apply(snap)
+            self._recovered += self._apply(snap)
+        self._unacked_restored -= listed  # Alpaca has them: `_apply` accepted them above
         # Orders open by our books but in neither list (filled or canceled while the stream
-        # was down, submitted before `since`): ask for each.
+        # was down or the daemon was not running, submitted before `since`): ask for each.
         for order in list(self._orders.values()):
-            if order.terminal or not order.accepted or order.cid in listed:
+            restored = order.cid in self._unacked_restored and not order.accepted
+            if order.terminal or order.cid in listed or not (order.accepted or restored):
                 continue
-            found = await self._rest.order_by_client_id(order.cid)
-            if found is None:
-                self._notice("error", "order_vanished", client_order_id=order.cid)
+            found = await self._call(self._rest.order_by_client_id(order.cid))
+            self._unacked_restored.discard(order.cid)
+            if found is not None:
+                self._recovered += self._apply(found)
+            elif restored:
+                # A 404 is final: the crash came before the POST reached Alpaca (an id once
+                # used stays findable), and it never will now: only this process sends it.
+                order.terminal = True
+                self._emit(
+                    OrderCanceled(
+                        client_order_id=order.cid,
+                        symbol=order.symbol,
+                        ts=self._now_ns(),
+                        reason=NOT_SENT_BEFORE_RESTART,
+                    )
+                )
+                self._notice("warning", "restored_order_not_sent", client_order_id=order.cid)
             else:
-                fills += self._apply(found)
-        positions = await self._rest.positions()
-        account = await self._rest.account()
+                self._notice("error", "order_vanished", client_order_id=order.cid)
+        positions = await self._call(self._rest.positions())
+        account = await self._call(self._rest.account())
+        fills, self._recovered = self._recovered, 0
         differences = self._differences(positions, account) if self.reconciliations else []
         self.positions = {p.symbol: p for p in positions}
         self.account = account
@@ -732,6 +834,31 @@ class AlpacaBroker:
             )
 
     # -- helpers ------------------------------------------------------------------------------
+
+    async def _call(self, call: Awaitable[_T]) -> _T:
+        """Await one REST call and keep `rest_ok` current (every call of the adapter goes
+        through here)."""
+        try:
+            result = await call
+        except TransientBrokerError as e:
+            self._rest_failures += 1
+            if self._rest_ok:
+                self._rest_ok = False
+                self._notice("warning", "rest_down", error=str(e))
+            raise
+        except BrokerError as e:
+            # Refused before sending (status 0) says nothing of Alpaca's health.
+            if not (isinstance(e, AlpacaRejected) and e.status == 0):
+                self._rest_answered()
+            raise
+        self._rest_answered()
+        return result
+
+    def _rest_answered(self) -> None:
+        if not self._rest_ok:
+            self._rest_ok = True
+            self._notice("info", "rest_up", failures=self._rest_failures)
+            self._rest_failures = 0
 
     def _reject(self, cmd: SubmitOrder, reason: str) -> None:
         order = self._orders[cmd.client_order_id]

@@ -7,6 +7,7 @@ import asyncio
 import io
 import shutil
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -218,3 +219,52 @@ async def test_prometheus_loads_the_alert_rules_and_fires_the_kill_switch_alert(
         assert alert["annotations"]["summary"] == (
             f"tradingd on 127.0.0.1:{server.port}: kill switch tripped"
         )
+
+
+async def test_prometheus_scrapes_a_running_tradingd_and_reads_its_metrics_back(
+    tmp_path: Path,
+) -> None:
+    """The real thing end to end: `tradingd replay --serve` (a process) scraped by Prometheus."""
+    port = _free_port()
+    replay = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "daemon.cli",
+        "replay",
+        "config/base.yaml",
+        "config/risk_balanced.yaml",
+        "--serve",
+        "--speed",
+        "50",
+        "--port",
+        str(port),
+        "--out",
+        str(tmp_path / "out"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        cwd=DEPLOY.parent,
+    )
+    try:
+        async with (
+            _prometheus(tmp_path, port) as prometheus,
+            aiohttp.ClientSession() as http,
+        ):
+            query = prometheus + "/api/v1/query"
+            received: list[float] = []
+
+            async def scraped_twice() -> bool:
+                # Two scrapes that saw the replay move: the counter grew between them.
+                data = await _get(
+                    http, query, query="sum(increase(tradingd_bars_received_total[1m]))"
+                )
+                received[:] = [float(s["value"][1]) for s in data["result"]]
+                return bool(received) and received[0] > 0
+
+            await _until(scraped_twice, "tradingd_bars_received_total growing", tmp_path)
+            info = await _get(http, query, query="tradingd_info")
+            assert [s["metric"]["mode"] for s in info["result"]] == ["replay"]
+            up = await _get(http, query, query='up{job="tradingd"}')
+            assert [float(s["value"][1]) for s in up["result"]] == [1.0]
+    finally:
+        replay.terminate()
+        await replay.wait()
