@@ -259,6 +259,7 @@ class LiveDaemon:
         if broker is not None:
             checks["broker_stream"] = broker.stream_connected
             checks["reconciled"] = broker.ready
+            checks["broker_rest"] = broker.rest_ok
         return checks
 
     def state(self) -> dict[str, Any]:
@@ -278,6 +279,7 @@ class LiveDaemon:
                 "ready": broker.ready,
                 "in_flight": broker.in_flight,
                 "reconciliations": broker.reconciliations,
+                "rest_ok": broker.rest_ok,
             }
         return out
 
