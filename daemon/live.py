@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import signal
 import time
 from collections.abc import Callable, Mapping
@@ -32,9 +33,17 @@ from typing import Any
 
 import orjson
 
-from brokers.alpaca import AlpacaBroker
+from brokers.alpaca import NOT_SENT_BEFORE_RESTART, AlpacaBroker, RestoredOrder
 from brokers.alpaca_rest import AlpacaRest, MarketClock
-from brokers.orders import ExecutionEvent, OrderRejected, SubmitOrder
+from brokers.orders import (
+    ExecutionEvent,
+    OrderAccepted,
+    OrderCanceled,
+    OrderFilled,
+    OrderPartiallyFilled,
+    OrderRejected,
+    SubmitOrder,
+)
 from brokers.simulated import SimulatedBroker
 from daemon.config import LoadedConfig
 from daemon.engine import Engine, ListenerFanout
@@ -58,9 +67,14 @@ from feeds.alpaca_stream import (
 )
 from feeds.bar import NS_PER_MINUTE, Bar
 from feeds.errors import ConfigError, TradingdError
+from portfolio.journal import Journal, JournalError, JournalState, LedgerSnapshot
 from portfolio.ledger import Ledger
 
 CONTROL_TOKEN_ENV = "TRADINGD_CONTROL_TOKEN"  # noqa: S105 - the variable's name
+# Fault injection for the restart drills: "POINT[:N]" kills the process (SIGKILL, as `kill -9`)
+# the N-th time it reaches POINT (after_intent, after_send, after_fill, mid_slice).
+CRASH_ENV = "TRADINGD_CRASH_AT"
+CRASH_POINTS = frozenset({"after_intent", "after_send", "after_fill", "mid_slice"})
 KEY_ENV = "APCA_API_KEY_ID"
 SECRET_ENV = "APCA_API_SECRET_KEY"  # noqa: S105 - the variable's name, not a secret
 MINUTES_PER_SESSION = 390
@@ -181,6 +195,10 @@ class LiveDaemon:
         self.control_token = env.get(CONTROL_TOKEN_ENV, "").strip() or None
         self.notifier = Notifier(env)
         self.http: HttpServer | None = None
+        self.journal: Journal | None = None
+        self.journal_failed: str | None = None
+        self._kill_journaled = False
+        self._crash = _crash_point(env.get(CRASH_ENV, ""))
         self.rest: AlpacaRest | None = None
         self.broker: AlpacaBroker | None = None
         self.history = HistoricalBars(
@@ -255,6 +273,7 @@ class LiveDaemon:
             "started": self._started,
             "feed": fresh,
             "backfilled": not self._backfilling,
+            "journal": self.journal_failed is None,
         }
         if broker is not None:
             checks["broker_stream"] = broker.stream_connected
@@ -266,6 +285,10 @@ class LiveDaemon:
         out = engine_state(self.engine, self.settings.risk, mode=self.mode)
         broker = self.broker
         out["market_open"] = self.market_open
+        out["journal"] = {
+            "path": str(self.journal.path) if self.journal is not None else None,
+            "failed": self.journal_failed,
+        }
         out["halted_symbols"] = sorted(self.halted)
         out["feed"] = {
             "connected": self.feed_connected,
@@ -284,12 +307,32 @@ class LiveDaemon:
         return out
 
     def halt(self) -> dict[str, Any]:
+        ts = time.time_ns()
         self.engine.halt()
         self.telemetry.halted(True)
+
+        def write(journal: Journal) -> None:
+            journal.control("halt", ts)
+            journal.set_halted(True, "control", ts)
+
+        self._journal(write)
         self.log.warning("halted", by="control")
         return {"halted": True}
 
     def resume(self) -> dict[str, Any]:
+        """Trade again. Refused while the journal cannot be written (the write is the probe)."""
+        ts = time.time_ns()
+        journal = self.journal
+        if journal is not None:
+            try:
+                journal.control("resume", ts)
+                journal.set_halted(False, None, ts)
+            except JournalError as e:
+                self._journal_broken(str(e))
+                raise TradingdError(f"not resumed: the journal cannot be written: {e}") from None
+        if self.journal_failed is not None:
+            self.log.info("journal_recovered", was=self.journal_failed)
+            self.journal_failed = None
         self.engine.resume()
         self.telemetry.halted(False)
         self.log.info("resumed", by="control")
@@ -298,17 +341,35 @@ class LiveDaemon:
     def flatten(self) -> dict[str, Any]:
         """Close every position now, and halt (resume to trade again)."""
         if self._submit is None:
-            return {"error": f"mode {self.mode} sends no orders", "orders": []}
-        orders = self.engine.flatten(time.time_ns())
+            raise TradingdError(f"mode {self.mode} sends no orders: nothing to flatten with")
+        ts = time.time_ns()
+        orders = self.engine.flatten(ts)
         self.telemetry.halted(True)
         self.log.warning("flatten", by="control", orders=len(orders))
-        self._send(orders)
+        stamp = orders[0].ts if orders else ts
+
+        def write(journal: Journal) -> None:
+            journal.control("flatten", stamp, orders=orders)  # write-ahead: the intents
+            journal.set_halted(True, "flatten", stamp)
+
+        if self._journal(write):
+            self._send(orders)
+        else:
+            self._unsent(orders, "journal unavailable: not sent")
         return {"halted": True, "orders": [o.client_order_id for o in orders]}
 
     def reset_kill_switch(self) -> dict[str, Any]:
+        ts = time.time_ns()
         was = self.engine.risk.kill_reason
         self.engine.reset_kill_switch()
         self.telemetry.kill_switch_reset()
+
+        def write(journal: Journal) -> None:
+            journal.control("reset", ts)
+            journal.set_kill_switch(False, None, ts)
+
+        if self._journal(write):
+            self._kill_journaled = False
         self.log.warning("kill_switch_reset", by="control", was=was)
         return {"kill_switch": False, "was": was}
 
@@ -364,6 +425,8 @@ class LiveDaemon:
             timeout_s=live.request_timeout_s,
             max_requests_per_minute=live.max_requests_per_minute,
         )
+        self.journal = Journal(Path(self.settings.state.dir))
+        journaled = self.journal.state()
         self.recorder.start()
         await self._start_http()
         self._tasks.append(asyncio.create_task(self.telemetry.measure_loop_lag(), name="loop-lag"))
@@ -373,8 +436,26 @@ class LiveDaemon:
             )
         clock = await self.rest.clock()
         self._on_clock(clock)
+        restart = journaled.segments > 0 and self.mode != "track"
+        if restart:
+            self._rebuild_ledger()
         if self.mode == "sim":
             self._submit = self._submit_sim
+            self._begin_segment(clock.ts)
+            if restart:
+                # The simulated broker's open orders died with the last process.
+                self._apply_events(
+                    [
+                        OrderCanceled(
+                            client_order_id=o.client_order_id,
+                            symbol=o.symbol,
+                            ts=clock.ts,
+                            reason=NOT_SENT_BEFORE_RESTART,
+                        )
+                        for o in journaled.orders
+                        if not o.terminal
+                    ]
+                )
         else:
             self.broker = AlpacaBroker(
                 rest=self.rest,
@@ -385,9 +466,24 @@ class LiveDaemon:
                 backoff_min_s=live.backoff_min_s,
                 backoff_max_s=live.backoff_max_s,
             )
-            await self.broker.start()
+            if restart:
+                self.broker.restore(_restored(journaled))
+            await self.broker.start(since_ns=journaled.last_event_ts if restart else None)
             self._drain_broker_notices()
-            self._adopt_account(restart=True)
+            startup = self.broker.poll_events()
+            if restart:
+                # The ledger is the journal's; what the broker did meanwhile comes as events,
+                # then the account is compared (and unknown positions handled by policy).
+                self._begin_segment(clock.ts)
+                self._apply_events(startup)
+                self._reconcile_start(clock.ts)
+            else:
+                # A fresh state: the account is the start (its positions already include any
+                # fills these events carry).
+                self._adopt_account(restart=True)
+                self._begin_segment(clock.ts)
+                if startup:
+                    self.log.info("startup_events_skipped", events=len(startup))
             self._reconciliations = self.broker.reconciliations
             last = self.broker.last_reconcile
             self.telemetry.reconciliation(len(last.differences) if last else 0)
@@ -396,7 +492,14 @@ class LiveDaemon:
             if self.mode in ("paper", "live"):
                 self._submit = self.broker.submit
             # track: no submit path exists; _decide refuses to run one.
+        self._restore_switches(journaled)
         await self._warm_up(clock)
+        resume_after = journaled.last_slice_ts if restart else None
+        if resume_after is not None and resume_after > self.engine.last_decided_ts:
+            # Resume after the last slice decided before the restart (backfilled from there).
+            self.engine.last_decided_ts = resume_after
+            self._next_ts = resume_after + NS_PER_MINUTE
+        self._journal(lambda j: j.warmup_done(clock.ts))
         if self.mode != "track":
             self.engine.trade_from_ts = _ALWAYS
         self.stream = AlpacaDataStream(
@@ -431,22 +534,188 @@ class LiveDaemon:
         )
         await self.http.start()
 
+    # -- the journal ------------------------------------------------------------------------
+
+    def _journal(self, write: Callable[[Journal], Any]) -> bool:
+        """Run one journal write; on failure stop trading (never without a journal)."""
+        journal = self.journal
+        if journal is None:
+            return True
+        try:
+            write(journal)
+        except JournalError as e:
+            self._journal_broken(str(e))
+            return False
+        return True
+
+    def _journal_broken(self, error: str) -> None:
+        if self.journal_failed is None:
+            self.log.error(
+                "journal_failed",
+                error=error,
+                action="no orders are sent until the journal can be written and trading is "
+                "resumed (tradingd ctl resume) or the daemon restarted",
+            )
+        self.journal_failed = error
+        self.engine.halt()
+        self.telemetry.halted(True)
+
+    def _rebuild_ledger(self) -> None:
+        """The ledger as the journal knows it: the last run's starting snapshot, then every
+        fill and adoption journaled since."""
+        assert self.journal is not None
+        segment = self.journal.segments()[-1]
+        snap = segment.ledger
+        ledger = self.ledger
+        ledger.adopt(snap.cash, snap.positions, restart=True)
+        ledger.start_cash = snap.start_cash
+        ledger.realized_pnl = snap.realized_pnl
+        fills = 0
+        for item in self.journal.inputs(segment.id):
+            match item.payload:
+                case OrderFilled() | OrderPartiallyFilled() as fill:
+                    fills += ledger.apply_fill(fill)
+                case {"action": "adopt", "cash": cash, "positions": positions}:
+                    ledger.adopt(Decimal(cash), _positions_from_json(positions))
+        ledger.restore_high_water(snap.high_water)
+        self.log.info(
+            "ledger_restored",
+            segment=segment.id,
+            fills=fills,
+            cash=str(ledger.cash),
+            positions={s: str(p.qty) for s, p in sorted(ledger.positions.items())},
+        )
+
+    def _begin_segment(self, ts: int) -> None:
+        assert self.journal is not None
+        snapshot = LedgerSnapshot.of(self.ledger)
+        segment = self.journal.begin_segment(
+            mode=self.mode,
+            config_digest=self.loaded.digest,
+            config=self.settings.model_dump(mode="json"),
+            config_files=list(self.loaded.files),
+            ledger=snapshot,
+            ts=ts,
+        )
+        self.log.info("journal_segment", segment=segment, path=str(self.journal.path))
+
+    def _restore_switches(self, journaled: JournalState) -> None:
+        on, reason = journaled.kill_switch
+        if on:
+            self.engine.risk.latch(reason or "restored")
+            self._kill_journaled = True
+            self.log.warning("kill_switch_restored", reason=reason)
+        on, reason = journaled.halted
+        if on:
+            self.engine.halt()
+            self.telemetry.halted(True)
+            self.log.warning("halt_restored", reason=reason)
+
+    def _apply_events(self, events: list[ExecutionEvent]) -> None:
+        """Journal each event, then apply it (write-ahead); a fill journaled before is skipped."""
+        engine = self.engine
+        for event in events:
+            if isinstance(event, OrderAccepted):
+                self._maybe_crash("after_send")
+            elif isinstance(event, OrderFilled | OrderPartiallyFilled):
+                self._maybe_crash("after_fill")
+            new = True
+            if self.journal is not None and self.journal_failed is None:
+                try:
+                    new = self.journal.event(event)
+                except JournalError as e:
+                    self._journal_broken(str(e))  # the broker's truth is still applied
+            if new:
+                engine.on_events([event])
+
+    def _reconcile_start(self, ts: int) -> None:
+        """After a restart: compare the journal's ledger with the broker's account; record each
+        difference; positions this daemon did not open are adopted, ignored or refused."""
+        broker = self.broker
+        assert broker is not None
+        assert broker.account is not None
+        theirs = {p.symbol: p for p in broker.positions.values() if p.qty}
+        mine = positions_of(self.ledger)
+        policy = self.settings.state.unknown_positions
+        differences: list[dict[str, Any]] = []
+        for symbol in sorted(set(theirs) | set(mine)):
+            broker_qty = theirs[symbol].qty if symbol in theirs else Decimal(0)
+            if mine.get(symbol, Decimal(0)) != broker_qty:
+                differences.append(
+                    {
+                        "symbol": symbol,
+                        "ledger": str(mine.get(symbol, 0)),
+                        "broker": str(broker_qty),
+                    }
+                )
+        if broker.account.cash != self.ledger.cash:
+            differences.append(
+                {"cash": True, "ledger": str(self.ledger.cash), "broker": str(broker.account.cash)}
+            )
+        for difference in differences:
+
+            def record(journal: Journal, d: dict[str, Any] = difference) -> None:
+                journal.difference("restart", d, ts)
+
+            self._journal(record)
+            self.log.warning("reconcile_difference", **difference)
+        self.telemetry.reconciliation(len(differences))
+        unknown = sorted(set(theirs) - set(mine))
+        if unknown and policy == "refuse":
+            raise ConfigError(
+                f"the account holds positions this daemon did not open ({', '.join(unknown)}) "
+                "and state.unknown_positions is refuse: close them, or set adopt or ignore"
+            )
+        if differences and policy == "adopt":
+            positions = {
+                s: (p.qty, p.avg_entry_price, p.current_price or p.avg_entry_price)
+                for s, p in theirs.items()
+            }
+            cash = broker.account.cash
+            held = _positions_json(positions)
+            self._journal(lambda j: j.control("adopt", ts, cash=str(cash), positions=held))
+            self.ledger.adopt(cash, positions)
+            self.log.warning("account_adopted", cash=str(cash), positions=sorted(positions))
+        elif unknown:
+            self.log.warning("positions_ignored", symbols=unknown)
+
+    def _maybe_crash(self, point: str) -> None:
+        crash = self._crash
+        if crash is None or crash[0] != point:
+            return
+        crash[1] -= 1
+        if crash[1] <= 0:
+            self.log.warning("crash_injected", point=point)
+            os.kill(os.getpid(), signal.SIGKILL)
+
     def _adopt_account(self, *, restart: bool) -> None:
+        """Take the broker's account into the ledger: at a first start (restart=True: the
+        session starts here), under `state.unknown_positions`; in track mode, every time."""
         broker = self.broker
         if broker is None or broker.account is None:
             return
         positions = {
             p.symbol: (p.qty, p.avg_entry_price, p.current_price or p.avg_entry_price)
             for p in broker.positions.values()
+            if p.qty
         }
+        policy = self.settings.state.unknown_positions if self.mode != "track" else "adopt"
+        if positions and policy == "refuse":
+            raise ConfigError(
+                f"the account holds positions this daemon did not open ({', '.join(positions)}) "
+                "and state.unknown_positions is refuse: close them, or set adopt or ignore"
+            )
+        ignored = sorted(positions) if policy == "ignore" else []
+        if ignored:
+            positions = {}
         differences = self.ledger.adopt(broker.account.cash, positions, restart=restart)
-        outside = sorted(set(positions) - set(self.symbols))
         self.log.info(
             "account_adopted",
             cash=str(broker.account.cash),
             equity=str(broker.account.equity),
             positions={s: str(q) for s, (q, _, _) in sorted(positions.items())},
-            outside_universe=outside,
+            ignored=ignored,
+            outside_universe=sorted(set(positions) - set(self.symbols)),
             differences=differences if not restart else [],
         )
 
@@ -468,12 +737,15 @@ class LiveDaemon:
         start_ns = past[max(len(past) - sessions_back, 0)].open_ns
         bars = await self._fetch(start_ns, clock.ts)
         engine = self.engine
+        journal = self.journal
         for bar in bars:
             if engine.slice_ts is not None and bar.ts > engine.slice_ts:
-                engine.close_slice()
+                self._close_warm_slice()
+            if journal is not None:
+                journal.bar(bar, warmup=True)
             engine.on_bar(bar)
         if engine.slice_ts is not None:
-            engine.close_slice()
+            self._close_warm_slice()
         self.warmup_bars = len(bars)
         if bars:
             self.warmed_until_ts = bars[-1].ts
@@ -486,6 +758,12 @@ class LiveDaemon:
             first=iso_utc(bars[0].ts) if bars else None,
             last=iso_utc(bars[-1].ts) if bars else None,
         )
+
+    def _close_warm_slice(self) -> None:
+        slice_ts = self.engine.slice_ts
+        assert slice_ts is not None
+        self.engine.close_slice()  # warming up: decides nothing
+        self._journal(lambda j: j.close_slice(slice_ts, targets=None, orders=()))
 
     async def _fetch(self, start_ns: int, end_ns: int | None) -> list[Bar]:
         return await asyncio.to_thread(self.history.fetch, self.symbols, start_ns, end_ns)
@@ -595,13 +873,25 @@ class LiveDaemon:
         started = time.perf_counter()
         n_symbols = len(engine.slice_symbols)
         if self.mode == "sim":
-            engine.on_events(self.sim.poll_events())
+            self._apply_events(self.sim.poll_events())
         orders = engine.close_slice()
         self.slices.decided.append(slice_ts)
         self.slices.symbols[slice_ts] = n_symbols
         if self.mode == "track":
             # The engine never trades here; the equity series still follows the account.
             self.recorder.on_slice(slice_ts, engine.ledger)
+        targets = engine.last_targets
+        decided = targets if targets is not None and targets.ts == slice_ts else None
+        # Write-ahead: the slice, its decision and the intents are on disk before any order
+        # leaves; without a journal nothing leaves.
+        if self.journal_failed is not None or not self._journal(
+            lambda j: j.close_slice(slice_ts, targets=decided, orders=orders)
+        ):
+            self._unsent(orders, "journal unavailable: not sent")
+            orders = []
+        elif orders:
+            self._maybe_crash("after_intent")
+        self._persist_kill_switch(slice_ts)
         self._send(orders)
         self.telemetry.slice_decided(time.perf_counter() - started)
 
@@ -609,29 +899,38 @@ class LiveDaemon:
         """Hand orders to the broker (halted symbols' orders become rejections here)."""
         if not orders:
             return
-        engine = self.engine
         submit = self._submit
         if submit is None:
             raise TradingdError(f"mode {self.mode} decided {len(orders)} orders: it must not")
-        halted: list[ExecutionEvent] = []
-        for order in orders:
-            if order.symbol in self.halted:
-                self.counters.halted_orders += 1
-                halted.append(
-                    OrderRejected(
-                        client_order_id=order.client_order_id,
-                        symbol=order.symbol,
-                        ts=order.ts,
-                        reason="trading halted: not sent",
-                    )
-                )
-                continue
+        halted = [o for o in orders if o.symbol in self.halted]
+        for n, order in enumerate(o for o in orders if o.symbol not in self.halted):
+            if n == 1:
+                self._maybe_crash("mid_slice")
             self.telemetry.order_submitted(order.symbol, order.client_order_id)
             submit(order)
         if halted:
-            engine.on_events(halted)
+            self.counters.halted_orders += len(halted)
+            self._unsent(halted, "trading halted: not sent")
         if self.mode == "sim":
-            engine.on_events(self.sim.poll_events())
+            self._apply_events(self.sim.poll_events())
+
+    def _unsent(self, orders: list[SubmitOrder], reason: str) -> None:
+        """Orders decided but not sent end as rejections (the order book closes them)."""
+        self._apply_events(
+            [
+                OrderRejected(
+                    client_order_id=o.client_order_id, symbol=o.symbol, ts=o.ts, reason=reason
+                )
+                for o in orders
+            ]
+        )
+
+    def _persist_kill_switch(self, ts: int) -> None:
+        risk = self.engine.risk
+        if risk.kill_switch != self._kill_journaled and self._journal(
+            lambda j: j.set_kill_switch(risk.kill_switch, risk.kill_reason, ts)
+        ):
+            self._kill_journaled = risk.kill_switch
 
     def _submit_sim(self, order: SubmitOrder) -> None:
         self.sim.submit(order)
@@ -643,7 +942,7 @@ class LiveDaemon:
         self._drain_broker_notices()
         events = broker.poll_events()  # raises the adapter's fatal error once drained
         if events:
-            self.engine.on_events(events)
+            self._apply_events(events)
         if broker.reconciliations != self._reconciliations:
             self._reconciliations = broker.reconciliations
             last = broker.last_reconcile
@@ -832,6 +1131,9 @@ class LiveDaemon:
         if self.recorder.started:
             self.recorder.close()
             self._write_summary(cancelled)
+        if self.journal is not None:
+            with contextlib.suppress(JournalError):
+                self.journal.close()
         if self.http is not None:
             await self.http.close()
         self.log.info(
@@ -891,3 +1193,43 @@ class LiveDaemon:
 def positions_of(ledger: Ledger) -> dict[str, Decimal]:
     """The ledger's positions as symbol -> signed quantity (to compare with a broker's)."""
     return {symbol: pos.qty for symbol, pos in ledger.positions.items() if pos.qty}
+
+
+def _crash_point(text: str) -> list[Any] | None:
+    """`POINT[:N]` from $TRADINGD_CRASH_AT as a mutable [point, hits left]; None when unset."""
+    if not text:
+        return None
+    point, _, count = text.partition(":")
+    if point not in CRASH_POINTS or (count and not count.isdigit()):
+        raise ConfigError(f"{CRASH_ENV}={text!r}: expected one of {sorted(CRASH_POINTS)}[:N]")
+    return [point, int(count or 1)]
+
+
+def _restored(journaled: JournalState) -> list[RestoredOrder]:
+    """Every order the journal knows, as the broker adapter restores it."""
+    return [
+        RestoredOrder(
+            client_order_id=o.client_order_id,
+            symbol=o.symbol,
+            side=o.side,
+            qty=o.qty,
+            broker_order_id=o.broker_order_id,
+            filled_qty=o.filled_qty,
+            filled_notional=o.filled_notional,
+            terminal=o.terminal,
+        )
+        for o in journaled.orders
+        if o.side is not None and o.qty is not None
+    ]
+
+
+def _positions_json(
+    positions: Mapping[str, tuple[Decimal, Decimal, Decimal]],
+) -> dict[str, list[str]]:
+    return {s: [str(q), str(a), str(p)] for s, (q, a, p) in sorted(positions.items())}
+
+
+def _positions_from_json(
+    data: Mapping[str, list[str]],
+) -> dict[str, tuple[Decimal, Decimal, Decimal]]:
+    return {s: (Decimal(q), Decimal(a), Decimal(p)) for s, (q, a, p) in data.items()}

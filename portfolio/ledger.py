@@ -225,6 +225,13 @@ class Ledger:
         self._update_equity()
         return differences
 
+    def restore_high_water(self, high_water: Decimal) -> None:
+        """Carry a high-water mark over a restart (never below the equity now)."""
+        self.high_water = max(high_water, self.equity)
+        self._high_water_f = float(self.high_water)
+        self._high_water_margin = abs(self._high_water_f) * _MIRROR_MARGIN
+        self._set_drawdown(self.equity_float)
+
     def rebase_high_water(self) -> None:
         """Make the current equity the high-water mark: drawdown counts from here."""
         self.high_water = self.equity
