@@ -468,6 +468,7 @@ class LiveDaemon:
             )
             if restart:
                 self.broker.restore(_restored(journaled))
+                self._reopen_orders(journaled)
             await self.broker.start(since_ns=journaled.last_event_ts if restart else None)
             self._drain_broker_notices()
             startup = self.broker.poll_events()
@@ -598,6 +599,27 @@ class LiveDaemon:
             ts=ts,
         )
         self.log.info("journal_segment", segment=segment, path=str(self.journal.path))
+
+    def _reopen_orders(self, journaled: JournalState) -> None:
+        """The journal's open orders back in the order book: the rebalancer counts them as
+        pending until their events (replayed by the broker's reconciliation) close them."""
+        book = self.engine.order_book
+        for o in journaled.orders:
+            if o.terminal or o.side is None or o.qty is None or o.order_type is None:
+                continue
+            if o.qty <= o.filled_qty:
+                continue
+            book.on_submit(
+                SubmitOrder(
+                    client_order_id=o.client_order_id,
+                    symbol=o.symbol,
+                    side=o.side,
+                    qty=o.qty - o.filled_qty,
+                    order_type=o.order_type,
+                    ts=o.ts,
+                    limit_price=o.limit_price,
+                )
+            )
 
     def _restore_switches(self, journaled: JournalState) -> None:
         on, reason = journaled.kill_switch

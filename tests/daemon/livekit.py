@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import orjson
 import yaml
 
 from daemon.config import LoadedConfig, load_config
@@ -18,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data" / "sample" / "minute"
 SYMBOLS = ["AAA", "BBB", "CCC", "DDD"]
 ENV = {"APCA_API_KEY_ID": "test-key", "APCA_API_SECRET_KEY": "test-secret"}
+CONTROL_TOKEN = "livekit-control-token"
 DEADLINE_S = 20.0
 
 
@@ -111,3 +117,92 @@ class Session:
 
 def quiet_log() -> EventLog:
     return EventLog(io.StringIO(), level="debug")
+
+
+class DaemonProcess:
+    """`tradingd run CONFIG` as a child process (what kill -9 and SIGTERM drills need), with
+    its JSON log lines collected as they come."""
+
+    def __init__(self, config: Path, out: Path, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.out = out
+        self.env = {**os.environ, **ENV, "TRADINGD_CONTROL_TOKEN": CONTROL_TOKEN, **(env or {})}
+        self.events: list[dict[str, Any]] = []
+        self.process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self.url = ""
+
+    async def start(self) -> None:
+        self.events = []
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "daemon.cli",
+            "run",
+            str(self.config),
+            "--out",
+            str(self.out),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env=self.env,
+            cwd=ROOT,
+        )
+        self._reader = asyncio.create_task(self._read())
+        started = await self.wait_event("http_started")
+        self.url = started["url"]
+        await self.wait_event("feed_connected")
+
+    async def _read(self) -> None:
+        assert self.process is not None
+        assert self.process.stderr is not None
+        while line := await self.process.stderr.readline():
+            try:
+                self.events.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                self.events.append({"event": "unparsed", "line": line.decode(errors="replace")})
+            self._changed.set()
+        self._changed.set()
+
+    async def wait_event(self, name: str, *, after: int = 0) -> dict[str, Any]:
+        """The first log event `name` at index >= `after`; fails if the process ends first."""
+        async with asyncio.timeout(DEADLINE_S):
+            while True:
+                for record in self.events[after:]:
+                    if record.get("event") == name:
+                        return record
+                if self._reader is not None and self._reader.done():
+                    tail = self.events[-5:]
+                    raise AssertionError(f"the daemon ended before {name}: {tail}")
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def state(self) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as http, http.get(self.url + "/state") as response:
+            body: dict[str, Any] = orjson.loads(await response.read())
+            return body
+
+    async def control(self, action: str) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {CONTROL_TOKEN}"}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{self.url}/{action}", headers=headers) as response,
+        ):
+            assert response.status == 200, await response.text()
+            body: dict[str, Any] = orjson.loads(await response.read())
+            return body
+
+    async def wait_exit(self) -> int:
+        assert self.process is not None
+        code = await asyncio.wait_for(self.process.wait(), DEADLINE_S)
+        if self._reader is not None:
+            await self._reader
+        return code
+
+    async def terminate(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return await self.wait_exit()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.returncode is None

@@ -69,7 +69,7 @@ async def test_live_endpoints_and_metrics_move_with_the_session(
     assert daemon.http is not None
     url = daemon.http.url
 
-    status, body = await get(http, url + "/healthz")
+    status, _ = await get(http, url + "/healthz")
     assert status == 200
     status, ready = await get(http, url + "/readyz")
     assert status == 200, ready
