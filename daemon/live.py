@@ -835,6 +835,8 @@ class LiveDaemon:
                 else:
                     self._on_bar(bar)
             case StreamBar(bar=bar, updated=True):
+                if self.journal is not None:
+                    self.journal.updated_bar(bar)
                 if self.engine.on_updated_bar(bar):
                     self.counters.updated_bars += 1
                     self.telemetry.bar_updated(bar.symbol)
@@ -865,6 +867,8 @@ class LiveDaemon:
         open_ts = engine.slice_ts
         if open_ts is not None and bar.ts > open_ts:
             self._decide()
+        if self.journal is not None:
+            self.journal.bar(bar)  # buffered; written with the slice's close (the audit's input)
         late = engine.counters.bars_late
         reason = engine.on_bar(bar)
         if reason is not None:
