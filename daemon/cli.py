@@ -178,6 +178,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     ctl.set_defaults(func=_ctl)
 
+    au = sub.add_parser(
+        "audit",
+        parents=[common],
+        help="replay a live session's journal through the core and report every difference",
+        description="The parity audit: replay every bar, fill and control a daemon journaled "
+        "in STATE_DIR through the core with the config it ran, and compare each decision "
+        "(composed targets and orders) with what was done live. Exit 0 with no difference, "
+        "1 with any.",
+    )
+    au.add_argument("state_dir", type=Path, metavar="STATE_DIR")
+    au.add_argument(
+        "--config",
+        nargs="+",
+        metavar="CONFIG",
+        help="replay with these overlays instead of the recorded config (a what-if)",
+    )
+    au.set_defaults(func=_audit)
+
     cc = sub.add_parser(
         "check-config",
         parents=[common],
@@ -441,6 +459,21 @@ def _ctl(args: argparse.Namespace) -> int:
     status, body = ctl(args.action, url=args.url, token=os.environ.get("TRADINGD_CONTROL_TOKEN"))
     print(yaml.safe_dump(body, sort_keys=False), end="")
     return 0 if status < 400 else 1
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from daemon.audit import audit, describe
+
+    result = audit(args.state_dir, config_override=args.config)
+    for line in describe(result):
+        print(line)
+    _log(args).info(
+        "audit_finished",
+        state_dir=str(args.state_dir),
+        slices=result.slices,
+        differences=len(result.differences),
+    )
+    return 0 if not result.differences else 1
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -15,6 +15,8 @@ import asyncio
 import csv
 import random
 import sqlite3
+import subprocess
+import sys
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -299,3 +301,70 @@ async def test_sigterm_mid_session_stops_in_time_and_the_restart_resumes(
     journal = Journal(tmp_path / "state", read_only=True)
     assert len(journal.segments()) == 2
     journal.close()
+
+
+async def test_audit_of_a_clean_session_finds_nothing_and_a_planted_change_is_found(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    config = config_file(tmp_path, sandbox, strategies=BUSY)
+    out = tmp_path / "out"
+    state = tmp_path / "state"
+    # Two segments (a restart in the middle), as a daemon that runs for days has.
+    for _ in range(2):
+        daemon = DaemonProcess(config, out)
+        await daemon.start()
+        for _ in range(4):
+            assert await sandbox.step()
+            assert await decided(daemon, sandbox.last_minute_ns or 0)
+        assert await daemon.terminate() == 0
+
+    clean = await audit_cli(state)
+    assert clean.returncode == 0, clean.stdout
+    assert "0 differences" in clean.stdout
+    assert "2 segments" in clean.stdout
+
+    # Plant a difference: drop the journaled fill of a live buy, as if it had been lost. The
+    # replay's ledger then lacks that position, and the next decision about it differs.
+    journal = Journal(state, read_only=True)
+    segment = journal.segments()[-1].id
+    buy = next(
+        order
+        for record in journal.decisions(segment).values()
+        for order in record.orders
+        if order.side.value == "buy"
+    )
+    journal.close()
+    db = sqlite3.connect(state / "journal.sqlite3")
+    with db:
+        dropped = db.execute(
+            "DELETE FROM input WHERE kind = 'event' AND segment = ? "
+            "AND payload LIKE '%OrderFilled%' AND payload LIKE ?",
+            (segment, f'%"{buy.client_order_id}"%'),
+        ).rowcount
+    db.close()
+    assert dropped == 1
+    planted = await audit_cli(state)
+    assert planted.returncode == 1, planted.stdout
+    assert "0 differences" not in planted.stdout
+
+
+async def audit_cli(state: Path) -> subprocess.CompletedProcess[str]:
+    """`tradingd audit STATE_DIR`, as a user runs it."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "daemon.cli",
+        "audit",
+        str(state),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), DEADLINE_S)
+    assert process.returncode is not None
+    return subprocess.CompletedProcess(
+        args=["audit"],
+        returncode=process.returncode,
+        stdout=stdout.decode(),
+        stderr=stderr.decode(),
+    )
