@@ -437,6 +437,13 @@ class LiveDaemon:
         clock = await self.rest.clock()
         self._on_clock(clock)
         restart = journaled.segments > 0 and self.mode != "track"
+        last_slice = journaled.last_slice_ts
+        if restart and last_slice is not None and last_slice > clock.ts:
+            raise ConfigError(
+                f"{self.journal.path}: it has decided up to {iso_utc(last_slice)}, after the "
+                f"market clock ({iso_utc(clock.ts)}): it belongs to another account or sandbox "
+                "session; point state.dir elsewhere (or remove it to start afresh)"
+            )
         if restart:
             self._rebuild_ledger()
         if self.mode == "sim":

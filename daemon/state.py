@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from daemon.engine import Engine
 from daemon.timeutil import iso_utc
 from portfolio.risk import RiskSettings
+
+
+_CENT = Decimal("0.01")
+_PRICE = Decimal("0.0001")
 
 
 def engine_state(engine: Engine, risk: RiskSettings, *, mode: str) -> dict[str, Any]:
@@ -19,6 +24,9 @@ def engine_state(engine: Engine, risk: RiskSettings, *, mode: str) -> dict[str, 
     equity = ledger.equity
     targets = engine.last_targets
     positions = ledger.snapshot()["positions"]
+    for position in positions.values():
+        # Average costs divide: show them to a hundredth of a cent, as a person reads them.
+        position["avg_cost"] = str(Decimal(position["avg_cost"]).quantize(_PRICE))
     weights = [abs(p["weight"]) for p in positions.values()]
     gross = float(ledger.gross_exposure / equity) if equity > 0 else 0.0
     start = engine.risk.day_start_equity
@@ -34,7 +42,7 @@ def engine_state(engine: Engine, risk: RiskSettings, *, mode: str) -> dict[str, 
             "gross_exposure": str(ledger.gross_exposure),
             "net_exposure": str(ledger.net_exposure),
             "realized_pnl": str(ledger.realized_pnl),
-            "unrealized_pnl": str(ledger.unrealized_pnl()),
+            "unrealized_pnl": str(ledger.unrealized_pnl().quantize(_CENT)),
             "high_water": str(ledger.high_water),
             "drawdown": ledger.drawdown,
         },

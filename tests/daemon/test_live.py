@@ -330,3 +330,24 @@ def test_missing_keys_are_named_and_never_echoed(tmp_path: Path) -> None:
 def test_live_needs_minute_bars(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="1-minute bars"):
         LiveDaemon(offline_config(tmp_path, timeframe="1Day"), log=quiet_log(), env=ENV)
+
+
+async def test_a_journal_from_another_session_is_refused(
+    tmp_path: Path, sandbox: Sandbox, recorder: Any
+) -> None:
+    loaded = live_config(tmp_path, sandbox)
+    daemon = LiveDaemon(loaded, log=quiet_log(), env=ENV)
+    session = Session(daemon, sandbox)
+    await session.started()
+    await session.step(3)
+    assert await session.stop() == 0
+    # A new sandbox starts its clock over: this journal has decided minutes "in its future".
+    fresh = Sandbox(DATA, speed=None, warm_minutes=60, key="test-key", secret="test-secret")
+    await fresh.start()
+    try:
+        again = LiveDaemon(live_config(tmp_path, fresh), log=quiet_log(), env=ENV)
+        with pytest.raises(ConfigError, match="another account or sandbox session"):
+            await asyncio.wait_for(again.run(), DEADLINE_S)
+        assert not fresh.order_posts
+    finally:
+        await fresh.close()
