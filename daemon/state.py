@@ -9,7 +9,6 @@ from daemon.engine import Engine
 from daemon.timeutil import iso_utc
 from portfolio.risk import RiskSettings
 
-
 _CENT = Decimal("0.01")
 _PRICE = Decimal("0.0001")
 
