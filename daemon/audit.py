@@ -29,7 +29,7 @@ from daemon.settings import Settings
 from feeds.bar import Bar
 from feeds.errors import ConfigError, TradingdError
 from portfolio.events import KillSwitchTripped
-from portfolio.journal import DecisionRecord, Journal, LedgerSnapshot, Segment
+from portfolio.journal import DecisionRecord, Journal, Segment
 from portfolio.ledger import Ledger
 
 _NEVER = 2**63 - 1
@@ -72,7 +72,7 @@ class AuditResult:
     skipped: list[str] = field(default_factory=list)
 
 
-class _Collect:
+class TargetsListener:
     """The audit's EngineListener: keeps the targets of the slice being closed."""
 
     def __init__(self) -> None:
@@ -169,7 +169,7 @@ class _Replay:
         self.orders = 0  # recorded live
         self.differences: list[Difference] = []
         self.skipped: list[str] = []
-        self.listener = _Collect()
+        self.listener = TargetsListener()
         settings = self.loaded.settings
         symbols = list(settings.symbols) or self._symbols_seen()
         self.engine, _ = build_engine(self.loaded, symbols, self.listener, trade_from_ts=_NEVER)
@@ -294,7 +294,7 @@ class _Replay:
 
 def _restore(engine: Engine, segment: Segment) -> None:
     """Put the engine where the live run started it: ledger, switches, open orders."""
-    _restore_ledger(engine.ledger, segment.ledger)
+    segment.ledger.restore_into(engine.ledger)
     on, reason = segment.kill_switch
     if on:
         engine.risk.latch(reason or "restored")
@@ -302,28 +302,9 @@ def _restore(engine: Engine, segment: Segment) -> None:
         engine.halt()
     # As the live run reopens them: what remains of each, pending until its events close it.
     for record in segment.open_orders:
-        if record.side is None or record.qty is None or record.order_type is None:
-            continue  # an order this journal never decided: not in the book
-        if record.qty <= record.filled_qty:
-            continue
-        engine.order_book.on_submit(
-            SubmitOrder(
-                client_order_id=record.client_order_id,
-                symbol=record.symbol,
-                side=record.side,
-                qty=record.qty - record.filled_qty,
-                order_type=record.order_type,
-                ts=record.ts,
-                limit_price=record.limit_price,
-            )
-        )
-
-
-def _restore_ledger(ledger: Ledger, snapshot: LedgerSnapshot) -> None:
-    ledger.adopt(snapshot.cash, snapshot.positions, restart=True)
-    ledger.start_cash = snapshot.start_cash
-    ledger.realized_pnl = snapshot.realized_pnl
-    ledger.restore_high_water(snapshot.high_water)
+        remaining = record.remaining()
+        if remaining is not None:
+            engine.order_book.on_submit(remaining)
 
 
 def _weights(targets: Targets | None) -> dict[str, float] | None:

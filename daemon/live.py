@@ -573,11 +573,8 @@ class LiveDaemon:
         fill and adoption journaled since."""
         assert self.journal is not None
         segment = self.journal.segments()[-1]
-        snap = segment.ledger
         ledger = self.ledger
-        ledger.adopt(snap.cash, snap.positions, restart=True)
-        ledger.start_cash = snap.start_cash
-        ledger.realized_pnl = snap.realized_pnl
+        segment.ledger.restore_into(ledger)
         fills = 0
         for item in self.journal.inputs(segment.id):
             match item.payload:
@@ -585,7 +582,6 @@ class LiveDaemon:
                     fills += ledger.apply_fill(fill)
                 case {"action": "adopt", "cash": cash, "positions": positions}:
                     ledger.adopt(Decimal(cash), _positions_from_json(positions))
-        ledger.restore_high_water(snap.high_water)
         self.log.info(
             "ledger_restored",
             segment=segment.id,
@@ -610,23 +606,10 @@ class LiveDaemon:
     def _reopen_orders(self, journaled: JournalState) -> None:
         """The journal's open orders back in the order book: the rebalancer counts them as
         pending until their events (replayed by the broker's reconciliation) close them."""
-        book = self.engine.order_book
-        for o in journaled.orders:
-            if o.terminal or o.side is None or o.qty is None or o.order_type is None:
-                continue
-            if o.qty <= o.filled_qty:
-                continue
-            book.on_submit(
-                SubmitOrder(
-                    client_order_id=o.client_order_id,
-                    symbol=o.symbol,
-                    side=o.side,
-                    qty=o.qty - o.filled_qty,
-                    order_type=o.order_type,
-                    ts=o.ts,
-                    limit_price=o.limit_price,
-                )
-            )
+        for record in journaled.orders:
+            remaining = record.remaining()
+            if remaining is not None:
+                self.engine.order_book.on_submit(remaining)
 
     def _restore_switches(self, journaled: JournalState) -> None:
         on, reason = journaled.kill_switch

@@ -191,6 +191,13 @@ class LedgerSnapshot:
             "positions": {s: [str(q), str(a), str(p)] for s, (q, a, p) in self.positions.items()},
         }
 
+    def restore_into(self, ledger: Ledger) -> None:
+        """Make `ledger` this snapshot again (a restart, or an audit of the run it began)."""
+        ledger.adopt(self.cash, self.positions, restart=True)
+        ledger.start_cash = self.start_cash
+        ledger.realized_pnl = self.realized_pnl
+        ledger.restore_high_water(self.high_water)
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LedgerSnapshot:
         return cls(
@@ -288,6 +295,23 @@ class OrderRecord:
     filled_qty: Decimal
     filled_notional: Decimal
     terminal: bool
+
+    def remaining(self) -> SubmitOrder | None:
+        """What is still open of this order, as the order book holds it after a restart; None
+        when it ended, or was never decided here (an event came first)."""
+        if self.terminal or self.side is None or self.qty is None or self.order_type is None:
+            return None
+        if self.qty <= self.filled_qty:
+            return None
+        return SubmitOrder(
+            client_order_id=self.client_order_id,
+            symbol=self.symbol,
+            side=self.side,
+            qty=self.qty - self.filled_qty,
+            order_type=self.order_type,
+            ts=self.ts,
+            limit_price=self.limit_price,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,13 +11,11 @@ from pathlib import Path
 import pytest
 
 from brokers.orders import ExecutionEvent, OrderAccepted, OrderFilled, SubmitOrder
-from composer.targets import Targets
-from daemon.audit import audit, describe
+from daemon.audit import TargetsListener, audit, describe
 from daemon.config import LoadedConfig, load_config
-from daemon.engine import Decision, Engine
+from daemon.engine import Engine
 from daemon.replay import build_engine
 from feeds.bar import NS_PER_MINUTE, Bar
-from portfolio.events import KillSwitchTripped
 from portfolio.journal import JOURNAL_FILE, Journal, LedgerSnapshot
 from portfolio.ledger import Ledger
 from tests.daemon.helpers import write_yaml
@@ -26,31 +24,6 @@ SYMBOLS = ["AAA", "BBB", "CCC"]
 T0 = 1_704_205_800 * 10**9  # 2024-01-02 14:30 UTC, a session's open
 WARMUP_MINUTES = 6
 TRADE_MINUTES = 25
-
-
-class Targeted:
-    """An EngineListener that keeps the targets of the slice being closed."""
-
-    def __init__(self) -> None:
-        self.targets: Targets | None = None
-
-    def on_slice(self, ts: int, ledger: Ledger) -> None:
-        pass
-
-    def on_targets(self, targets: Targets) -> None:
-        self.targets = targets
-
-    def on_decision(self, decision: Decision) -> None:
-        pass
-
-    def on_kill_switch(self, event: KillSwitchTripped) -> None:
-        pass
-
-    def on_execution(self, event: ExecutionEvent, applied: bool) -> None:
-        pass
-
-    def on_stale(self, symbol: str, ts: int, stale: bool) -> None:
-        pass
 
 
 def minute_config(tmp_path: Path) -> LoadedConfig:
@@ -90,7 +63,7 @@ class Driver:
     each broker event journaled before the engine applies it."""
 
     def __init__(self, loaded: LoadedConfig, journal: Journal) -> None:
-        self.listener = Targeted()
+        self.listener = TargetsListener()
         self.engine: Engine
         self.engine, _ = build_engine(loaded, SYMBOLS, self.listener, trade_from_ts=2**63 - 1)
         self.journal = journal
