@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import os
 import random
 import sqlite3
 import subprocess
@@ -140,8 +141,12 @@ async def test_kill_9_at_each_moment_loses_nothing_and_sends_nothing_twice(
     assert await crash_and_recover(tmp_path, sandbox, point, hits=1, minutes=12)
 
 
+# CI runs 12 seeds; TRADINGD_DRILL_SEEDS=N runs more.
+SEEDS = int(os.environ.get("TRADINGD_DRILL_SEEDS", "12"))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(SEEDS))
 async def test_kill_9_drill_over_many_seeds(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
     point = rng.choice(sorted(CRASH_POINTS))
