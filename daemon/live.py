@@ -81,6 +81,7 @@ MINUTES_PER_SESSION = 390
 _NEVER = 2**63 - 1
 # Tasks that end by design; any other that ends means the daemon is not healthy.
 _ONE_SHOT_TASKS = frozenset({"backfill"})
+_KEEP_DIFFERENCES = 50
 _ALWAYS = -(2**63)
 
 
@@ -199,6 +200,8 @@ class LiveDaemon:
         self.journal_failed: str | None = None
         self._kill_journaled = False
         self._crash = _crash_point(env.get(CRASH_ENV, ""))
+        self.differences: list[dict[str, Any]] = []
+        self._own_prefix = self.engine.rebalancer.id_prefix + "-"
         self.rest: AlpacaRest | None = None
         self.broker: AlpacaBroker | None = None
         self.history = HistoricalBars(
@@ -290,6 +293,7 @@ class LiveDaemon:
             "failed": self.journal_failed,
         }
         out["halted_symbols"] = sorted(self.halted)
+        out["reconciliation_differences"] = list(self.differences)
         out["feed"] = {
             "connected": self.feed_connected,
             "reconnects": self.counters.reconnects,
@@ -627,6 +631,8 @@ class LiveDaemon:
         """Journal each event, then apply it (write-ahead); a fill journaled before is skipped."""
         engine = self.engine
         for event in events:
+            if self._foreign(event) and not self._take_foreign(event):
+                continue
             if isinstance(event, OrderAccepted):
                 self._maybe_crash("after_send")
             elif isinstance(event, OrderFilled | OrderPartiallyFilled):
@@ -639,6 +645,35 @@ class LiveDaemon:
                     self._journal_broken(str(e))  # the broker's truth is still applied
             if new:
                 engine.on_events([event])
+
+    def _foreign(self, event: ExecutionEvent) -> bool:
+        """An order this daemon did not place (a person's, another program's) on its account."""
+        return self.mode in ("paper", "live") and not event.client_order_id.startswith(
+            self._own_prefix
+        )
+
+    def _take_foreign(self, event: ExecutionEvent) -> bool:
+        """Whether the ledger books a foreign event: its fills only, under "adopt"."""
+        if not isinstance(event, OrderFilled | OrderPartiallyFilled):
+            return False
+        policy = self.settings.state.unknown_positions
+        fields = {
+            "client_order_id": event.client_order_id,
+            "symbol": event.symbol,
+            "side": str(event.side),
+            "qty": str(event.qty),
+            "policy": policy,
+        }
+        if policy == "adopt":
+            self.log.warning("foreign_fill_adopted", **fields)
+            return True
+        if policy == "ignore":
+            self.log.warning("foreign_fill_ignored", **fields)
+        elif self._started:
+            self.log.error("foreign_fill_refused", action="halted: no new orders", **fields)
+            self.engine.halt()
+            self.telemetry.halted(True)
+        return False
 
     def _reconcile_start(self, ts: int) -> None:
         """After a restart: compare the journal's ledger with the broker's account; record each
@@ -671,6 +706,7 @@ class LiveDaemon:
 
             self._journal(record)
             self.log.warning("reconcile_difference", **difference)
+            self._note_difference("restart", difference)
         self.telemetry.reconciliation(len(differences))
         unknown = sorted(set(theirs) - set(mine))
         if unknown and policy == "refuse":
@@ -678,18 +714,24 @@ class LiveDaemon:
                 f"the account holds positions this daemon did not open ({', '.join(unknown)}) "
                 "and state.unknown_positions is refuse: close them, or set adopt or ignore"
             )
-        if differences and policy == "adopt":
+        if differences:
+            # The broker is the truth for cash and for what this daemon holds; positions it
+            # did not open come in only under "adopt" ("ignore" leaves them out of the ledger).
+            keep = theirs if policy == "adopt" else {s: p for s, p in theirs.items() if s in mine}
             positions = {
                 s: (p.qty, p.avg_entry_price, p.current_price or p.avg_entry_price)
-                for s, p in theirs.items()
+                for s, p in keep.items()
             }
             cash = broker.account.cash
             held = _positions_json(positions)
             self._journal(lambda j: j.control("adopt", ts, cash=str(cash), positions=held))
             self.ledger.adopt(cash, positions)
-            self.log.warning("account_adopted", cash=str(cash), positions=sorted(positions))
-        elif unknown:
-            self.log.warning("positions_ignored", symbols=unknown)
+            self.log.warning(
+                "account_adopted",
+                cash=str(cash),
+                positions=sorted(positions),
+                ignored=[s for s in unknown if s not in positions],
+            )
 
     def _maybe_crash(self, point: str) -> None:
         crash = self._crash
@@ -978,11 +1020,19 @@ class LiveDaemon:
         theirs = {p.symbol: p.qty for p in broker.positions.values() if p.qty}
         mine = positions_of(self.ledger)
         if theirs != mine:
-            self.log.warning(
-                "position_difference",
-                ledger={s: str(q) for s, q in sorted(mine.items())},
-                broker={s: str(q) for s, q in sorted(theirs.items())},
-            )
+            difference = {
+                "ledger": {s: str(q) for s, q in sorted(mine.items())},
+                "broker": {s: str(q) for s, q in sorted(theirs.items())},
+            }
+            self.log.warning("position_difference", **difference)
+            self._note_difference("reconciliation", difference)
+            ts = time.time_ns()
+            self._journal(lambda j: j.difference("reconciliation", difference, ts))
+
+    def _note_difference(self, kind: str, detail: dict[str, Any]) -> None:
+        """Keep the latest differences for /state (the journal keeps them all)."""
+        self.differences.append({"kind": kind, "time": iso_utc(time.time_ns()), **detail})
+        del self.differences[:-_KEEP_DIFFERENCES]
 
     def _drain_broker_notices(self) -> None:
         if self.broker is None:

@@ -34,16 +34,18 @@ def live_config(
     mode: str = "paper",
     strategies: dict[str, Any] | None = None,
     live: dict[str, Any] | None = None,
+    symbols: list[str] | None = None,
+    state: dict[str, Any] | None = None,
 ) -> LoadedConfig:
     tree: dict[str, Any] = {
-        "symbols": SYMBOLS,
+        "symbols": symbols or SYMBOLS,
         "data": {"path": str(DATA), "timeframe": "1Min"},
         "strategies": strategies or {"hold": {"type": "recorder"}},
         "composer": {"rebalance": {"every": "slice"}},
         "risk": {"max_weight": 0.3, "max_gross": 1.0, "allow_short": False},
         "run": {"out_dir": str(tmp_path / "out")},
         "http": {"port": 0},
-        "state": {"dir": str(tmp_path / "state")},
+        "state": {"dir": str(tmp_path / "state"), **(state or {})},
         "live": {
             "mode": mode,
             "feed": "iex",
