@@ -11,6 +11,8 @@ import itertools
 import os
 import signal
 import sys
+import time
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -351,3 +353,91 @@ async def test_a_journal_from_another_session_is_refused(
         assert not fresh.order_posts
     finally:
         await fresh.close()
+
+
+async def test_bars_download_writes_files_that_replay_reads(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "daemon.cli",
+        "bars",
+        "download",
+        "--symbols",
+        "AAA,BBB,NOPE",
+        "--start",
+        "2024-11-18",
+        "--end",
+        "2024-11-18",
+        "--url",
+        sandbox.data_url,
+        "--out",
+        str(tmp_path / "bars"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **ENV},
+        cwd=ROOT,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), DEADLINE_S)
+    assert process.returncode == 0, stderr.decode()
+    printed = stdout.decode()
+    assert "AAA: 120 bars" in printed  # the sandbox's 120 minutes of history
+    assert "NOPE: 0 bars (none: no file)" in printed
+    replayed = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "daemon.cli",
+        "replay",
+        str(Path(live_config(tmp_path, sandbox, strategies={"t": {"type": "momentum"}}).files[0])),
+        "--data",
+        str(tmp_path / "bars"),
+        "--symbols",
+        "AAA,BBB",
+        "--out",
+        str(tmp_path / "replay"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    _, err = await asyncio.wait_for(replayed.communicate(), DEADLINE_S)
+    assert replayed.returncode == 0, err.decode()
+    summary = orjson.loads((tmp_path / "replay" / "summary.json").read_bytes())
+    assert summary["bars_in"] == 240
+
+
+async def test_a_closed_market_is_waited_through_without_reconnects_or_busy_loop(
+    tmp_path: Path, recorder: Any
+) -> None:
+    # The sample's last session, with 60 of its minutes in the past: 330 left to play.
+    box = Sandbox(
+        DATA,
+        speed=None,
+        start=date(2024, 12, 9),
+        warm_minutes=60,
+        key="test-key",
+        secret="test-secret",
+    )
+    await box.start()
+    try:
+        live = {"clock_poll_s": 0.05, "silence_s": 0.2}
+        daemon = LiveDaemon(live_config(tmp_path, box, live=live), log=quiet_log(), env=ENV)
+        session = Session(daemon, box)
+        await session.started()
+        while await box.step():  # play to the close
+            pass
+        await session.until(lambda: not daemon.market_open)
+        assert daemon.stream is not None
+        reconnects = daemon.stream.reconnects
+        cpu = time.process_time()
+        wall = time.monotonic()
+        # Closed: the socket is quiet far longer than silence_s, and that is normal.
+        await asyncio.sleep(1.0)
+        assert daemon.stream.reconnects == reconnects
+        assert daemon.feed_connected
+        busy = (time.process_time() - cpu) / (time.monotonic() - wall)
+        assert busy < 0.5, f"{busy:.0%} of a core while waiting"
+        assert "market_closed" in session.log_tail(500)
+        assert await session.stop() == 0
+    finally:
+        await box.close()
