@@ -112,10 +112,23 @@ class LiveCounters:
 
 @dataclass(slots=True)
 class _SliceLog:
-    """What each decided slice held: the evidence that no slice closed early."""
+    """What the latest decided slices held: the evidence that no slice closed early.
+
+    Bounded: a daemon runs for months; the journal keeps every slice.
+    """
 
     decided: list[int] = field(default_factory=list)
     symbols: dict[int, int] = field(default_factory=dict)
+    keep: int = 20_000
+
+    def add(self, slice_ts: int, n_symbols: int) -> None:
+        self.decided.append(slice_ts)
+        self.symbols[slice_ts] = n_symbols
+        if len(self.decided) > self.keep:
+            dropped = self.decided[: self.keep // 2]
+            del self.decided[: self.keep // 2]
+            for ts in dropped:
+                self.symbols.pop(ts, None)
 
 
 def credentials(env: Mapping[str, str]) -> tuple[str, str]:
@@ -214,11 +227,10 @@ class LiveDaemon:
         self.stream: AlpacaDataStream | None = None
         self.counters = LiveCounters()
         self.slices = _SliceLog()
-        self.halted: set[str] = set()
+        self.halted_symbols: set[str] = set()
         self.feed_connected = False
         self.market_open = True
         self.warmup_bars = 0
-        self.warmed_until_ts: int | None = None
         self._queue: asyncio.Queue[DataEvent | _BrokerWake | _Backfilled | _Fatal] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self._progress = asyncio.Event()
@@ -292,7 +304,7 @@ class LiveDaemon:
             "path": str(self.journal.path) if self.journal is not None else None,
             "failed": self.journal_failed,
         }
-        out["halted_symbols"] = sorted(self.halted)
+        out["halted_symbols"] = sorted(self.halted_symbols)
         out["reconciliation_differences"] = list(self.differences)
         out["feed"] = {
             "connected": self.feed_connected,
@@ -802,7 +814,6 @@ class LiveDaemon:
             self._close_warm_slice()
         self.warmup_bars = len(bars)
         if bars:
-            self.warmed_until_ts = bars[-1].ts
             self._next_ts = bars[-1].ts + NS_PER_MINUTE
         self.log.info(
             "warmup_done",
@@ -933,8 +944,7 @@ class LiveDaemon:
         if self.mode == "sim":
             self._apply_events(self.sim.poll_events())
         orders = engine.close_slice()
-        self.slices.decided.append(slice_ts)
-        self.slices.symbols[slice_ts] = n_symbols
+        self.slices.add(slice_ts, n_symbols)
         if self.mode == "track":
             # The engine never trades here; the equity series still follows the account.
             self.recorder.on_slice(slice_ts, engine.ledger)
@@ -960,8 +970,8 @@ class LiveDaemon:
         submit = self._submit
         if submit is None:
             raise TradingdError(f"mode {self.mode} decided {len(orders)} orders: it must not")
-        halted = [o for o in orders if o.symbol in self.halted]
-        for n, order in enumerate(o for o in orders if o.symbol not in self.halted):
+        halted = [o for o in orders if o.symbol in self.halted_symbols]
+        for n, order in enumerate(o for o in orders if o.symbol not in self.halted_symbols):
             if n == 1:
                 self._maybe_crash("mid_slice")
             self.telemetry.order_submitted(order.symbol, order.client_order_id)
@@ -1043,13 +1053,13 @@ class LiveDaemon:
                 self.telemetry.broker_stream(notice.event == "trade_stream_up")
 
     def _on_status(self, status: TradingStatus) -> None:
-        if status.halted and status.symbol not in self.halted:
-            self.halted.add(status.symbol)
+        if status.halted and status.symbol not in self.halted_symbols:
+            self.halted_symbols.add(status.symbol)
             self.log.warning(
                 "trading_halted", symbol=status.symbol, code=status.code, reason=status.reason
             )
-        elif not status.halted and status.symbol in self.halted:
-            self.halted.discard(status.symbol)
+        elif not status.halted and status.symbol in self.halted_symbols:
+            self.halted_symbols.discard(status.symbol)
             self.log.info("trading_resumed", symbol=status.symbol, code=status.code)
 
     def _on_connected(self, event: StreamConnected) -> None:

@@ -155,13 +155,13 @@ async def test_a_halted_symbol_gets_no_order_until_it_resumes(
     session = Session(daemon, sandbox)
     await session.started()
     await sandbox.trading_status("AAA", "H", "Trading Halt", "T12", "news pending")
-    await session.until(lambda: "AAA" in daemon.halted)
+    await session.until(lambda: "AAA" in daemon.halted_symbols)
     await session.step(1)
     await session.settle()
     assert daemon.counters.halted_orders >= 1  # once per slice while halted
     assert "AAA" not in sandbox.positions
     await sandbox.trading_status("AAA", "T", "Trading Resumption")
-    await session.until(lambda: "AAA" not in daemon.halted)
+    await session.until(lambda: "AAA" not in daemon.halted_symbols)
     await session.step(1)
     await session.settle()
     assert await session.stop() == 0
