@@ -193,7 +193,7 @@ class LiveDaemon:
         self.install_signals = install_signals
         run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{self.mode}-{loaded.digest}"
         self.out_dir = out_dir if out_dir is not None else Path(settings.run.out_dir) / run_id
-        self.recorder = Recorder(self.out_dir, log)
+        self.recorder = Recorder(self.out_dir, log, streaming=True)
         self.telemetry = Telemetry(
             mode=self.mode, symbols=self.symbols, strategies=list(settings.strategies)
         )

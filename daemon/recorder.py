@@ -57,12 +57,39 @@ class EquitySeries:
     drawdown: list[float] = field(default_factory=list)
 
 
-class Recorder:
-    """Writes a replay's files into `out_dir` and logs its decisions."""
+_ORDER_COLUMNS = [
+    "time",
+    "slice_time",
+    "client_order_id",
+    "symbol",
+    "side",
+    "qty",
+    "type",
+    "limit_price",
+    "risk",
+    "status",
+    "filled_qty",
+    "avg_fill_price",
+    "detail",
+]
+_EQUITY_COLUMNS = ["time", "cash", "equity", "gross_exposure", "drawdown"]
+_TERMINAL = frozenset({"filled", "rejected", "canceled"})
 
-    def __init__(self, out_dir: Path, log: EventLog) -> None:
+
+class Recorder:
+    """Writes a run's files into `out_dir` and logs its decisions.
+
+    Args:
+        streaming: a live run: each slice's equity row and each order's row (once it ended)
+            are written and flushed as they happen, so a crash keeps them and memory stays
+            flat over months; nothing is kept for a summary. A replay (False) buffers them for
+            its summary and writes them at the end.
+    """
+
+    def __init__(self, out_dir: Path, log: EventLog, *, streaming: bool = False) -> None:
         self.out_dir = out_dir
         self.log = log
+        self.streaming = streaming
         self.series = EquitySeries()
         self._orders: dict[str, _OrderRow] = {}
         self._files: list[IO[str]] = []
@@ -96,6 +123,9 @@ class Recorder:
         # Composed weight per symbol and capital weight per strategy, at each rebalance that
         # changed them (the weights hold until the next row of the same name).
         self._targets = self._open_csv("targets.csv", ["time", "kind", "name", "weight"])
+        if self.streaming:
+            self._orders_out = self._open_csv("orders.csv", _ORDER_COLUMNS)
+            self._equity_out = self._open_csv("equity.csv", _EQUITY_COLUMNS)
         self._risk = self._open_csv(
             "risk_events.csv",
             [
@@ -120,6 +150,19 @@ class Recorder:
     # EngineListener
 
     def on_slice(self, ts: int, ledger: Ledger) -> None:
+        if self.streaming:
+            self._equity_out.writerow(
+                [
+                    iso_utc(ts),
+                    str(ledger.cash.quantize(CENT)),
+                    f"{ledger.equity_float:.2f}",
+                    f"{ledger.gross_exposure_float():.2f}",
+                    f"{ledger.drawdown:.6f}",
+                ]
+            )
+            for handle in self._files:
+                handle.flush()
+            return
         series = self.series
         series.ts.append(ts)
         series.cash.append(ledger.cash)
@@ -283,6 +326,9 @@ class Recorder:
                 )
             case _:
                 pass
+        if self.streaming and row is not None and row.status in _TERMINAL:
+            self._orders_out.writerow(_order_line(event.client_order_id, row))
+            del self._orders[event.client_order_id]
 
     def on_stale(self, symbol: str, ts: int, stale: bool) -> None:
         self.log.warning(
@@ -300,58 +346,26 @@ class Recorder:
 
     def close(self) -> None:
         """Write the buffered files (orders, equity) and close everything."""
+        if self.streaming:
+            for cid, row in self._orders.items():  # still open at the stop
+                self._orders_out.writerow(_order_line(cid, row))
+            self._orders.clear()
         for handle in self._files:
             handle.close()
         self._files.clear()
+        if self.streaming:
+            return
         with (self.out_dir / "orders.csv").open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(
-                [
-                    "time",
-                    "slice_time",
-                    "client_order_id",
-                    "symbol",
-                    "side",
-                    "qty",
-                    "type",
-                    "limit_price",
-                    "risk",
-                    "status",
-                    "filled_qty",
-                    "avg_fill_price",
-                    "detail",
-                ]
-            )
+            writer.writerow(_ORDER_COLUMNS)
             for cid, row in self._orders.items():
-                order = row.order
-                avg = (
-                    (row.notional / row.filled_qty).quantize(Decimal("0.0001"))
-                    if row.filled_qty
-                    else ""
-                )
-                writer.writerow(
-                    [
-                        iso_utc(order.ts),
-                        iso_utc(row.slice_ts),
-                        cid,
-                        order.symbol,
-                        str(order.side),
-                        str(order.qty),
-                        str(order.order_type),
-                        "" if order.limit_price is None else str(order.limit_price),
-                        row.risk,
-                        row.status,
-                        str(row.filled_qty),
-                        str(avg),
-                        row.detail,
-                    ]
-                )
+                writer.writerow(_order_line(cid, row))
         self._write_equity()
 
     def _write_equity(self) -> None:
         series = self.series
         times = iso_utc_array(np.asarray(series.ts, dtype=np.int64))
-        lines = ["time,cash,equity,gross_exposure,drawdown\n"]
+        lines = [",".join(_EQUITY_COLUMNS) + "\n"]
         # Cash changes only on fills: the series holds the same Decimal until then.
         last_cash: Decimal | None = None
         cash_text = ""
@@ -362,3 +376,24 @@ class Recorder:
                 last_cash, cash_text = c, str(c.quantize(CENT))
             lines.append(f"{t},{cash_text},{e:.2f},{g:.2f},{d:.6f}\n")
         (self.out_dir / "equity.csv").write_text("".join(lines), encoding="utf-8")
+
+
+def _order_line(cid: str, row: _OrderRow) -> list[str]:
+    """One row of orders.csv."""
+    order = row.order
+    avg = (row.notional / row.filled_qty).quantize(Decimal("0.0001")) if row.filled_qty else ""
+    return [
+        iso_utc(order.ts),
+        iso_utc(row.slice_ts),
+        cid,
+        order.symbol,
+        str(order.side),
+        str(order.qty),
+        str(order.order_type),
+        "" if order.limit_price is None else str(order.limit_price),
+        row.risk,
+        row.status,
+        str(row.filled_qty),
+        str(avg),
+        row.detail,
+    ]

@@ -123,6 +123,9 @@ async def crash_and_recover(
     else:
         assert await daemon.wait_exit() == -9
         assert any(e["event"] == "crash_injected" for e in daemon.events)
+        # The run's files were written as it went: the killed run's are on disk.
+        with (out / "equity.csv").open() as f:
+            assert len(f.readlines()) > 1
     again = DaemonProcess(config, out)
     await again.start()
     for _ in range(3):
