@@ -270,6 +270,7 @@ class AlpacaBroker:
         self._notices: list[BrokerNotice] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight = 0
+        # Set when there are events or notices to poll, or when the last in-flight submit ended.
         self.events_ready = asyncio.Event()
         self.reconciliations = 0
         self.last_reconcile: Reconciliation | None = None
@@ -449,6 +450,7 @@ class AlpacaBroker:
                 self._in_flight -= 1
                 if self._in_flight == 0:
                     self._idle.set()
+                    self.events_ready.set()  # the caller may be waiting for a quiet broker
             else:
                 await self._cancel(command)
             self._queue.popleft()

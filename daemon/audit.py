@@ -29,7 +29,7 @@ from daemon.settings import Settings
 from feeds.bar import Bar
 from feeds.errors import ConfigError, TradingdError
 from portfolio.events import KillSwitchTripped
-from portfolio.journal import DecisionRecord, Journal, Segment
+from portfolio.journal import DecisionRecord, Journal, Segment, positions_from_json
 from portfolio.ledger import Ledger
 
 _NEVER = 2**63 - 1
@@ -254,14 +254,9 @@ class _Replay:
                 live = self.decisions.pop((ts, "flatten"), None)
                 self._compare(ts, live, None, engine.flatten(ts))
             case "adopt":
-                # The broker's account taken as the truth mid-run (track mode's reconcile).
+                # The broker's account taken as the truth (a restart's reconciliation).
                 engine.ledger.adopt(
-                    Decimal(payload["cash"]),
-                    {
-                        s: (Decimal(q), Decimal(a), Decimal(p))
-                        for s, (q, a, p) in payload["positions"].items()
-                    },
-                    restart=False,
+                    Decimal(payload["cash"]), positions_from_json(payload["positions"])
                 )
             case _:
                 self.skipped.append(f"segment {self.segment.id} control {action} at {ts}")

@@ -24,7 +24,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 
 from brokers.alpaca import NOT_SENT_BEFORE_RESTART, AlpacaBroker, RestoredOrder
-from brokers.alpaca_rest import AlpacaRest, MarketClock
+from brokers.alpaca_rest import AlpacaRest, MarketClock, PositionSnapshot
 from brokers.orders import (
     ExecutionEvent,
     OrderAccepted,
@@ -67,7 +67,14 @@ from feeds.alpaca_stream import (
 )
 from feeds.bar import NS_PER_MINUTE, Bar
 from feeds.errors import ConfigError, TradingdError
-from portfolio.journal import Journal, JournalError, JournalState, LedgerSnapshot
+from portfolio.journal import (
+    Journal,
+    JournalError,
+    JournalState,
+    LedgerSnapshot,
+    positions_from_json,
+    positions_to_json,
+)
 from portfolio.ledger import Ledger
 
 CONTROL_TOKEN_ENV = "TRADINGD_CONTROL_TOKEN"  # noqa: S105 - the variable's name
@@ -103,7 +110,6 @@ class _Fatal:
 
 @dataclass(slots=True)
 class LiveCounters:
-    updated_bars: int = 0
     backfills: int = 0
     backfilled_bars: int = 0
     halted_orders: int = 0
@@ -260,11 +266,12 @@ class LiveDaemon:
         """
         async with asyncio.timeout(timeout_s):
             while not predicate():
-                self._progress.clear()
-                # Woken by every step of the loop; the short cap re-checks state that changes
-                # without one (a broker task finishing a lookup, say).
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._progress.wait(), 0.05)
+                await self.next_step()
+
+    async def next_step(self) -> None:
+        """Return after the daemon's next step: a message handled, a clock read, a stop."""
+        self._progress.clear()
+        await self._progress.wait()
 
     @property
     def ledger(self) -> Ledger:
@@ -377,8 +384,7 @@ class LiveDaemon:
     def reset_kill_switch(self) -> dict[str, Any]:
         ts = time.time_ns()
         was = self.engine.risk.kill_reason
-        self.engine.reset_kill_switch()
-        self.telemetry.kill_switch_reset()
+        self.engine.reset_kill_switch()  # the kill-switch gauge reads the risk gate itself
 
         def write(journal: Journal) -> None:
             journal.control("reset", ts)
@@ -597,7 +603,7 @@ class LiveDaemon:
                 case OrderFilled() | OrderPartiallyFilled() as fill:
                     fills += ledger.apply_fill(fill)
                 case {"action": "adopt", "cash": cash, "positions": positions}:
-                    ledger.adopt(Decimal(cash), _positions_from_json(positions))
+                    ledger.adopt(Decimal(cash), positions_from_json(positions))
         self.log.info(
             "ledger_restored",
             segment=segment.id,
@@ -730,12 +736,9 @@ class LiveDaemon:
             # The broker is the truth for cash and for what this daemon holds; positions it
             # did not open come in only under "adopt" ("ignore" leaves them out of the ledger).
             keep = theirs if policy == "adopt" else {s: p for s, p in theirs.items() if s in mine}
-            positions = {
-                s: (p.qty, p.avg_entry_price, p.current_price or p.avg_entry_price)
-                for s, p in keep.items()
-            }
+            positions = _holdings(keep.values())
             cash = broker.account.cash
-            held = _positions_json(positions)
+            held = positions_to_json(positions)
             self._journal(lambda j: j.control("adopt", ts, cash=str(cash), positions=held))
             self.ledger.adopt(cash, positions)
             self.log.warning(
@@ -760,11 +763,7 @@ class LiveDaemon:
         broker = self.broker
         if broker is None or broker.account is None:
             return
-        positions = {
-            p.symbol: (p.qty, p.avg_entry_price, p.current_price or p.avg_entry_price)
-            for p in broker.positions.values()
-            if p.qty
-        }
+        positions = _holdings(broker.positions.values())
         policy = self.settings.state.unknown_positions if self.mode != "track" else "adopt"
         if positions and policy == "refuse":
             raise ConfigError(
@@ -861,7 +860,6 @@ class LiveDaemon:
                     and loop.time() >= self._grace_at
                 ):
                     self._decide()
-                self.telemetry.ready(all(self.readiness().values()))
                 self._progress.set()
         finally:
             get.cancel()
@@ -880,8 +878,7 @@ class LiveDaemon:
             case StreamBar(bar=bar, updated=True):
                 if self.journal is not None:
                     self.journal.updated_bar(bar)
-                if self.engine.on_updated_bar(bar):
-                    self.counters.updated_bars += 1
+                if self.engine.on_updated_bar(bar):  # counted by the engine when late
                     self.telemetry.bar_updated(bar.symbol)
             case _BrokerWake():
                 self._on_broker()
@@ -1172,6 +1169,7 @@ class LiveDaemon:
             )
         self.market_open = clock.is_open
         self.telemetry.market_open(clock.is_open)
+        self._progress.set()  # the clock task's news, for whoever waits on the daemon's state
 
     # -- stop ---------------------------------------------------------------------------------
 
@@ -1247,7 +1245,7 @@ class LiveDaemon:
             "warmup_slices": counters.warmup_slices,
             "warmup_bars": self.warmup_bars,
             "bars_accepted": counters.bars_accepted,
-            "bars_rejected": dict(sorted(engine.rejected.items())),
+            "bars_rejected": {str(k): v for k, v in sorted(engine.rejected.items())},
             "bars_late": counters.bars_late,
             "bars_updated": counters.bars_updated,
             "backfills": self.counters.backfills,
@@ -1299,13 +1297,12 @@ def _restored(journaled: JournalState) -> list[RestoredOrder]:
     ]
 
 
-def _positions_json(
-    positions: Mapping[str, tuple[Decimal, Decimal, Decimal]],
-) -> dict[str, list[str]]:
-    return {s: [str(q), str(a), str(p)] for s, (q, a, p) in sorted(positions.items())}
-
-
-def _positions_from_json(
-    data: Mapping[str, list[str]],
+def _holdings(
+    positions: Iterable[PositionSnapshot],
 ) -> dict[str, tuple[Decimal, Decimal, Decimal]]:
-    return {s: (Decimal(q), Decimal(a), Decimal(p)) for s, (q, a, p) in data.items()}
+    """The broker's positions as the ledger holds them: (qty, average cost, last price)."""
+    return {
+        p.symbol: (p.qty, p.avg_entry_price, p.current_price or p.avg_entry_price)
+        for p in positions
+        if p.qty
+    }

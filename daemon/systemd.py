@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 
 class Notifier:
@@ -53,7 +53,12 @@ class Notifier:
     def stopping(self) -> None:
         self.notify("STOPPING=1")
 
-    async def watchdog(self, healthy: Callable[[], bool]) -> None:
+    async def watchdog(
+        self,
+        healthy: Callable[[], bool],
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         """Ping WATCHDOG=1 every half period while `healthy()` is true (runs until cancelled).
 
         A stalled event loop stops the pings, and systemd restarts the daemon.
@@ -64,4 +69,4 @@ class Notifier:
         while True:
             if healthy():
                 self.notify("WATCHDOG=1")
-            await asyncio.sleep(interval)
+            await sleep(interval)

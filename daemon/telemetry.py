@@ -41,6 +41,8 @@ from brokers.orders import (
     OrderPartiallyFilled,
     OrderRejected,
 )
+from feeds.sanity import Reason
+from portfolio.risk import DENY_REASONS
 
 if TYPE_CHECKING:  # types only: importing the engine's stack would slow `tradingd --help`
     from composer.targets import Targets
@@ -52,30 +54,8 @@ if TYPE_CHECKING:  # types only: importing the engine's stack would slow `tradin
 OTHER: Final = "other"
 """The label value for anything outside the known set (a symbol, a reason)."""
 
-# feeds.sanity.Reason's values (a test keeps them equal; importing it would load the exchange
-# calendars, seconds of start-up for every `tradingd` command), and the engine's own reason.
-BAR_REJECT_REASONS: Final = (
-    "non_finite",
-    "non_positive_price",
-    "high_low_inconsistent",
-    "negative_volume",
-    "duplicate",
-    "time_backwards",
-    "price_jump",
-    "outside_session",
-    "unparseable_time",
-    "unparseable_value",
-    "unknown_symbol",
-)
-DENY_REASONS: Final = (
-    "kill_switch",
-    "no_short",
-    "no_price",
-    "max_order_notional",
-    "max_weight",
-    "max_gross",
-    "no_equity",
-)
+BAR_REJECT_REASONS: Final = (*(reason.value for reason in Reason), "unknown_symbol")
+"""The sanity checks' reasons, and the engine's own for a symbol outside the universe."""
 ORDER_REJECT_REASONS: Final = ("rejected", "not_sent", "halted", "insufficient_buying_power")
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

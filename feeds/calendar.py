@@ -11,7 +11,6 @@ import datetime as dt
 import warnings
 from typing import Any
 
-import exchange_calendars as xcals
 import numpy as np
 
 from feeds.bar import NS_PER_SECOND
@@ -35,6 +34,10 @@ class SessionCalendar:
     """
 
     def __init__(self, name: str = "XNYS") -> None:
+        # Imported here: it loads pandas (most of a second), which only a calendar needs, not
+        # every module that imports this one.
+        import exchange_calendars as xcals
+
         if name not in xcals.get_calendar_names():
             raise ValueError(f"unknown exchange calendar {name!r}")
         self.name = name
@@ -131,6 +134,8 @@ class SessionCalendar:
         if self._last_year >= self._first_year:
             first_year = min(first_year, self._first_year)
             last_year = max(last_year, self._last_year)
+        import exchange_calendars as xcals
+
         with warnings.catch_warnings():
             # exchange_calendars triggers pandas deprecation warnings inside its own code; they
             # are not ours to fix and would fail runs that turn warnings into errors.

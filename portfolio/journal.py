@@ -30,7 +30,7 @@ import dataclasses
 import fcntl
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -188,7 +188,7 @@ class LedgerSnapshot:
             "start_cash": str(self.start_cash),
             "high_water": str(self.high_water),
             "realized_pnl": str(self.realized_pnl),
-            "positions": {s: [str(q), str(a), str(p)] for s, (q, a, p) in self.positions.items()},
+            "positions": positions_to_json(self.positions),
         }
 
     def restore_into(self, ledger: Ledger) -> None:
@@ -205,11 +205,21 @@ class LedgerSnapshot:
             start_cash=Decimal(data["start_cash"]),
             high_water=Decimal(data["high_water"]),
             realized_pnl=Decimal(data["realized_pnl"]),
-            positions={
-                s: (Decimal(q), Decimal(a), Decimal(p))
-                for s, (q, a, p) in data["positions"].items()
-            },
+            positions=positions_from_json(data["positions"]),
         )
+
+
+def positions_to_json(
+    positions: Mapping[str, tuple[Decimal, Decimal, Decimal]],
+) -> dict[str, list[str]]:
+    """Positions as the journal writes them: symbol -> [qty, average cost, last price]."""
+    return {s: [str(q), str(a), str(p)] for s, (q, a, p) in sorted(positions.items())}
+
+
+def positions_from_json(
+    data: Mapping[str, Sequence[str]],
+) -> dict[str, tuple[Decimal, Decimal, Decimal]]:
+    return {s: (Decimal(q), Decimal(a), Decimal(p)) for s, (q, a, p) in data.items()}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

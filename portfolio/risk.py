@@ -25,6 +25,18 @@ _WHOLE = Decimal(1)
 _FRACTION = Decimal("1e-9")
 
 
+DENY_REASONS = (
+    "kill_switch",
+    "no_short",
+    "no_price",
+    "max_order_notional",
+    "max_weight",
+    "max_gross",
+    "no_equity",
+)
+"""Every rule an order can be denied or clipped by (the `reason` of OrderDenied/OrderClipped)."""
+
+
 class RiskSettings(BaseModel):
     """Risk limits (the `risk:` config section). Weights are fractions of equity."""
 

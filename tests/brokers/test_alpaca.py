@@ -12,22 +12,16 @@ import pytest
 from brokers.alpaca import AlpacaBroker
 from brokers.alpaca_rest import AlpacaRest, KeysRefused, parse_ts
 from brokers.orders import (
-    ExecutionEvent,
     OrderAccepted,
     OrderFilled,
     OrderPartiallyFilled,
     OrderRejected,
     OrderSide,
-    OrderType,
-    SubmitOrder,
 )
 from brokers.ticks import round_to_tick
 from daemon.sandbox import Sandbox
 from feeds.errors import InvariantViolation
-from tests.conftest import ROOT
-
-DATA = ROOT / "data" / "sample" / "minute"
-KEY, SECRET = "test-key", "test-secret"
+from tests.brokers.alpaca_kit import KEY, SECRET, buy, events_until, has, sandbox_fills
 
 
 class Gate:
@@ -49,14 +43,6 @@ class Gate:
 
     def open(self) -> None:
         self._open.set()
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    sb = Sandbox(DATA, symbols=["AAA", "BBB"], key=KEY, secret=SECRET, warm_minutes=5)
-    await sb.start()
-    yield sb
-    await sb.close()
 
 
 @pytest.fixture
@@ -91,49 +77,11 @@ async def make_broker(sandbox: Sandbox, gate: Gate) -> AsyncIterator[BrokerFacto
         await broker.close()
 
 
-def buy(cid: str, qty: int = 10, symbol: str = "AAA") -> SubmitOrder:
-    return SubmitOrder(
-        client_order_id=cid,
-        symbol=symbol,
-        side=OrderSide.BUY,
-        qty=Decimal(qty),
-        order_type=OrderType.MARKET,
-        ts=0,
-    )
-
-
-async def events_until(
-    broker: AlpacaBroker,
-    done: Callable[[list[ExecutionEvent]], bool],
-    seen: list[ExecutionEvent] | None = None,
-) -> list[ExecutionEvent]:
-    """Collect events until `done(collected)`, within 10 s."""
-    collected = seen if seen is not None else []
-    async with asyncio.timeout(10):
-        while True:
-            collected += broker.poll_events()
-            if done(collected):
-                return collected
-            await broker.events_ready.wait()
-
-
 async def until(predicate: Callable[[], bool]) -> None:
     """Poll a condition with a deadline (for states that have no event of their own)."""
     async with asyncio.timeout(10):
         while not predicate():
             await asyncio.sleep(0.005)
-
-
-def has(kind: type, cid: str) -> Callable[[list[ExecutionEvent]], bool]:
-    return lambda events: any(isinstance(e, kind) and e.client_order_id == cid for e in events)
-
-
-def sandbox_fills(sandbox: Sandbox, cid: str) -> list[dict[str, Any]]:
-    return [
-        m["data"]
-        for m in sandbox.trade_events
-        if m["data"].get("event") == "fill" and m["data"]["order"]["client_order_id"] == cid
-    ]
 
 
 async def test_market_order_is_accepted_then_filled_at_the_next_bars_open(

@@ -24,7 +24,7 @@ from brokers.orders import (
 )
 from daemon.sandbox import Sandbox
 from feeds.errors import InvariantViolation
-from tests.brokers.test_alpaca import DATA, KEY, SECRET, buy, events_until, has, sandbox_fills
+from tests.brokers.alpaca_kit import KEY, SECRET, buy, events_until, has, sandbox_fills
 
 
 class Turnstile:
@@ -60,14 +60,6 @@ class Turnstile:
         async with self._changed:
             self._permits += permits
             self._changed.notify_all()
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    sb = Sandbox(DATA, symbols=["AAA", "BBB"], key=KEY, secret=SECRET, warm_minutes=5)
-    await sb.start()
-    yield sb
-    await sb.close()
 
 
 @pytest.fixture

@@ -121,6 +121,17 @@ def quiet_log() -> EventLog:
     return EventLog(io.StringIO(), level="debug")
 
 
+async def start_session(
+    tmp_path: Path, box: Sandbox, *, env: dict[str, str] | None = None, **config: Any
+) -> Session:
+    """A daemon on `live_config(tmp_path, box, **config)`, running beside `box`, its feed
+    connected and its first backfill done."""
+    daemon = LiveDaemon(live_config(tmp_path, box, **config), log=quiet_log(), env=env or ENV)
+    session = Session(daemon, box)
+    await session.started()
+    return session
+
+
 class DaemonProcess:
     """`tradingd run CONFIG` as a child process (what kill -9 and SIGTERM drills need), with
     its JSON log lines collected as they come."""
@@ -205,6 +216,10 @@ class DaemonProcess:
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
         return await self.wait_exit()
+
+    def tail(self, lines: int = 30) -> str:
+        """The last log lines (and any traceback), for a failing assertion's message."""
+        return "\n".join(str(e) for e in self.events[-lines:])
 
     def alive(self) -> bool:
         return self.process is not None and self.process.returncode is None

@@ -26,17 +26,15 @@ from typing import Any
 import orjson
 import pytest
 
-from daemon.live import CRASH_POINTS, LiveDaemon, positions_of
+from daemon.live import CRASH_POINTS, positions_of
 from daemon.sandbox import Sandbox
 from daemon.timeutil import iso_utc
 from portfolio.journal import Journal
 from tests.daemon.livekit import (
     DEADLINE_S,
-    ENV,
     DaemonProcess,
-    Session,
     live_config,
-    quiet_log,
+    start_session,
 )
 
 # Momentum on a short lookback flips often: many orders, so a crash point is reached early.
@@ -119,7 +117,7 @@ async def crash_and_recover(
             crashed = True
             break
     if not crashed:
-        assert await daemon.terminate() == 0
+        assert await daemon.terminate() == 0, daemon.tail()
     else:
         assert await daemon.wait_exit() == -9
         assert any(e["event"] == "crash_injected" for e in daemon.events)
@@ -132,7 +130,7 @@ async def crash_and_recover(
         assert await box.step()
         assert await decided(again, box.last_minute_ns or 0)
     await settle(again, box)
-    assert await again.terminate() == 0
+    assert await again.terminate() == 0, again.tail()
     assert_books_match(box, out, tmp_path / "state")
     return crashed
 
@@ -184,10 +182,8 @@ async def sim_session(run: Path, *, outage: bool) -> Path:
     await box.start()
     try:
         run.mkdir()
-        loaded = live_config(run, box, mode="sim", strategies=BUSY)
-        daemon = LiveDaemon(loaded, log=quiet_log(), env=ENV)
-        session = Session(daemon, box)
-        await session.started()
+        session = await start_session(run, box, mode="sim", strategies=BUSY)
+        daemon = session.daemon
         await session.step(3)
         if outage:
             box.faults.drop_data_socket(after_bars=1, down_steps=3)
@@ -214,9 +210,8 @@ async def test_a_3_minute_data_outage_decides_as_an_uninterrupted_run(tmp_path: 
 async def test_broker_rest_failing_is_survived_without_duplicates(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
-    daemon = LiveDaemon(live_config(tmp_path, sandbox, strategies=BUSY), log=quiet_log(), env=ENV)
-    session = Session(daemon, sandbox)
-    await session.started()
+    session = await start_session(tmp_path, sandbox, strategies=BUSY)
+    daemon = session.daemon
     await session.step(2)
     sandbox.faults.fail_rest(503, times=40)
     await sandbox.step()
@@ -235,9 +230,8 @@ async def test_broker_rest_failing_is_survived_without_duplicates(
 async def test_a_fill_during_a_trade_stream_outage_is_booked_once(
     tmp_path: Path, sandbox: Sandbox, recorder: Any
 ) -> None:
-    daemon = LiveDaemon(live_config(tmp_path, sandbox), log=quiet_log(), env=ENV)
-    session = Session(daemon, sandbox)
-    await session.started()
+    session = await start_session(tmp_path, sandbox)
+    daemon = session.daemon
     await session.step(1)  # decides: buys go out
     assert daemon.broker is not None
     await session.until(lambda: daemon.broker is not None and daemon.broker.in_flight == 0)
@@ -256,9 +250,8 @@ async def test_a_fill_during_a_trade_stream_outage_is_booked_once(
 async def test_no_order_leaves_without_a_journal(
     tmp_path: Path, sandbox: Sandbox, recorder: Any
 ) -> None:
-    daemon = LiveDaemon(live_config(tmp_path, sandbox), log=quiet_log(), env=ENV)
-    session = Session(daemon, sandbox)
-    await session.started()
+    session = await start_session(tmp_path, sandbox)
+    daemon = session.daemon
     assert daemon.journal is not None
     # Another writer holds the journal: every write the daemon tries fails (busy).
     blocker = sqlite3.connect(daemon.journal.path, isolation_level=None, timeout=0)
@@ -291,7 +284,7 @@ async def test_sigterm_mid_session_stops_in_time_and_the_restart_resumes(
     for _ in range(3):
         assert await sandbox.step()
         assert await decided(first, sandbox.last_minute_ns or 0)
-    assert await first.terminate() == 0
+    assert await first.terminate() == 0, first.tail()
     stopped = next(e for e in first.events if e["event"] == "daemon_stopped")
     assert stopped["seconds"] < 10
     last = sandbox.last_minute_ns or 0
@@ -304,7 +297,7 @@ async def test_sigterm_mid_session_stops_in_time_and_the_restart_resumes(
         assert await decided(again, sandbox.last_minute_ns or 0)
     assert (sandbox.last_minute_ns or 0) > last
     await settle(again, sandbox)
-    assert await again.terminate() == 0
+    assert await again.terminate() == 0, again.tail()
     assert_books_match(sandbox, out, tmp_path / "state")
     journal = Journal(tmp_path / "state", read_only=True)
     assert len(journal.segments()) == 2
@@ -324,7 +317,7 @@ async def test_audit_of_a_clean_session_finds_nothing_and_a_planted_change_is_fo
         for _ in range(4):
             assert await sandbox.step()
             assert await decided(daemon, sandbox.last_minute_ns or 0)
-        assert await daemon.terminate() == 0
+        assert await daemon.terminate() == 0, daemon.tail()
 
     clean = await audit_cli(state)
     assert clean.returncode == 0, clean.stdout

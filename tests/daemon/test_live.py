@@ -25,7 +25,7 @@ from daemon.config import LoadedConfig, load_config
 from daemon.live import LiveDaemon, positions_of
 from daemon.sandbox import Sandbox
 from feeds.alpaca_stream import StreamSubscriptionRefused
-from feeds.bar import NS_PER_MINUTE
+from feeds.bar import NS_PER_MINUTE, Bar
 from feeds.errors import ConfigError, InvariantViolation
 from tests.daemon.helpers import write_yaml
 from tests.daemon.livekit import (
@@ -34,18 +34,17 @@ from tests.daemon.livekit import (
     ENV,
     ROOT,
     SYMBOLS,
-    Session,
     live_config,
     quiet_log,
+    start_session,
 )
 
 
 async def test_paper_session_ends_with_the_ledger_equal_to_the_broker(
     tmp_path: Path, sandbox: Sandbox, recorder: Any
 ) -> None:
-    daemon = LiveDaemon(live_config(tmp_path, sandbox), log=quiet_log(), env=ENV)
-    session = Session(daemon, sandbox)
-    await session.started()
+    session = await start_session(tmp_path, sandbox)
+    daemon = session.daemon
     await session.step(8)
     await session.settle()  # the last decision's orders fill at the next open
     assert await session.stop() == 0
@@ -65,9 +64,8 @@ async def test_paper_session_ends_with_the_ledger_equal_to_the_broker(
 async def test_dropped_data_socket_is_backfilled_before_any_slice_closes(
     tmp_path: Path, sandbox: Sandbox, recorder: Any
 ) -> None:
-    daemon = LiveDaemon(live_config(tmp_path, sandbox), log=quiet_log(), env=ENV)
-    session = Session(daemon, sandbox)
-    await session.started()
+    session = await start_session(tmp_path, sandbox)
+    daemon = session.daemon
     await session.step(2)
     connections = sandbox.data_connections
     # The next minute: two of four bars, then the socket dies and stays refused for 3 minutes.
@@ -96,9 +94,8 @@ async def test_dropped_data_socket_is_backfilled_before_any_slice_closes(
 async def test_lost_submit_response_is_resolved_without_a_second_order(
     tmp_path: Path, sandbox: Sandbox, recorder: Any
 ) -> None:
-    daemon = LiveDaemon(live_config(tmp_path, sandbox), log=quiet_log(), env=ENV)
-    session = Session(daemon, sandbox)
-    await session.started()
+    session = await start_session(tmp_path, sandbox)
+    daemon = session.daemon
     sandbox.faults.lose_order_response(times=2)
     await session.step(3)
     await session.settle()
@@ -115,9 +112,8 @@ async def test_lost_submit_response_is_resolved_without_a_second_order(
 async def test_throttled_and_failing_submits_are_retried_once_each(
     tmp_path: Path, sandbox: Sandbox, recorder: Any, status: int
 ) -> None:
-    daemon = LiveDaemon(live_config(tmp_path, sandbox), log=quiet_log(), env=ENV)
-    session = Session(daemon, sandbox)
-    await session.started()
+    session = await start_session(tmp_path, sandbox)
+    daemon = session.daemon
     sandbox.faults.fail_rest(status, times=3, method="POST", path="/v2/orders")
     await session.step(2)
     await session.settle()
@@ -132,9 +128,8 @@ async def test_throttled_and_failing_submits_are_retried_once_each(
 async def test_422_becomes_an_order_rejected_event_and_is_not_retried(
     tmp_path: Path, sandbox: Sandbox, recorder: Any
 ) -> None:
-    daemon = LiveDaemon(live_config(tmp_path, sandbox), log=quiet_log(), env=ENV)
-    session = Session(daemon, sandbox)
-    await session.started()
+    session = await start_session(tmp_path, sandbox)
+    daemon = session.daemon
     sandbox.faults.reject_orders(422, "invalid qty: the test says no", times=1)
     await session.step(1)
     await session.settle()
@@ -151,9 +146,8 @@ async def test_422_becomes_an_order_rejected_event_and_is_not_retried(
 async def test_a_halted_symbol_gets_no_order_until_it_resumes(
     tmp_path: Path, sandbox: Sandbox, recorder: Any
 ) -> None:
-    daemon = LiveDaemon(live_config(tmp_path, sandbox), log=quiet_log(), env=ENV)
-    session = Session(daemon, sandbox)
-    await session.started()
+    session = await start_session(tmp_path, sandbox)
+    daemon = session.daemon
     await sandbox.trading_status("AAA", "H", "Trading Halt", "T12", "news pending")
     await session.until(lambda: "AAA" in daemon.halted_symbols)
     await session.step(1)
@@ -184,9 +178,8 @@ async def test_a_feed_the_plan_lacks_stops_the_daemon_naming_it(
 async def test_track_mode_sends_no_order_and_follows_the_account(
     tmp_path: Path, sandbox: Sandbox, recorder: Any
 ) -> None:
-    daemon = LiveDaemon(live_config(tmp_path, sandbox, mode="track"), log=quiet_log(), env=ENV)
-    session = Session(daemon, sandbox)
-    await session.started()
+    session = await start_session(tmp_path, sandbox, mode="track")
+    daemon = session.daemon
     await session.step(3)
     # A person buys by hand, outside the daemon: the fill reaches the ledger.
     from alpaca.trading.client import TradingClient
@@ -226,9 +219,8 @@ async def test_track_mode_sends_no_order_and_follows_the_account(
 async def test_sim_mode_fills_through_the_simulated_broker(
     tmp_path: Path, sandbox: Sandbox, recorder: Any
 ) -> None:
-    daemon = LiveDaemon(live_config(tmp_path, sandbox, mode="sim"), log=quiet_log(), env=ENV)
-    session = Session(daemon, sandbox)
-    await session.started()
+    session = await start_session(tmp_path, sandbox, mode="sim")
+    daemon = session.daemon
     await session.step(4)
     assert await session.stop() == 0
 
@@ -241,10 +233,8 @@ async def test_sim_mode_fills_through_the_simulated_broker(
 
 async def test_strategies_warm_up_before_the_first_order(tmp_path: Path, sandbox: Sandbox) -> None:
     strategies = {"trend": {"type": "momentum", "params": {"lookback": 60}}}
-    loaded = live_config(tmp_path, sandbox, strategies=strategies)
-    daemon = LiveDaemon(loaded, log=quiet_log(), env=ENV)
-    session = Session(daemon, sandbox)
-    await session.started()
+    session = await start_session(tmp_path, sandbox, strategies=strategies)
+    daemon = session.daemon
     first_live = None
     # Warm-up ran through the core without trading; the lookback was full on the first slice.
     assert daemon.warmup_bars == 120 * len(SYMBOLS)
@@ -337,10 +327,7 @@ def test_live_needs_minute_bars(tmp_path: Path) -> None:
 async def test_a_journal_from_another_session_is_refused(
     tmp_path: Path, sandbox: Sandbox, recorder: Any
 ) -> None:
-    loaded = live_config(tmp_path, sandbox)
-    daemon = LiveDaemon(loaded, log=quiet_log(), env=ENV)
-    session = Session(daemon, sandbox)
-    await session.started()
+    session = await start_session(tmp_path, sandbox)
     await session.step(3)
     assert await session.stop() == 0
     # A new sandbox starts its clock over: this journal has decided minutes "in its future".
@@ -421,9 +408,8 @@ async def test_a_closed_market_is_waited_through_without_reconnects_or_busy_loop
     await box.start()
     try:
         live = {"clock_poll_s": 0.05, "silence_s": 0.2}
-        daemon = LiveDaemon(live_config(tmp_path, box, live=live), log=quiet_log(), env=ENV)
-        session = Session(daemon, box)
-        await session.started()
+        session = await start_session(tmp_path, box, live=live)
+        daemon = session.daemon
         while await box.step():  # play to the close
             pass
         await session.until(lambda: not daemon.market_open)
@@ -431,8 +417,12 @@ async def test_a_closed_market_is_waited_through_without_reconnects_or_busy_loop
         reconnects = daemon.stream.reconnects
         cpu = time.process_time()
         wall = time.monotonic()
-        # Closed: the socket is quiet far longer than silence_s, and that is normal.
-        await asyncio.sleep(1.0)
+        # Closed: the socket stays quiet for 12 clock polls (at least 0.6 s, three times
+        # silence_s), and that is normal.
+        polls = box.requests[("GET", "/v2/clock")] + 12
+        async with asyncio.timeout(DEADLINE_S):
+            while box.requests[("GET", "/v2/clock")] < polls:
+                await daemon.next_step()
         assert daemon.stream.reconnects == reconnects
         assert daemon.feed_connected
         busy = (time.process_time() - cpu) / (time.monotonic() - wall)
@@ -441,3 +431,18 @@ async def test_a_closed_market_is_waited_through_without_reconnects_or_busy_loop
         assert await session.stop() == 0
     finally:
         await box.close()
+
+
+async def test_the_summary_counts_rejected_bars_by_reason(
+    tmp_path: Path, sandbox: Sandbox, recorder: Any
+) -> None:
+    session = await start_session(tmp_path, sandbox)
+    await session.step(1)
+    # The same minute again, as when a backfill and the stream both deliver it.
+    minute = sandbox.last_minute_ns
+    assert minute is not None
+    again = Bar("AAA", minute, 1.0, 1.0, 1.0, 1.0, 100.0)
+    assert session.daemon.engine.on_bar(again) == "duplicate"
+    assert await session.stop() == 0
+    summary = orjson.loads((session.daemon.out_dir / "summary.json").read_bytes())
+    assert summary["bars_rejected"] == {"duplicate": 1}

@@ -20,9 +20,14 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.live import LiveDaemon
 from daemon.sandbox import Sandbox
-from tests.daemon.livekit import DEADLINE_S, ENV, ROOT, SYMBOLS, Session, live_config, quiet_log
+from tests.daemon.livekit import (
+    DEADLINE_S,
+    ENV,
+    ROOT,
+    SYMBOLS,
+    start_session,
+)
 
 TOKEN = "test-control-token-5f2a"
 
@@ -63,9 +68,8 @@ async def post(client: aiohttp.ClientSession, url: str, token: str | None) -> tu
 async def test_live_endpoints_and_metrics_move_with_the_session(
     tmp_path: Path, sandbox: Sandbox, recorder: Any, http: aiohttp.ClientSession
 ) -> None:
-    daemon = LiveDaemon(live_config(tmp_path, sandbox), log=quiet_log(), env=ENV)
-    session = Session(daemon, sandbox)
-    await session.started()
+    session = await start_session(tmp_path, sandbox)
+    daemon = session.daemon
     assert daemon.http is not None
     url = daemon.http.url
 
@@ -130,9 +134,8 @@ async def test_live_endpoints_and_metrics_move_with_the_session(
 async def test_readyz_names_the_feed_while_the_data_socket_is_down(
     tmp_path: Path, sandbox: Sandbox, recorder: Any, http: aiohttp.ClientSession
 ) -> None:
-    daemon = LiveDaemon(live_config(tmp_path, sandbox), log=quiet_log(), env=ENV)
-    session = Session(daemon, sandbox)
-    await session.started()
+    session = await start_session(tmp_path, sandbox)
+    daemon = session.daemon
     assert daemon.http is not None
     sandbox.faults.drop_data_socket(down_steps=2)
     await sandbox.step()
@@ -151,10 +154,8 @@ async def test_control_plane_halts_flattens_resumes_and_resets(
     tmp_path: Path, sandbox: Sandbox, recorder: Any, http: aiohttp.ClientSession
 ) -> None:
     env = {**ENV, "TRADINGD_CONTROL_TOKEN": TOKEN}
-    log = quiet_log()
-    daemon = LiveDaemon(live_config(tmp_path, sandbox), log=log, env=env)
-    session = Session(daemon, sandbox)
-    await session.started()
+    session = await start_session(tmp_path, sandbox, env=env)
+    daemon = session.daemon
     assert daemon.http is not None
     url = daemon.http.url
     await session.step(1)

@@ -11,7 +11,7 @@ import pytest
 from daemon.live import LiveDaemon, positions_of
 from daemon.sandbox import Sandbox
 from feeds.errors import ConfigError
-from tests.daemon.livekit import DEADLINE_S, ENV, Session, live_config, quiet_log
+from tests.daemon.livekit import DEADLINE_S, ENV, Session, live_config, quiet_log, start_session
 
 TRADED = ["AAA", "BBB"]
 
@@ -30,9 +30,7 @@ async def buy_by_hand(box: Sandbox, symbol: str, qty: int) -> None:
 
 
 async def first_run(tmp_path: Path, box: Sandbox) -> None:
-    daemon = LiveDaemon(live_config(tmp_path, box, symbols=TRADED), log=quiet_log(), env=ENV)
-    session = Session(daemon, box)
-    await session.started()
+    session = await start_session(tmp_path, box, symbols=TRADED)
     await session.step(1)
     await session.settle()
     assert await session.stop() == 0
@@ -76,9 +74,8 @@ async def test_a_tripped_kill_switch_stays_tripped_until_reset(
 ) -> None:
     async def run(action: str | None) -> bool:
         """One daemon run; returns whether it started with the kill switch tripped."""
-        daemon = LiveDaemon(live_config(tmp_path, sandbox), log=quiet_log(), env=ENV)
-        session = Session(daemon, sandbox)
-        await session.started()
+        session = await start_session(tmp_path, sandbox)
+        daemon = session.daemon
         tripped = daemon.engine.risk.kill_switch
         if action == "trip":
             daemon.engine.risk.latch("max_drawdown")

@@ -62,18 +62,27 @@ async def test_watchdog_pings_at_half_the_period_while_healthy(
 
 async def test_watchdog_is_silent_while_unhealthy(listener: tuple[socket.socket, str]) -> None:
     sock, path = listener
-    healthy = False
-    notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "20000"})
-    task = asyncio.create_task(notifier.watchdog(lambda: healthy))
     sock.setblocking(False)
+    healthy = False
+    periods = 0
+    woke = asyncio.Event()
+
+    async def period(seconds: float) -> None:
+        nonlocal periods, healthy
+        periods += 1
+        if periods == 5:
+            with pytest.raises(BlockingIOError):
+                sock.recv(64)  # five periods unhealthy: no ping at all
+            healthy = True
+        elif periods > 5:
+            woke.set()
+        await asyncio.sleep(0)
+
+    notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "20000"})
+    task = asyncio.create_task(notifier.watchdog(lambda: healthy, sleep=period))
     try:
-        for _ in range(5):  # five periods of the loop running the watchdog
-            await asyncio.sleep(0.01)
-        with pytest.raises(BlockingIOError):
-            sock.recv(64)
-        healthy = True
-        sock.settimeout(5)
-        loop = asyncio.get_running_loop()
-        assert await asyncio.wait_for(loop.run_in_executor(None, sock.recv, 64), 5) == b"WATCHDOG=1"
+        await asyncio.wait_for(woke.wait(), 5)
     finally:
         task.cancel()
+    assert periods > 5
+    assert sock.recv(64) == b"WATCHDOG=1"  # pinged once healthy again

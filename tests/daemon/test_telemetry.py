@@ -24,11 +24,11 @@ from brokers.orders import (
 )
 from composer.targets import Targets
 from daemon.engine import Decision
-from daemon.telemetry import BAR_REJECT_REASONS, DENY_REASONS, Telemetry
+from daemon.telemetry import BAR_REJECT_REASONS, Telemetry
 from feeds.sanity import Reason
 from portfolio.events import KillSwitchTripped, OrderClipped, OrderDenied
 from portfolio.ledger import Ledger
-from portfolio.risk import RiskGate, RiskSettings
+from portfolio.risk import DENY_REASONS, RiskGate, RiskSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 SYMBOLS = ["SPY", "QQQ"]

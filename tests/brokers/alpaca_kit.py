@@ -1,0 +1,54 @@
+"""What the Alpaca broker tests share: the sandbox account's keys, orders, waiting for events."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from brokers.alpaca import AlpacaBroker
+from brokers.orders import ExecutionEvent, OrderSide, OrderType, SubmitOrder
+from daemon.sandbox import Sandbox
+from tests.conftest import ROOT
+
+DATA = ROOT / "data" / "sample" / "minute"
+KEY, SECRET = "test-key", "test-secret"
+
+
+def buy(cid: str, qty: int = 10, symbol: str = "AAA") -> SubmitOrder:
+    return SubmitOrder(
+        client_order_id=cid,
+        symbol=symbol,
+        side=OrderSide.BUY,
+        qty=Decimal(qty),
+        order_type=OrderType.MARKET,
+        ts=0,
+    )
+
+
+async def events_until(
+    broker: AlpacaBroker,
+    done: Callable[[list[ExecutionEvent]], bool],
+    seen: list[ExecutionEvent] | None = None,
+) -> list[ExecutionEvent]:
+    """Collect events until `done(collected)`, within 10 s."""
+    collected = seen if seen is not None else []
+    async with asyncio.timeout(10):
+        while True:
+            collected += broker.poll_events()
+            if done(collected):
+                return collected
+            await broker.events_ready.wait()
+
+
+def has(kind: type, cid: str) -> Callable[[list[ExecutionEvent]], bool]:
+    return lambda events: any(isinstance(e, kind) and e.client_order_id == cid for e in events)
+
+
+def sandbox_fills(sandbox: Sandbox, cid: str) -> list[dict[str, Any]]:
+    return [
+        m["data"]
+        for m in sandbox.trade_events
+        if m["data"].get("event") == "fill" and m["data"]["order"]["client_order_id"] == cid
+    ]
