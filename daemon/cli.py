@@ -19,7 +19,7 @@ import yaml
 
 from daemon.config import Loc, load_config, redacted
 from daemon.logs import EventLog
-from daemon.replay import progress_bar, replay
+from daemon.replay.driver import progress_bar, replay
 from daemon.settings import LogSettings
 from feeds.errors import ConfigError, TradingdError
 
@@ -279,7 +279,7 @@ def _replay(args: argparse.Namespace) -> int:
         import asyncio
         import os
 
-        from daemon.paced import PacedReplay
+        from daemon.replay.paced import PacedReplay
 
         paced = PacedReplay(
             loaded, log=log, env=os.environ, speed=args.speed, out_dir=args.out, port=args.port
@@ -307,7 +307,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _walkforward(args: argparse.Namespace) -> int:
-    from daemon.walkforward import default_workers, walk_forward
+    from daemon.replay.walkforward import default_workers, walk_forward
 
     log = _log(args)
     out = args.out or Path("out") / f"walkforward-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
@@ -347,8 +347,8 @@ def _report(args: argparse.Namespace) -> int:
 def _write_report(out_dir: Path, log: EventLog) -> Path:
     """The report of a replay or walk-forward folder, with buy-and-hold of its universe when
     the data it read is still where it was."""
-    from daemon.metrics import load_closes, read_summary
-    from daemon.report import (
+    from daemon.research.metrics import load_closes, read_summary
+    from daemon.research.report import (
         is_walkforward,
         walkforward_symbols,
         write_report,
@@ -378,7 +378,7 @@ def _run(args: argparse.Namespace) -> int:
     import asyncio
     import os
 
-    from daemon.live import LiveDaemon
+    from daemon.live.driver import LiveDaemon
 
     loaded = load_config(args.configs)
     log = _log(args, loaded.settings.log)
@@ -398,7 +398,7 @@ def _run(args: argparse.Namespace) -> int:
 def _sandbox(args: argparse.Namespace) -> int:
     import asyncio
 
-    from daemon.sandbox import Sandbox, serve
+    from sandbox.server import Sandbox, serve
 
     log = _log(args)
     symbols = [s.strip().upper() for s in args.symbols.split(",")] if args.symbols else None
@@ -430,7 +430,7 @@ def _sandbox(args: argparse.Namespace) -> int:
 def _download(args: argparse.Namespace) -> int:
     import os
 
-    from daemon.live import credentials
+    from daemon.live.driver import credentials
     from daemon.settings import ALPACA_DATA_URL
     from feeds.alpaca_history import HistoricalBars, download
 
@@ -454,7 +454,7 @@ def _download(args: argparse.Namespace) -> int:
 def _ctl(args: argparse.Namespace) -> int:
     import os
 
-    from daemon.ctl import ctl
+    from daemon.service.ctl import ctl
 
     status, body = ctl(args.action, url=args.url, token=os.environ.get("TRADINGD_CONTROL_TOKEN"))
     print(yaml.safe_dump(body, sort_keys=False), end="")
@@ -462,7 +462,7 @@ def _ctl(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from daemon.audit import audit, describe
+    from daemon.replay.audit import audit, describe
 
     result = audit(args.state_dir, config_override=args.config)
     for line in describe(result):

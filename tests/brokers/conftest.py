@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from daemon.sandbox import Sandbox
+from sandbox.server import Sandbox
 from tests.brokers.alpaca_kit import DATA, KEY, SECRET
 
 

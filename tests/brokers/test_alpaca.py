@@ -19,8 +19,8 @@ from brokers.orders import (
     OrderSide,
 )
 from brokers.ticks import round_to_tick
-from daemon.sandbox import Sandbox
 from feeds.errors import InvariantViolation
+from sandbox.server import Sandbox
 from tests.brokers.alpaca_kit import KEY, SECRET, buy, events_until, has, sandbox_fills
 
 

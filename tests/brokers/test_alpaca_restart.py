@@ -22,8 +22,8 @@ from brokers.orders import (
     OrderRejected,
     OrderSide,
 )
-from daemon.sandbox import Sandbox
 from feeds.errors import InvariantViolation
+from sandbox.server import Sandbox
 from tests.brokers.alpaca_kit import KEY, SECRET, buy, events_until, has, sandbox_fills
 
 

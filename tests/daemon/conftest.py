@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from daemon.sandbox import Sandbox
+from sandbox.server import Sandbox
 from tests.daemon.livekit import DATA
 
 RECORDER = textwrap.dedent(

@@ -15,9 +15,9 @@ import orjson
 import yaml
 
 from daemon.config import LoadedConfig, load_config
-from daemon.live import LiveDaemon
+from daemon.live.driver import LiveDaemon
 from daemon.logs import EventLog
-from daemon.sandbox import Sandbox
+from sandbox.server import Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data" / "sample" / "minute"

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from brokers.orders import ExecutionEvent, OrderAccepted, OrderFilled, SubmitOrder
-from daemon.audit import TargetsListener, audit, describe
 from daemon.config import LoadedConfig, load_config
 from daemon.engine import Engine
-from daemon.replay import build_engine
+from daemon.replay.audit import TargetsListener, audit, describe
+from daemon.wiring import build_engine
 from feeds.bar import NS_PER_MINUTE, Bar
 from portfolio.journal import JOURNAL_FILE, Journal, LedgerSnapshot
 from portfolio.ledger import Ledger

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from daemon.cli import main
-from daemon.replay import progress_bar
+from daemon.replay.driver import progress_bar
 from tests.daemon.helpers import always_long_config, write_daily_csv, write_yaml
 
 SUMMARY_KEYS = {

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from daemon.ctl import ControlError, ctl
-from daemon.http import HttpServer
 from daemon.logs import EventLog
-from daemon.telemetry import Telemetry
+from daemon.service.ctl import ControlError, ctl
+from daemon.service.http import HttpServer
+from daemon.service.telemetry import Telemetry
 from tests.daemon.test_http import TOKEN, WRONG, FakeDaemon
 
 

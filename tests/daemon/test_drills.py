@@ -26,10 +26,10 @@ from typing import Any
 import orjson
 import pytest
 
-from daemon.live import CRASH_POINTS, positions_of
-from daemon.sandbox import Sandbox
+from daemon.live.driver import CRASH_POINTS, positions_of
 from daemon.timeutil import iso_utc
 from portfolio.journal import Journal
+from sandbox.server import Sandbox
 from tests.daemon.livekit import (
     DEADLINE_S,
     DaemonProcess,

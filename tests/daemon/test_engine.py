@@ -11,7 +11,7 @@ from brokers.orders import ExecutionEvent
 from composer.targets import Targets
 from daemon.config import load_config
 from daemon.engine import Decision
-from daemon.replay import build_engine
+from daemon.wiring import build_engine
 from feeds.bar import NS_PER_DAY, Bar
 from feeds.errors import InvariantViolation
 from portfolio.events import KillSwitchTripped

@@ -12,9 +12,9 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.http import HttpServer, is_loopback
 from daemon.logs import EventLog
-from daemon.telemetry import Telemetry
+from daemon.service.http import HttpServer, is_loopback
+from daemon.service.telemetry import Telemetry
 from feeds.errors import TradingdError
 
 TOKEN = "s3cret-token-0123456789"

@@ -22,11 +22,11 @@ import pytest
 
 from brokers.orders import OrderSide, OrderType, SubmitOrder
 from daemon.config import LoadedConfig, load_config
-from daemon.live import LiveDaemon, positions_of
-from daemon.sandbox import Sandbox
+from daemon.live.driver import LiveDaemon, positions_of
 from feeds.alpaca_stream import StreamSubscriptionRefused
 from feeds.bar import NS_PER_MINUTE, Bar
 from feeds.errors import ConfigError, InvariantViolation
+from sandbox.server import Sandbox
 from tests.daemon.helpers import write_yaml
 from tests.daemon.livekit import (
     DATA,

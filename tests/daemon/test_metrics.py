@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from daemon.metrics import (
+from daemon.research.metrics import (
     F64,
     I64,
     Fill,

@@ -14,7 +14,7 @@ import pytest
 
 from daemon.config import load_config
 from daemon.logs import EventLog
-from daemon.replay import replay
+from daemon.replay.driver import replay
 from tests.daemon.helpers import always_long_config, write_daily_csv, write_yaml
 
 

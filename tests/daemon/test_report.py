@@ -13,16 +13,16 @@ import pytest
 
 from daemon.config import load_config
 from daemon.logs import EventLog
-from daemon.metrics import load_closes, parse_iso_ns
-from daemon.replay import replay
-from daemon.report import (
+from daemon.replay.driver import replay
+from daemon.replay.walkforward import walk_forward
+from daemon.research.metrics import load_closes, parse_iso_ns
+from daemon.research.report import (
     is_walkforward,
     monthly_returns,
     walkforward_symbols,
     write_report,
     write_walkforward_report,
 )
-from daemon.walkforward import walk_forward
 from feeds.errors import SourceError
 from feeds.replay import ReplaySource
 from tests.daemon.test_metrics import write_folder

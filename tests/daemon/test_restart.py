@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from daemon.live import LiveDaemon, positions_of
-from daemon.sandbox import Sandbox
+from daemon.live.driver import LiveDaemon, positions_of
 from feeds.errors import ConfigError
+from sandbox.server import Sandbox
 from tests.daemon.livekit import DEADLINE_S, ENV, Session, live_config, quiet_log, start_session
 
 TRADED = ["AAA", "BBB"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.systemd import Notifier
+from daemon.service.systemd import Notifier
 
 
 @pytest.fixture

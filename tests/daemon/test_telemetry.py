@@ -24,7 +24,7 @@ from brokers.orders import (
 )
 from composer.targets import Targets
 from daemon.engine import Decision
-from daemon.telemetry import BAR_REJECT_REASONS, Telemetry
+from daemon.service.telemetry import BAR_REJECT_REASONS, Telemetry
 from feeds.sanity import Reason
 from portfolio.events import KillSwitchTripped, OrderClipped, OrderDenied
 from portfolio.ledger import Ledger

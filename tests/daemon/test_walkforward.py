@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from daemon.walkforward import (
+from daemon.replay.walkforward import (
     WalkForwardResult,
     curve_figures,
     join_curves,

@@ -54,7 +54,7 @@ def _dashboard_exprs() -> list[str]:
 
 def _exposed_names() -> set[str]:
     """Every sample name a fresh Telemetry can expose, from its families' names and types."""
-    from daemon.telemetry import Telemetry
+    from daemon.service.telemetry import Telemetry
 
     telemetry = Telemetry(mode="paper", symbols=["SPY", "QQQ"], strategies=["trend", "momentum"])
     body, _ = telemetry.exposition()
@@ -250,9 +250,9 @@ class _Daemon:
 
 @pytest.mark.parametrize(("alive", "healthy"), [(True, True), (False, False)])
 async def test_docker_healthcheck_command_follows_healthz(alive: bool, healthy: bool) -> None:
-    from daemon.http import HttpServer
     from daemon.logs import EventLog
-    from daemon.telemetry import Telemetry
+    from daemon.service.http import HttpServer
+    from daemon.service.telemetry import Telemetry
 
     text = (DEPLOY / "Dockerfile").read_text().replace("\\\n", " ")
     match = re.search(r"^HEALTHCHECK .*? CMD (\[.*\])$", text, re.MULTILINE)

@@ -18,9 +18,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from daemon.http import HttpServer
 from daemon.logs import EventLog
-from daemon.telemetry import Telemetry
+from daemon.service.http import HttpServer
+from daemon.service.telemetry import Telemetry
 from portfolio.events import KillSwitchTripped
 from portfolio.ledger import Ledger
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from daemon.sandbox import Sandbox
 from feeds.alpaca_history import HistoricalBars, download, parse_timeframe
 from feeds.bar import Bar
 from feeds.errors import ConfigError, SourceError
 from feeds.replay import ReplaySource
+from sandbox.server import Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data" / "sample" / "minute"

@@ -9,7 +9,6 @@ from typing import TypeVar
 
 import pytest
 
-from daemon.sandbox import Sandbox
 from feeds.alpaca_stream import (
     AlpacaDataStream,
     DataEvent,
@@ -23,6 +22,7 @@ from feeds.alpaca_stream import (
 )
 from feeds.bar import Bar
 from feeds.replay import ReplaySource
+from sandbox.server import Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data" / "sample" / "minute"

@@ -23,11 +23,14 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from daemon.logs import EventLog
-from daemon.telemetry import Telemetry
+from daemon.service.telemetry import Telemetry
 from feeds.errors import TradingdError
 
 TOKEN_ENV = "TRADINGD_CONTROL_TOKEN"  # noqa: S105 - the variable's name, not a secret
 _JSON = "application/json"
+
+
+CONTROL_TOKEN_ENV = "TRADINGD_CONTROL_TOKEN"  # noqa: S105 - the variable's name
 
 
 class DaemonControl(Protocol):

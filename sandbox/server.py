@@ -31,7 +31,10 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import WSMsgType, web
 
-from daemon.sandbox_state import (
+from feeds.bar import NS_PER_SECOND, Bar
+from feeds.calendar import SessionCalendar
+from feeds.days import local_midnight_ns
+from sandbox.state import (
     NY,
     Account,
     Market,
@@ -43,9 +46,6 @@ from daemon.sandbox_state import (
     order_event,
     rfc3339,
 )
-from feeds.bar import NS_PER_SECOND, Bar
-from feeds.calendar import SessionCalendar
-from feeds.days import local_midnight_ns
 
 FEEDS = ("iex", "sip", "delayed_sip", "test")
 TEST_SYMBOL = "FAKEPACA"

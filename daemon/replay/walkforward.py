@@ -7,7 +7,7 @@ config key path) is replayed, and the point with the best objective (Sharpe by d
 better, ties to the earlier grid point) is then replayed over the test window. The test windows'
 equity curves are chained into one out-of-sample curve.
 
-Every replay is a job of plain picklable data run through `daemon.replay.replay`, the same
+Every replay is a job of plain picklable data run through `daemon.replay.driver.replay`, the same
 event path as any replay: in-process (one worker), in a process pool, or on a Dask distributed
 cluster. A job's result depends only on its arguments, so every mode gives the same figures.
 """
@@ -36,8 +36,9 @@ from composer.composer import Composer
 from composer.registry import load_registry
 from daemon.config import LoadedConfig, Loc, build_strategies, load_config
 from daemon.logs import EventLog
-from daemon.replay import DAY_TZ, TRADING_DAYS, open_source, replay
+from daemon.replay.driver import TRADING_DAYS, replay
 from daemon.timeutil import NS, day_index
+from daemon.wiring import DAY_TZ, open_source
 from feeds.bar import NS_PER_DAY, NS_PER_MINUTE
 from feeds.errors import ConfigError
 from feeds.replay import ReplaySource

@@ -22,7 +22,7 @@ from matplotlib.axes import Axes
 from matplotlib.dates import date2num
 from matplotlib.figure import Figure
 
-from daemon.metrics import (
+from daemon.research.metrics import (
     F64,
     I64,
     METRIC_NAMES,

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,25 +22,15 @@ import numpy as np
 import orjson
 
 from brokers.simulated import SimulatedBroker
-from composer.composer import Composer
-from composer.registry import load_registry
-from daemon.config import LoadedConfig, build_strategies
+from daemon.config import LoadedConfig
 from daemon.engine import Engine, EngineListener, ListenerFanout
 from daemon.logs import EventLog
 from daemon.recorder import Recorder
 from daemon.timeutil import day_index, iso_utc
-from feeds.bar import NS_PER_DAY, Bar
-from feeds.calendar import SessionCalendar
-from feeds.days import local_midnight_ns
-from feeds.errors import ConfigError
+from daemon.wiring import DAY_TZ, build_engine, day_start_ns, open_source
+from feeds.bar import Bar
 from feeds.replay import ReplaySource
-from feeds.sanity import SanityChecker
-from portfolio.ledger import Ledger
-from portfolio.order_book import OrderBook
-from portfolio.rebalance import Rebalancer
-from portfolio.risk import RiskGate
 
-DAY_TZ = "America/New_York"
 TRADING_DAYS = 252
 
 
@@ -48,68 +38,6 @@ TRADING_DAYS = 252
 class ReplayResult:
     out_dir: Path
     summary: dict[str, Any]
-
-
-def build_engine(
-    loaded: LoadedConfig,
-    universe: list[str],
-    listener: EngineListener,
-    *,
-    trade_from_ts: int | None = None,
-) -> tuple[Engine, SimulatedBroker]:
-    """The composition root of a replay: every part built from the validated config.
-
-    Args:
-        trade_from_ts: slices that start earlier only warm the strategies up (no orders).
-    """
-    settings = loaded.settings
-    strategies = build_strategies(loaded, load_registry(), universe)
-    try:
-        composer = Composer(settings.composer, strategies, universe)
-    except ConfigError as e:
-        # The composer's messages start with the key path; name the file that set it.
-        key = tuple(str(e).split(":", 1)[0].split("."))
-        raise ConfigError(f"{loaded.origin(key)}: {e}") from None
-    bar_ns = settings.data.bar_ns()
-    intraday = bar_ns < NS_PER_DAY
-    calendar = (
-        SessionCalendar(settings.sanity.calendar)
-        if intraday and settings.sanity.session != "any"
-        else None
-    )
-    sanity = SanityChecker(settings.sanity, bar_ns=bar_ns, calendar=calendar)
-    prefix = settings.run.order_id_prefix or f"td{loaded.digest[:6]}"
-    engine = Engine(
-        symbols=universe,
-        bar_ns=bar_ns,
-        sanity=sanity,
-        composer=composer,
-        ledger=Ledger(settings.run.start_cash),
-        order_book=OrderBook(),
-        rebalancer=Rebalancer(
-            settings.rebalance, id_prefix=prefix, cash_limited=settings.broker.account == "cash"
-        ),
-        risk=RiskGate(settings.risk, fractional=settings.rebalance.fractional),
-        listener=listener,
-        stale_after_slices=settings.sanity.stale_after_slices,
-        flatten_on_kill=settings.risk.on_kill == "flatten",
-        trade_from_ts=trade_from_ts,
-    )
-    broker = SimulatedBroker(settings.broker, start_cash=settings.run.start_cash)
-    return engine, broker
-
-
-def open_source(loaded: LoadedConfig, *, warmup_from: date | None = None) -> ReplaySource:
-    settings = loaded.settings
-    run = settings.run
-    first = warmup_from or run.start
-    return ReplaySource(
-        Path(settings.data.path),
-        symbols=settings.symbols or None,
-        start_ns=_day_start_ns(first) if first else None,
-        end_ns=_day_start_ns(run.end + timedelta(days=1)) if run.end else None,
-        timezone=settings.data.timezone,
-    )
 
 
 def replay(
@@ -146,7 +74,7 @@ def replay(
     run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{loaded.digest}"
     target = out_dir if out_dir is not None else Path(settings.run.out_dir) / run_id
     recorder = Recorder(target, log)
-    trade_from = _day_start_ns(settings.run.start) if warmup_from and settings.run.start else None
+    trade_from = day_start_ns(settings.run.start) if warmup_from and settings.run.start else None
     listener: EngineListener = ListenerFanout(recorder, *listeners) if listeners else recorder
     engine, broker = build_engine(loaded, universe, listener, trade_from_ts=trade_from)
     # Only now, with the config and the data validated, does the output folder exist.
@@ -232,10 +160,6 @@ def _decide(engine: Engine, broker: SimulatedBroker) -> None:
             broker.submit(order)
         # Acceptances, rejections, and with fill_at "close" the fills themselves.
         engine.on_events(broker.poll_events())
-
-
-def _day_start_ns(day: date) -> int:
-    return local_midnight_ns(day, DAY_TZ)
 
 
 def _summary(

@@ -1,6 +1,6 @@
 """State of the sandbox (the local Alpaca stand-in): the virtual market and the cash account.
 
-Pure logic, no I/O: `daemon.sandbox` serves it over Alpaca's wire protocols. JSON shapes follow
+Pure logic, no I/O: `sandbox.server` serves it over Alpaca's wire protocols. JSON shapes follow
 reference/alpaca.md sections 1-4; money and quantities are Decimal and go out as strings.
 """
 

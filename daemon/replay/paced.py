@@ -18,12 +18,12 @@ from typing import Any
 from brokers.simulated import SimulatedBroker
 from daemon.config import LoadedConfig
 from daemon.engine import Engine
-from daemon.http import HttpServer
-from daemon.live import CONTROL_TOKEN_ENV
 from daemon.logs import EventLog
-from daemon.replay import ReplayResult, open_source, replay
-from daemon.state import engine_state
-from daemon.telemetry import Telemetry
+from daemon.replay.driver import ReplayResult, replay
+from daemon.service.http import CONTROL_TOKEN_ENV, HttpServer
+from daemon.service.state import engine_state
+from daemon.service.telemetry import Telemetry
+from daemon.wiring import open_source
 from feeds.bar import Bar
 
 _ACTIONS = ("halt", "resume", "flatten", "reset_kill_switch")

@@ -24,8 +24,8 @@ from brokers.orders import ExecutionEvent, SubmitOrder
 from composer.targets import Targets
 from daemon.config import LoadedConfig, load_config
 from daemon.engine import Decision, Engine
-from daemon.replay import build_engine
 from daemon.settings import Settings
+from daemon.wiring import build_engine
 from feeds.bar import Bar
 from feeds.errors import ConfigError, TradingdError
 from portfolio.events import KillSwitchTripped

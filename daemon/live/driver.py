@@ -47,14 +47,14 @@ from brokers.orders import (
 from brokers.simulated import SimulatedBroker
 from daemon.config import LoadedConfig
 from daemon.engine import Engine, ListenerFanout
-from daemon.http import HttpServer
 from daemon.logs import EventLog
 from daemon.recorder import Recorder
-from daemon.replay import build_engine
-from daemon.state import engine_state
-from daemon.systemd import Notifier
-from daemon.telemetry import Telemetry
+from daemon.service.http import CONTROL_TOKEN_ENV, HttpServer
+from daemon.service.state import engine_state
+from daemon.service.systemd import Notifier
+from daemon.service.telemetry import Telemetry
 from daemon.timeutil import iso_utc
+from daemon.wiring import build_engine
 from feeds.alpaca_history import HistoricalBars
 from feeds.alpaca_stream import (
     AlpacaDataStream,
@@ -77,7 +77,6 @@ from portfolio.journal import (
 )
 from portfolio.ledger import Ledger
 
-CONTROL_TOKEN_ENV = "TRADINGD_CONTROL_TOKEN"  # noqa: S105 - the variable's name
 # Fault injection for the restart drills: "POINT[:N]" kills the process (SIGKILL, as `kill -9`)
 # the N-th time it reaches POINT (after_intent, after_send, after_fill, mid_slice).
 CRASH_ENV = "TRADINGD_CRASH_AT"
