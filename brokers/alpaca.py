@@ -37,21 +37,28 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal, TypeAlias, TypeVar
+from typing import Any, TypeVar
 
 from brokers.alpaca_rest import (
-    AccountSnapshot,
     AlpacaRejected,
     AlpacaRest,
     DuplicateClientOrderId,
     OrderNotFound,
     OrderSnapshot,
-    PositionSnapshot,
     TransientRestError,
     parse_order,
     parse_ts,
+)
+from brokers.base import (
+    NOT_SENT_BEFORE_RESTART,
+    AccountSnapshot,
+    BrokerNotice,
+    NoticeLevel,
+    PositionSnapshot,
+    Reconciliation,
+    RestoredOrder,
 )
 from brokers.errors import BrokerError, TransientBrokerError
 from brokers.orders import (
@@ -95,65 +102,7 @@ _QUIET_EVENTS = {
 _ORDER_EVENTS = {"new", "accepted", "fill", "partial_fill", "canceled", "expired", "rejected"}
 _LOUD_EVENTS = {"replaced", "trade_bust", "trade_correct"}
 
-NOT_SENT_BEFORE_RESTART = "not sent before restart"
-
-NoticeLevel: TypeAlias = Literal["debug", "info", "warning", "error"]
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BrokerNotice:
-    """Something the daemon should log (at `level`) or count (by `event`)."""
-
-    level: NoticeLevel
-    event: str
-    fields: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Reconciliation:
-    """What one reconciliation found.
-
-    Attributes:
-        ts: when it finished (the adapter's clock), UTC ns.
-        open_orders: orders open at Alpaca.
-        fills_recovered: fill events emitted from REST (the stream had missed them).
-        positions: symbol -> signed quantity at Alpaca.
-        cash: the account's cash at Alpaca.
-        differences: where Alpaca disagreed with the state kept from fills since the previous
-            reconciliation (empty on the first one).
-    """
-
-    ts: int
-    open_orders: int
-    fills_recovered: int
-    positions: dict[str, Decimal]
-    cash: Decimal
-    differences: list[str]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RestoredOrder:
-    """One order as a journal left it, handed to `AlpacaBroker.restore` before `start`.
-
-    Attributes:
-        client_order_id: the idempotency key the intent was journaled with.
-        qty: the order's quantity (positive; the direction is `side`).
-        broker_order_id: Alpaca's id, or None if the journal never saw an acknowledgement
-            (the POST may or may not have landed: reconciliation asks Alpaca).
-        filled_qty: the cumulative quantity the journal booked fills for.
-        filled_notional: the sum of qty * price of those booked fills.
-        terminal: the journal saw the order end (filled, canceled, rejected, expired).
-    """
-
-    client_order_id: str
-    symbol: str
-    side: OrderSide
-    qty: Decimal
-    broker_order_id: str | None = None
-    filled_qty: Decimal = _ZERO
-    filled_notional: Decimal = _ZERO
-    terminal: bool = False
 
 
 class _Order:

@@ -33,6 +33,7 @@ from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
+from brokers.base import AccountSnapshot, PositionSnapshot
 from brokers.errors import BrokerError, BrokerRejected, TransientBrokerError
 from brokers.orders import OrderSide, OrderType, SubmitOrder
 from brokers.ticks import round_to_tick
@@ -88,26 +89,6 @@ class AlpacaRejected(BrokerRejected):
 
 class DuplicateClientOrderId(AlpacaRejected):
     """The client order id was used before: the first POST landed; look the order up."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AccountSnapshot:
-    cash: Decimal
-    equity: Decimal
-    buying_power: Decimal
-    status: str
-    trading_blocked: bool
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PositionSnapshot:
-    """One open position; `qty` is negative for a short."""
-
-    symbol: str
-    qty: Decimal
-    avg_entry_price: Decimal
-    market_value: Decimal | None
-    current_price: Decimal | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -476,6 +457,8 @@ def parse_account(raw: Mapping[str, Any]) -> AccountSnapshot:
         trading_blocked=bool(raw.get("trading_blocked"))
         or bool(raw.get("trade_suspended_by_user"))
         or bool(raw.get("account_blocked")),
+        account_id=str(raw.get("id", "")),
+        account_number=str(raw.get("account_number", "")),
     )
 
 

@@ -33,8 +33,9 @@ from typing import Any
 
 import orjson
 
-from brokers.alpaca import NOT_SENT_BEFORE_RESTART, AlpacaBroker, RestoredOrder
-from brokers.alpaca_rest import AlpacaRest, MarketClock, PositionSnapshot
+from brokers.alpaca import AlpacaBroker
+from brokers.alpaca_rest import AlpacaRest, MarketClock
+from brokers.base import NOT_SENT_BEFORE_RESTART, PositionSnapshot, RestoredOrder
 from brokers.orders import (
     ExecutionEvent,
     OrderAccepted,

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from brokers.alpaca import NOT_SENT_BEFORE_RESTART, AlpacaBroker, RestoredOrder
+from brokers.alpaca import AlpacaBroker
 from brokers.alpaca_rest import AlpacaRest
+from brokers.base import NOT_SENT_BEFORE_RESTART, RestoredOrder
 from brokers.orders import (
     ExecutionEvent,
     OrderAccepted,
