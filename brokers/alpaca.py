@@ -54,6 +54,7 @@ from brokers.alpaca_rest import (
 from brokers.base import (
     NOT_SENT_BEFORE_RESTART,
     AccountSnapshot,
+    BrokerHealth,
     BrokerNotice,
     NoticeLevel,
     PositionSnapshot,
@@ -80,6 +81,7 @@ from brokers.trade_stream import (
     TradeStream,
     TradeUpdate,
 )
+from feeds.bar import Bar
 from feeds.errors import InvariantViolation
 
 _ZERO = Decimal(0)
@@ -227,6 +229,34 @@ class AlpacaBroker:
         self.account: AccountSnapshot | None = None
 
     # -- public surface -----------------------------------------------------------------------
+
+    shares_account = True  # a person's or another program's orders can show up on the account
+
+    @property
+    def read_only(self) -> bool:
+        return self._read_only
+
+    def health(self) -> BrokerHealth:
+        return BrokerHealth(
+            stream_connected=self.stream_connected,
+            reconciled=self.ready,
+            rest_ok=self.rest_ok,
+            in_flight=self.in_flight,
+        )
+
+    def on_bar(self, bar: Bar) -> None:
+        """Market data is not Alpaca's business here: it fills against its own market."""
+
+    async def cancel_open(self, ours: Callable[[str], bool]) -> list[str]:
+        """Cancel now (not queued) every open order at Alpaca whose client order id `ours`
+        accepts; their OrderCanceled events follow from the stream or reconciliation."""
+        self._refuse_in_track_mode()
+        cancelled: list[str] = []
+        for order in await self._call(self._rest.orders(status="open")):
+            if ours(order.client_order_id):
+                await self._call(self._rest.cancel_order(order.broker_order_id))
+                cancelled.append(order.client_order_id)
+        return cancelled
 
     @property
     def ready(self) -> bool:

@@ -185,6 +185,7 @@ class AlpacaRest:
         self.requests_sent = 0
 
     # -- orders -------------------------------------------------------------------------------
+        self._closed = False
 
     async def submit_order(self, cmd: SubmitOrder) -> OrderSnapshot:
         """POST /v2/orders once (no retry). Quantity and limit price go out as exact strings."""
@@ -283,7 +284,10 @@ class AlpacaRest:
         )
 
     async def close(self) -> None:
-        """Close the HTTP session and stop the worker thread."""
+        """Close the HTTP session and stop the worker thread (a second call does nothing)."""
+        if self._closed:
+            return
+        self._closed = True
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._client._session.close)
         self._executor.shutdown(wait=False)

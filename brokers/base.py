@@ -155,11 +155,20 @@ class LiveBroker(Broker, Protocol):
     handed out.
     """
 
-    #: Set when events or notices wait to be polled, or when the last in-flight submit ended.
-    events_ready: asyncio.Event
-    #: Reconciliations finished so far, and what the last one found.
-    reconciliations: int
-    last_reconcile: Reconciliation | None
+    @property
+    def events_ready(self) -> asyncio.Event:
+        """Set when events or notices wait to be polled, or the last in-flight submit ended."""
+        ...
+
+    @property
+    def reconciliations(self) -> int:
+        """Reconciliations finished so far."""
+        ...
+
+    @property
+    def last_reconcile(self) -> Reconciliation | None:
+        """What the last reconciliation found."""
+        ...
 
     @property
     def read_only(self) -> bool:

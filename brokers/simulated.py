@@ -50,11 +50,17 @@ _EXCHANGE_TZ = ZoneInfo("America/New_York")
 
 
 class SimulatedBrokerSettings(BaseModel):
-    """Settings of the simulated broker (the `broker:` section with `type: simulated`)."""
+    """The `broker:` section: which broker `tradingd run` trades through, and the fill model.
+
+    Attributes:
+        type: the live broker adapter: `alpaca`, or `simulated` (Alpaca's data, simulated
+            fills, no account). Unset, `live.mode` implies it (sim: simulated, else alpaca).
+            A replay always simulates, with the fill model below, whatever the type.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    type: Literal["simulated"] = "simulated"
+    type: Literal["simulated", "alpaca"] = "simulated"
     fill_at: Literal["next_open", "close"] = "next_open"
     slippage_bps: float = Field(default=1.0, ge=0)
     commission_per_share: Decimal = Field(default=Decimal(0), ge=0)
@@ -187,6 +193,15 @@ class SimulatedBroker:
                 reason="canceled",
             )
         )
+
+    @property
+    def has_events(self) -> bool:
+        """Events wait to be polled."""
+        return bool(self._events)
+
+    def open_order_ids(self) -> list[str]:
+        """The client order ids of the open orders, oldest first."""
+        return [o.client_order_id for o in sorted(self._by_id.values(), key=lambda o: o.ts)]
 
     def poll_events(self) -> list[ExecutionEvent]:
         """Events since the last call, in the order they happened."""

@@ -378,7 +378,7 @@ def _run(args: argparse.Namespace) -> int:
     import asyncio
     import os
 
-    from daemon.live.driver import LiveDaemon
+    from daemon.live.lifecycle import LiveDaemon
 
     loaded = load_config(args.configs)
     log = _log(args, loaded.settings.log)
@@ -430,8 +430,8 @@ def _sandbox(args: argparse.Namespace) -> int:
 def _download(args: argparse.Namespace) -> int:
     import os
 
-    from daemon.live.driver import credentials
     from daemon.settings import ALPACA_DATA_URL
+    from daemon.wiring import credentials
     from feeds.alpaca_history import HistoricalBars, download
 
     if args.end < args.start:

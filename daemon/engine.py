@@ -18,7 +18,7 @@ import math
 from collections import Counter
 from collections.abc import KeysView, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, assert_never
 
 from brokers.orders import (
     ExecutionEvent,
@@ -149,6 +149,7 @@ class Engine:
         stale_after_slices: int,
         flatten_on_kill: bool,
         trade_from_ts: int | None = None,
+        decides: bool = True,
     ) -> None:
         self.symbols = tuple(symbols)
         self.bar_ns = bar_ns
@@ -180,6 +181,9 @@ class Engine:
         self._flatten_on_kill = flatten_on_kill
         # Slices that start before this only warm the strategies up: no targets, no orders.
         self.trade_from_ts = trade_from_ts if trade_from_ts is not None else -(2**63)
+        # False: follow an account without deciding (tracking): slices are marked and reported
+        # to the listener, nothing is composed or ordered.
+        self.decides = decides
         # Bound once: these run for every bar.
         self._check = sanity.check
         self._composer_on_bar = composer.on_bar
@@ -293,6 +297,9 @@ class Engine:
         if slice_ts < self.trade_from_ts:
             counters.warmup_slices += 1
             return []  # warming up: the strategies saw the bars; nothing is decided or recorded
+        if not self.decides:
+            self.listener.on_slice(slice_ts, ledger)
+            return []
         orders: list[SubmitOrder] = []
         if flatten or due:
             if flatten:
@@ -354,6 +361,8 @@ class Engine:
                     counters.rejected_orders += 1
                 case OrderAccepted() | OrderCanceled():
                     pass
+                case _:
+                    assert_never(event)
             self.listener.on_execution(event, applied)
 
     def _orders_for(self, targets: Targets, slice_ts: int, decision_ts: int) -> list[SubmitOrder]:

@@ -1,22 +1,34 @@
-"""The replay's outputs: CSV files, the decision log, and the summary's raw series.
+"""A run's output files, written the same way by a replay and by a live session.
 
-It is the engine's listener in a replay. Files that grow with the run (fills, rejected bars)
-stream to disk; the per-slice equity series is kept as compact columns because the summary needs
-it (drawdown, Sharpe) and is written once at the end.
+The recorder is the engine's listener for outputs. Every file streams as the run goes, so a
+crash keeps what was written and memory does not grow with the run:
+
+- equity.csv: a row per slice; fills.csv, risk_events.csv, targets.csv, rejected_bars.csv: a
+  row per event;
+- orders.csv: a row per order in the order orders were decided, written once the order (and
+  every order decided before it) has ended; orders still open at the end are written then, with
+  the status they have.
+
+What the summary needs of the whole series (first and last slice, the deepest drawdown, the
+last equity of each New York day for Sharpe) is kept as it streams. A live run flushes every
+file at each slice; a replay lets the OS buffer them (the same rows, far fewer system calls).
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, assert_never
+from zoneinfo import ZoneInfo
 
-import numpy as np
+import orjson
 
 from brokers.orders import (
     ExecutionEvent,
+    OrderAccepted,
     OrderCanceled,
     OrderFilled,
     OrderPartiallyFilled,
@@ -26,11 +38,17 @@ from brokers.orders import (
 from composer.targets import Targets
 from daemon.engine import Decision
 from daemon.logs import EventLog, Level
-from daemon.timeutil import iso_utc, iso_utc_array
+from daemon.research.metrics import sharpe_of_daily
+from daemon.timeutil import IsoFormatter
+from feeds.days import next_local_midnight_ns
 from portfolio.events import KillSwitchTripped
 from portfolio.ledger import Ledger
 
 CENT = Decimal("0.01")
+DAY_TZ = ZoneInfo("America/New_York")
+# An order still open when this many later orders are waiting is written as it stands, so one
+# stuck order cannot hold every later row in memory.
+MAX_PENDING_ROWS = 10_000
 
 
 @dataclass(slots=True)
@@ -42,19 +60,6 @@ class _OrderRow:
     filled_qty: Decimal = Decimal(0)
     notional: Decimal = Decimal(0)
     detail: str = ""
-
-
-@dataclass(slots=True)
-class EquitySeries:
-    """One entry per slice. Cash is the ledger's exact Decimal (it changes only on fills, so
-    this is a reference, not a copy); equity and gross exposure are the ledger's float mirrors,
-    which are exact to far below a cent and cost no Decimal arithmetic per slice."""
-
-    ts: list[int] = field(default_factory=list)
-    cash: list[Decimal] = field(default_factory=list)
-    equity: list[float] = field(default_factory=list)
-    gross: list[float] = field(default_factory=list)
-    drawdown: list[float] = field(default_factory=list)
 
 
 _ORDER_COLUMNS = [
@@ -73,72 +78,97 @@ _ORDER_COLUMNS = [
     "detail",
 ]
 _EQUITY_COLUMNS = ["time", "cash", "equity", "gross_exposure", "drawdown"]
+_FILL_COLUMNS = [
+    "time",
+    "client_order_id",
+    "symbol",
+    "side",
+    "qty",
+    "price",
+    "commission",
+    "execution_id",
+]
+_RISK_COLUMNS = [
+    "time",
+    "event",
+    "client_order_id",
+    "symbol",
+    "side",
+    "requested_qty",
+    "approved_qty",
+    "reason",
+]
 _TERMINAL = frozenset({"filled", "rejected", "canceled"})
+
+
+class SeriesFigures:
+    """What the summary needs of the equity series, kept as slices stream by."""
+
+    def __init__(self) -> None:
+        self.first_ts: int | None = None
+        self.last_ts: int | None = None
+        self.slices = 0
+        self.max_drawdown = 0.0
+        self.daily: list[float] = []  # the last equity of each New York date, in order
+        self._day_end = -(2**63)  # first instant of the date after the current one
+        self._last_equity = 0.0
+
+    def add(self, ts: int, equity: float, drawdown: float) -> None:
+        if self.first_ts is None:
+            self.first_ts = ts
+        if ts >= self._day_end:
+            if self.slices:
+                self.daily.append(self._last_equity)
+            self._day_end = next_local_midnight_ns(ts, DAY_TZ)
+        self.last_ts = ts
+        self.slices += 1
+        self._last_equity = equity
+        self.max_drawdown = max(self.max_drawdown, drawdown)
+
+    def sharpe(self) -> float:
+        """Annualized Sharpe of daily returns (see `sharpe_of_daily`)."""
+        daily = [*self.daily, self._last_equity] if self.slices else []
+        return sharpe_of_daily(daily)
 
 
 class Recorder:
     """Writes a run's files into `out_dir` and logs its decisions.
 
     Args:
-        streaming: a live run: each slice's equity row and each order's row (once it ended)
-            are written and flushed as they happen, so a crash keeps them and memory stays
-            flat over months; nothing is kept for a summary. A replay (False) buffers them for
-            its summary and writes them at the end.
+        flush_each_slice: flush every file after each slice (a live run: a crash keeps all but
+            the slice under way); a replay leaves the buffering to the OS.
     """
 
-    def __init__(self, out_dir: Path, log: EventLog, *, streaming: bool = False) -> None:
+    def __init__(self, out_dir: Path, log: EventLog, *, flush_each_slice: bool = False) -> None:
         self.out_dir = out_dir
         self.log = log
-        self.streaming = streaming
-        self.series = EquitySeries()
-        self._orders: dict[str, _OrderRow] = {}
+        self.flush_each_slice = flush_each_slice
+        self.figures = SeriesFigures()
+        self._rows: dict[str, _OrderRow] = {}
+        self._pending: deque[str] = deque()  # client order ids in decision order, not written
         self._files: list[IO[str]] = []
         self._last_denial: dict[str, str] = {}
-        self._iso_ts = -1
-        self._iso_text = ""
+        self._iso = IsoFormatter()
+        self._cash: Decimal | None = None
+        self._cash_text = ""
         self._last_weights: dict[str, float] | None = None
         self._last_strategy_weights: dict[str, float] | None = None
         self.started = False
 
     def start(self) -> None:
-        """Create the output folder and open the streamed files."""
+        """Create the output folder and open the files."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.started = True
-        self._fills = self._open_csv(
-            "fills.csv",
-            [
-                "time",
-                "client_order_id",
-                "symbol",
-                "side",
-                "qty",
-                "price",
-                "commission",
-                "execution_id",
-            ],
-        )
+        self._fills = self._open_csv("fills.csv", _FILL_COLUMNS)
         self._rejected = self._open_csv(
             "rejected_bars.csv", ["file", "row", "symbol", "time", "reason"]
         )
         # Composed weight per symbol and capital weight per strategy, at each rebalance that
         # changed them (the weights hold until the next row of the same name).
         self._targets = self._open_csv("targets.csv", ["time", "kind", "name", "weight"])
-        if self.streaming:
-            self._orders_out = self._open_csv("orders.csv", _ORDER_COLUMNS)
-            self._equity_out = self._open_csv("equity.csv", _EQUITY_COLUMNS)
-        self._risk = self._open_csv(
-            "risk_events.csv",
-            [
-                "time",
-                "event",
-                "client_order_id",
-                "symbol",
-                "side",
-                "requested_qty",
-                "approved_qty",
-                "reason",
-            ],
-        )
+        self._orders_out = self._open_csv("orders.csv", _ORDER_COLUMNS)
+        self._equity_out = self._open_csv("equity.csv", _EQUITY_COLUMNS)
+        self._risk = self._open_csv("risk_events.csv", _RISK_COLUMNS)
 
     def _open_csv(self, name: str, header: list[str]) -> Any:  # a csv writer
         handle = (self.out_dir / name).open("w", newline="", encoding="utf-8")
@@ -147,47 +177,50 @@ class Recorder:
         writer.writerow(header)
         return writer
 
+    def flush(self) -> None:
+        for handle in self._files:
+            handle.flush()
+
     # EngineListener
 
     def on_slice(self, ts: int, ledger: Ledger) -> None:
-        if self.streaming:
-            self._equity_out.writerow(
-                [
-                    iso_utc(ts),
-                    str(ledger.cash.quantize(CENT)),
-                    f"{ledger.equity_float:.2f}",
-                    f"{ledger.gross_exposure_float():.2f}",
-                    f"{ledger.drawdown:.6f}",
-                ]
-            )
-            for handle in self._files:
-                handle.flush()
-            return
-        series = self.series
-        series.ts.append(ts)
-        series.cash.append(ledger.cash)
-        series.equity.append(ledger.equity_float)
-        series.gross.append(ledger.gross_exposure_float())
-        series.drawdown.append(ledger.drawdown)
+        cash = ledger.cash
+        if cash is not self._cash:  # cash changes only on fills: the same Decimal until then
+            self._cash, self._cash_text = cash, str(cash.quantize(CENT))
+        equity = ledger.equity_float
+        drawdown = ledger.drawdown
+        self._equity_out.writerow(
+            [
+                self._iso(ts),
+                self._cash_text,
+                f"{equity:.2f}",
+                f"{ledger.gross_exposure_float():.2f}",
+                f"{drawdown:.6f}",
+            ]
+        )
+        self.figures.add(ts, equity, drawdown)
+        if self.flush_each_slice:
+            self.flush()
 
     def on_targets(self, targets: Targets) -> None:
         # The composer hands back the same dicts while nothing changed: write only changes.
         if (
-            targets.weights is not self._last_weights
-            or targets.strategy_weights is not self._last_strategy_weights
+            targets.weights is self._last_weights
+            and targets.strategy_weights is self._last_strategy_weights
         ):
-            self._last_weights = targets.weights
-            self._last_strategy_weights = targets.strategy_weights
-            when = self._iso(targets.ts)
-            write = self._targets.writerow
-            for symbol, weight in targets.weights.items():
-                write([when, "symbol", symbol, f"{weight:.6f}"])
-            for strategy, weight in targets.strategy_weights.items():
-                write([when, "strategy", strategy, f"{weight:.6f}"])
+            return
+        self._last_weights = targets.weights
+        self._last_strategy_weights = targets.strategy_weights
+        when = self._iso(targets.ts)
+        write = self._targets.writerow
+        for symbol, weight in targets.weights.items():
+            write([when, "symbol", symbol, f"{weight:.6f}"])
+        for strategy, weight in targets.strategy_weights.items():
+            write([when, "strategy", strategy, f"{weight:.6f}"])
         if self.log.enabled("debug"):
             self.log.debug(
                 "targets",
-                slice_time=iso_utc(targets.ts),
+                slice_time=when,
                 weights=targets.weights,
                 strategy_weights=targets.strategy_weights,
             )
@@ -211,9 +244,11 @@ class Recorder:
                 ]
             )
         if decision.order is not None:
-            self._orders[decision.client_order_id] = _OrderRow(
+            cid = decision.client_order_id
+            self._rows[cid] = _OrderRow(
                 order=decision.order, slice_ts=decision.slice_ts, risk=decision.risk
             )
+            self._pending.append(cid)
             self._last_denial.pop(symbol, None)
             level: Level = "info"
             name = "order_submitted"
@@ -226,11 +261,15 @@ class Recorder:
             self._last_denial[symbol] = reason
             level = "debug" if repeat else "warning"
             name = "order_denied"
-        if not self.log.enabled(level):
-            return
+        if self.log.enabled(level):
+            self._log_decision(level, name, decision)
+
+    def _log_decision(self, level: Level, name: str, decision: Decision) -> None:
+        requested = decision.requested
+        event = decision.risk_event
         fields: dict[str, Any] = {
             "slice_time": self._iso(decision.slice_ts),
-            "symbol": symbol,
+            "symbol": decision.symbol,
             "client_order_id": decision.client_order_id,
             "signals": decision.signals,
             "target_weight": round(decision.target_weight, 6),
@@ -245,16 +284,11 @@ class Recorder:
             fields["approved_qty"] = str(decision.order.qty)
         self.log.log(level, name, **fields)
 
-    def _iso(self, ts: int) -> str:
-        """ISO time of `ts`, memoized for the run of calls about one slice."""
-        if ts != self._iso_ts:
-            self._iso_ts, self._iso_text = ts, iso_utc(ts)
-        return self._iso_text
-
     def on_kill_switch(self, event: KillSwitchTripped) -> None:
+        when = self._iso(event.ts)
         self._risk.writerow(
             [
-                iso_utc(event.ts),
+                when,
                 "kill_switch",
                 "",
                 "",
@@ -266,7 +300,7 @@ class Recorder:
         )
         self.log.warning(
             "kill_switch_tripped",
-            time=iso_utc(event.ts),
+            market_time=when,
             reason=event.reason,
             value=round(event.value, 6),
             limit=event.limit,
@@ -274,65 +308,75 @@ class Recorder:
         )
 
     def on_execution(self, event: ExecutionEvent, applied: bool) -> None:
-        row = self._orders.get(event.client_order_id)
+        cid = event.client_order_id
+        row = self._rows.get(cid)
         match event:
             case OrderFilled() | OrderPartiallyFilled():
                 if not applied:
                     self.log.warning(
                         "duplicate_fill_ignored",
-                        client_order_id=event.client_order_id,
+                        client_order_id=cid,
                         execution_id=event.execution_id,
                     )
                     return
-                self._fills.writerow(
-                    [
-                        iso_utc(event.ts),
-                        event.client_order_id,
-                        event.symbol,
-                        str(event.side),
-                        str(event.qty),
-                        str(event.price),
-                        str(event.commission),
-                        event.execution_id,
-                    ]
-                )
-                if row is not None:
-                    row.filled_qty += event.qty
-                    row.notional += event.qty * event.price
-                    row.status = "filled" if isinstance(event, OrderFilled) else "partially_filled"
-                self.log.info(
-                    "order_filled",
-                    time=iso_utc(event.ts),
-                    client_order_id=event.client_order_id,
-                    symbol=event.symbol,
-                    side=str(event.side),
-                    qty=str(event.qty),
-                    price=str(event.price),
-                )
+                self._on_fill(event, row)
             case OrderRejected():
                 if row is not None:
                     row.status, row.detail = "rejected", event.reason
                 self.log.warning(
-                    "order_rejected",
-                    client_order_id=event.client_order_id,
-                    symbol=event.symbol,
-                    reason=event.reason,
+                    "order_rejected", client_order_id=cid, symbol=event.symbol, reason=event.reason
                 )
             case OrderCanceled():
                 if row is not None:
                     row.status, row.detail = "canceled", event.reason
-                self.log.info(
-                    "order_canceled", client_order_id=event.client_order_id, reason=event.reason
-                )
-            case _:
+                self.log.info("order_canceled", client_order_id=cid, reason=event.reason)
+            case OrderAccepted():
                 pass
-        if self.streaming and row is not None and row.status in _TERMINAL:
-            self._orders_out.writerow(_order_line(event.client_order_id, row))
-            del self._orders[event.client_order_id]
+            case _:
+                assert_never(event)
+        if row is not None and row.status in _TERMINAL:
+            self._write_ended()
+
+    def _on_fill(self, event: OrderFilled | OrderPartiallyFilled, row: _OrderRow | None) -> None:
+        when = self._iso(event.ts)
+        self._fills.writerow(
+            [
+                when,
+                event.client_order_id,
+                event.symbol,
+                str(event.side),
+                str(event.qty),
+                str(event.price),
+                str(event.commission),
+                event.execution_id,
+            ]
+        )
+        if row is not None:
+            row.filled_qty += event.qty
+            row.notional += event.qty * event.price
+            row.status = "filled" if isinstance(event, OrderFilled) else "partially_filled"
+        if self.log.enabled("info"):
+            self.log.info(
+                "order_filled",
+                market_time=when,
+                client_order_id=event.client_order_id,
+                symbol=event.symbol,
+                side=str(event.side),
+                qty=str(event.qty),
+                price=str(event.price),
+            )
+
+    def _write_ended(self) -> None:
+        """Write the rows of every order, in decision order, up to the first still open."""
+        pending, rows = self._pending, self._rows
+        write = self._orders_out.writerow
+        while pending and (rows[pending[0]].status in _TERMINAL or len(pending) > MAX_PENDING_ROWS):
+            cid = pending.popleft()
+            write(self._order_line(cid, rows.pop(cid)))
 
     def on_stale(self, symbol: str, ts: int, stale: bool) -> None:
         self.log.warning(
-            "symbol_stale" if stale else "symbol_fresh", symbol=symbol, slice_time=iso_utc(ts)
+            "symbol_stale" if stale else "symbol_fresh", symbol=symbol, slice_time=self._iso(ts)
         )
 
     # Driver side
@@ -345,55 +389,38 @@ class Recorder:
             )
 
     def close(self) -> None:
-        """Write the buffered files (orders, equity) and close everything."""
-        if self.streaming:
-            for cid, row in self._orders.items():  # still open at the stop
-                self._orders_out.writerow(_order_line(cid, row))
-            self._orders.clear()
+        """Write the orders still open (with their status now) and close every file."""
+        write = self._orders_out.writerow
+        for cid in self._pending:
+            write(self._order_line(cid, self._rows[cid]))
+        self._pending.clear()
+        self._rows.clear()
         for handle in self._files:
             handle.close()
         self._files.clear()
-        if self.streaming:
-            return
-        with (self.out_dir / "orders.csv").open("w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(_ORDER_COLUMNS)
-            for cid, row in self._orders.items():
-                writer.writerow(_order_line(cid, row))
-        self._write_equity()
 
-    def _write_equity(self) -> None:
-        series = self.series
-        times = iso_utc_array(np.asarray(series.ts, dtype=np.int64))
-        lines = [",".join(_EQUITY_COLUMNS) + "\n"]
-        # Cash changes only on fills: the series holds the same Decimal until then.
-        last_cash: Decimal | None = None
-        cash_text = ""
-        for t, c, e, g, d in zip(
-            times, series.cash, series.equity, series.gross, series.drawdown, strict=True
-        ):
-            if c is not last_cash:
-                last_cash, cash_text = c, str(c.quantize(CENT))
-            lines.append(f"{t},{cash_text},{e:.2f},{g:.2f},{d:.6f}\n")
-        (self.out_dir / "equity.csv").write_text("".join(lines), encoding="utf-8")
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        """summary.json, written last: a folder without it is a run that did not finish."""
+        (self.out_dir / "summary.json").write_bytes(
+            orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+        )
 
-
-def _order_line(cid: str, row: _OrderRow) -> list[str]:
-    """One row of orders.csv."""
-    order = row.order
-    avg = (row.notional / row.filled_qty).quantize(Decimal("0.0001")) if row.filled_qty else ""
-    return [
-        iso_utc(order.ts),
-        iso_utc(row.slice_ts),
-        cid,
-        order.symbol,
-        str(order.side),
-        str(order.qty),
-        str(order.order_type),
-        "" if order.limit_price is None else str(order.limit_price),
-        row.risk,
-        row.status,
-        str(row.filled_qty),
-        str(avg),
-        row.detail,
-    ]
+    def _order_line(self, cid: str, row: _OrderRow) -> list[str]:
+        """One row of orders.csv."""
+        order = row.order
+        avg = (row.notional / row.filled_qty).quantize(Decimal("0.0001")) if row.filled_qty else ""
+        return [
+            self._iso(order.ts),
+            self._iso(row.slice_ts),
+            cid,
+            order.symbol,
+            str(order.side),
+            str(order.qty),
+            str(order.order_type),
+            "" if order.limit_price is None else str(order.limit_price),
+            row.risk,
+            row.status,
+            str(row.filled_qty),
+            str(avg),
+            row.detail,
+        ]

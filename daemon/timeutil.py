@@ -1,8 +1,13 @@
-"""Conversions between UTC nanoseconds and dates, outside the per-bar path."""
+"""Time for the drivers: an injectable clock, drift-free periodic ticks, and conversions
+between UTC nanoseconds and dates (outside the per-bar path)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -11,6 +16,73 @@ import numpy.typing as npt
 from feeds.days import local_midnight_ns
 
 NS = 1_000_000_000
+
+
+class Clock(Protocol):
+    """Wall time (UTC ns) and a monotonic clock (s): a driver reads time only through this."""
+
+    def now_ns(self) -> int: ...
+
+    def monotonic(self) -> float: ...
+
+
+class SystemClock:
+    """The process's clocks."""
+
+    def now_ns(self) -> int:
+        return time.time_ns()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+async def ticks(
+    interval_s: float,
+    *,
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> AsyncIterator[float]:
+    """Yield every `interval_s`, without drift: the n-th tick is due n intervals after the
+    start. A wake-up more than one interval late skips the missed ticks instead of bursting.
+    Yields how late the tick came (s)."""
+    due = monotonic() + interval_s
+    while True:
+        await sleep(max(due - monotonic(), 0.0))
+        now = monotonic()
+        yield now - due
+        due += interval_s
+        if due <= now:
+            due = now + interval_s
+
+
+_EPOCH_DAY = datetime(1970, 1, 1, tzinfo=UTC).date()
+_SECONDS_PER_DAY = 86_400
+
+
+class IsoFormatter:
+    """ISO-8601 UTC to the second (`2024-01-02T14:30:00Z`) for many timestamps, fast: the date
+    part is cached while timestamps stay on one day, and a repeated timestamp costs nothing."""
+
+    __slots__ = ("_day", "_prefix", "_text", "_ts")
+
+    def __init__(self) -> None:
+        self._day: int | None = None
+        self._prefix = ""
+        self._ts: int | None = None
+        self._text = ""
+
+    def __call__(self, ts_ns: int) -> str:
+        if ts_ns == self._ts:
+            return self._text
+        day, second = divmod(ts_ns // NS, _SECONDS_PER_DAY)
+        if day != self._day:
+            self._day = day
+            self._prefix = (_EPOCH_DAY + timedelta(days=day)).isoformat()
+        hour, rest = divmod(second, 3600)
+        minute, sec = divmod(rest, 60)
+        self._ts = ts_ns
+        self._text = f"{self._prefix}T{hour:02d}:{minute:02d}:{sec:02d}Z"
+        return self._text
 
 
 def iso_utc(ts_ns: int) -> str:

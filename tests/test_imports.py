@@ -30,12 +30,12 @@ ALSO_ALLOWED = {"daemon.cli": {"sandbox"}}
 DRIVERS = ("daemon.live", "daemon.replay", "daemon.cli")
 FORBIDDEN_IN_DAEMON = {
     "daemon.engine": (*DRIVERS, "daemon.service", "daemon.research", "daemon.wiring"),
-    "daemon.wiring": (*DRIVERS, "daemon.service", "daemon.research"),
+    "daemon.wiring": (*DRIVERS, "daemon.research"),
     "daemon.recorder": (*DRIVERS, "daemon.service", "daemon.wiring"),
     "daemon.service": (*DRIVERS, "daemon.research", "daemon.wiring"),
     "daemon.research": (*DRIVERS, "daemon.service", "daemon.wiring"),
     "daemon.live": ("daemon.replay", "daemon.research", "daemon.cli"),
-    "daemon.replay": ("daemon.cli", "daemon.live.driver", "daemon.live.lifecycle"),
+    "daemon.replay": ("daemon.cli", "daemon.live.lifecycle"),
 }
 
 

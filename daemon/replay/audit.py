@@ -23,7 +23,8 @@ from pydantic import ValidationError
 from brokers.orders import ExecutionEvent, SubmitOrder
 from composer.targets import Targets
 from daemon.config import LoadedConfig, load_config
-from daemon.engine import Decision, Engine
+from daemon.engine import Decision
+from daemon.live.recovery import restore_engine
 from daemon.settings import Settings
 from daemon.wiring import build_engine
 from feeds.bar import Bar
@@ -172,7 +173,16 @@ class _Replay:
         self.listener = TargetsListener()
         settings = self.loaded.settings
         symbols = list(settings.symbols) or self._symbols_seen()
-        self.engine, _ = build_engine(self.loaded, symbols, self.listener, trade_from_ts=_NEVER)
+        # The live run's client order ids: its recorded prefix, whatever config is audited.
+        recorded = segment.config.get("run", {}).get("order_id_prefix")
+        self.engine, _ = build_engine(
+            self.loaded,
+            symbols,
+            self.listener,
+            trade_from_ts=_NEVER,
+            decides=segment.mode != "track",
+            id_prefix=recorded or f"td{segment.digest[:6]}",
+        )
         self.decisions = journal.decisions(segment.id)
 
     def _symbols_seen(self) -> list[str]:
@@ -194,7 +204,13 @@ class _Replay:
         engine = self.engine
         if self.loaded.digest != segment.digest:
             self._differ(segment.ts, "config", segment.digest, self.loaded.digest)
-        _restore(engine, segment)
+        restore_engine(
+            engine,
+            segment.ledger,
+            kill_switch=segment.kill_switch,
+            halted=segment.halted,
+            open_orders=segment.open_orders,
+        )
         try:
             for item in self.journal.inputs(segment.id):
                 payload = item.payload
@@ -206,8 +222,7 @@ class _Replay:
                         assert isinstance(payload, Bar)
                         engine.on_updated_bar(payload)
                     case "warmup_done":
-                        if segment.mode != "track":  # the track mode never trades
-                            engine.trade_from_ts = _ALWAYS
+                        engine.trade_from_ts = _ALWAYS
                     case "event":
                         assert not isinstance(payload, Bar | dict)
                         engine.on_events([payload])
@@ -285,21 +300,6 @@ class _Replay:
         for cid in [*mine, *(c for c in theirs if c not in mine)]:
             if mine.get(cid) != theirs.get(cid):
                 self._differ(slice_ts, "order", mine.get(cid), theirs.get(cid))
-
-
-def _restore(engine: Engine, segment: Segment) -> None:
-    """Put the engine where the live run started it: ledger, switches, open orders."""
-    segment.ledger.restore_into(engine.ledger)
-    on, reason = segment.kill_switch
-    if on:
-        engine.risk.latch(reason or "restored")
-    if segment.halted[0]:
-        engine.halt()
-    # As the live run reopens them: what remains of each, pending until its events close it.
-    for record in segment.open_orders:
-        remaining = record.remaining()
-        if remaining is not None:
-            engine.order_book.on_submit(remaining)
 
 
 def _weights(targets: Targets | None) -> dict[str, float] | None:

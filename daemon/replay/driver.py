@@ -7,7 +7,6 @@ slice's close fill at this slice's open), and those fills are in the ledger.
 
 from __future__ import annotations
 
-import math
 import resource
 import sys
 import time
@@ -18,16 +17,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import orjson
-
 from brokers.simulated import SimulatedBroker
 from daemon.config import LoadedConfig
 from daemon.engine import Engine, EngineListener, ListenerFanout
 from daemon.logs import EventLog
 from daemon.recorder import Recorder
-from daemon.timeutil import day_index, iso_utc
-from daemon.wiring import DAY_TZ, build_engine, day_start_ns, open_source
+from daemon.timeutil import iso_utc
+from daemon.wiring import build_engine, day_start_ns, open_source
 from feeds.bar import Bar
 from feeds.replay import ReplaySource
 
@@ -134,9 +130,7 @@ def replay(
         run_id=run_id,
         wall=wall,
     )
-    (target / "summary.json").write_bytes(
-        orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
-    )
+    recorder.write_summary(summary)
     log.info(
         "replay_finished",
         run_id=run_id,
@@ -173,7 +167,7 @@ def _summary(
     wall: float,
 ) -> dict[str, Any]:
     counters = engine.counters
-    series = recorder.series
+    figures = recorder.figures
     start_equity = loaded.settings.run.start_cash
     ledger = engine.ledger
     final_equity = ledger.equity
@@ -181,15 +175,14 @@ def _summary(
     for problem in source.problems:
         rejected[problem.reason] = rejected.get(problem.reason, 0) + 1
     bars_in = engine.bars_in + len(source.problems)
-    equity = np.asarray(series.equity, dtype=np.float64)
     return {
         "run_id": run_id,
         "config": list(loaded.files),
         "symbols": universe,
         "data": str(loaded.settings.data.path),
         "data_timezone": loaded.settings.data.timezone,
-        "first_slice": iso_utc(series.ts[0]) if series.ts else None,
-        "last_slice": iso_utc(series.ts[-1]) if series.ts else None,
+        "first_slice": iso_utc(figures.first_ts) if figures.first_ts is not None else None,
+        "last_slice": iso_utc(figures.last_ts) if figures.last_ts is not None else None,
         "bars_in": bars_in,
         "bars_accepted": counters.bars_accepted,
         "bars_rejected": rejected,
@@ -211,8 +204,8 @@ def _summary(
         "start_equity": str(start_equity),
         "final_equity": str(final_equity.quantize(Decimal("0.01"))),
         "total_return": round(float(final_equity / start_equity - 1), 6),
-        "max_drawdown": round(max(series.drawdown, default=0.0), 6),
-        "sharpe": round(_sharpe(np.asarray(series.ts, dtype=np.int64), equity), 4),
+        "max_drawdown": round(figures.max_drawdown, 6),
+        "sharpe": round(figures.sharpe(), 4),
         "positions": {
             sym: str(pos.qty) for sym, pos in sorted(ledger.positions.items()) if pos.qty != 0
         },
@@ -222,22 +215,6 @@ def _summary(
         "bars_per_second": round(bars_in / wall) if wall > 0 else None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
-
-
-def _sharpe(ts: np.ndarray[Any, Any], equity: np.ndarray[Any, Any]) -> float:
-    """Annualized Sharpe of daily returns (the last equity of each New York date), rf = 0."""
-    if len(equity) < 3:
-        return 0.0
-    days = day_index(ts, DAY_TZ)
-    last_of_day = np.flatnonzero(np.diff(days, append=days[-1] + 1))
-    daily = equity[last_of_day]
-    if len(daily) < 3:
-        return 0.0
-    returns = daily[1:] / daily[:-1] - 1.0
-    std = float(returns.std(ddof=1))
-    if std == 0.0 or not math.isfinite(std):
-        return 0.0
-    return float(returns.mean()) / std * math.sqrt(TRADING_DAYS)
 
 
 def progress_bar(stream: Any = None) -> Callable[[int, int], None] | None:

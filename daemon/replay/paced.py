@@ -15,9 +15,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from brokers.orders import SubmitOrder
 from brokers.simulated import SimulatedBroker
 from daemon.config import LoadedConfig
 from daemon.engine import Engine
+from daemon.live.controls import Controls
 from daemon.logs import EventLog
 from daemon.replay.driver import ReplayResult, replay
 from daemon.service.http import CONTROL_TOKEN_ENV, HttpServer
@@ -65,6 +67,7 @@ class PacedReplay:
         self._pending: deque[str] = deque()
         self._lock = threading.Lock()  # the pending controls and the snapshot
         self._engine_lock = threading.Lock()
+        self._controls: Controls | None = None
         self._snapshot: dict[str, Any] = {"mode": self.mode, "last_slice": None}
         self._running = False
         self._next_due = 0.0
@@ -137,21 +140,19 @@ class PacedReplay:
             self._next_due = time.monotonic()
 
     def _apply(self, action: str, engine: Engine, broker: SimulatedBroker) -> None:
-        if action == "halt":
-            engine.halt()
-        elif action == "resume":
-            engine.resume()
-        elif action == "flatten":
-            last = engine.last_decided_ts
-            for order in engine.flatten(last + engine.bar_ns):
-                broker.submit(order)
-            engine.on_events(broker.poll_events())
-        elif action == "reset_kill_switch":
-            engine.reset_kill_switch()
-        self.telemetry.halted(engine.halted)
-        self.log.info("control_applied", action=action, halted=engine.halted)
+        if self._controls is None or self._controls.engine is not engine:
 
-    # -- daemon.http.DaemonControl (the event loop's thread) ----------------------------------
+            def send(orders: list[SubmitOrder]) -> None:
+                for order in orders:
+                    broker.submit(order)
+                engine.on_events(broker.poll_events())
+
+            self._controls = Controls(engine, telemetry=self.telemetry, log=self.log, send=send)
+        # Market time: a flatten's orders are decided at the close of the last slice.
+        self._controls.apply(action, engine.last_decided_ts + engine.bar_ns)
+        self.telemetry.halted(engine.halted)
+
+    # -- service.http.DaemonControl (the event loop's thread) ----------------------------------
 
     def alive(self) -> bool:
         return self._running

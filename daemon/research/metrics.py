@@ -128,6 +128,19 @@ def sharpe(returns: F64) -> float:
     return float(returns.mean()) / std * math.sqrt(TRADING_DAYS)
 
 
+def sharpe_of_daily(daily_equity: Sequence[float]) -> float:
+    """The summary's Sharpe: of the returns between the last equities of consecutive New York
+    dates, annualized; 0.0 below three dates or for a flat series."""
+    if len(daily_equity) < 3:
+        return 0.0
+    daily = np.asarray(daily_equity, dtype=np.float64)
+    returns = daily[1:] / daily[:-1] - 1.0
+    std = float(returns.std(ddof=1))
+    if std == 0.0 or not math.isfinite(std):
+        return 0.0
+    return float(returns.mean()) / std * math.sqrt(TRADING_DAYS)
+
+
 def sortino(returns: F64) -> float:
     """Annualized Sortino: mean / sqrt(mean(min(r, 0)^2)) * sqrt(252), target 0."""
     if len(returns) < 2:

@@ -11,6 +11,8 @@ import asyncio
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 
+from daemon.timeutil import ticks
+
 
 class Notifier:
     """Tells systemd how the daemon is doing.
@@ -66,7 +68,8 @@ class Notifier:
         interval = self.watchdog_interval_s
         if interval is None or self.address is None:
             return
-        while True:
+        if healthy():
+            self.notify("WATCHDOG=1")
+        async for _ in ticks(interval, sleep=sleep):
             if healthy():
                 self.notify("WATCHDOG=1")
-            await sleep(interval)

@@ -15,7 +15,7 @@ import orjson
 import yaml
 
 from daemon.config import LoadedConfig, load_config
-from daemon.live.driver import LiveDaemon
+from daemon.live.lifecycle import LiveDaemon
 from daemon.logs import EventLog
 from sandbox.server import Sandbox
 
@@ -74,7 +74,7 @@ class Session:
         self.task: asyncio.Task[int] = asyncio.create_task(daemon.run())
 
     async def started(self) -> None:
-        await self.until(lambda: self.daemon.feed_connected and not self.daemon._backfilling)
+        await self.until(lambda: self.daemon.feed_connected and not self.daemon.slicer.backfilling)
 
     async def until(self, predicate: Any) -> None:
         waiter = asyncio.create_task(self.daemon.wait_until(predicate, DEADLINE_S))
@@ -106,7 +106,7 @@ class Session:
         """Play minutes until every order of the daemon has reached an end (at most 5)."""
         daemon = self.daemon
         for _ in range(5):
-            await self.until(lambda: daemon.broker is None or daemon.broker.in_flight == 0)
+            await self.until(lambda: daemon.broker.health().in_flight == 0)
             if not daemon.engine.order_book.open_orders:
                 return
             await self.step()

@@ -26,7 +26,8 @@ from typing import Any
 import orjson
 import pytest
 
-from daemon.live.driver import CRASH_POINTS, positions_of
+from daemon.live.crash import CRASH_POINTS
+from daemon.live.recovery import positions_of
 from daemon.timeutil import iso_utc
 from portfolio.journal import Journal
 from sandbox.server import Sandbox
@@ -190,7 +191,7 @@ async def sim_session(run: Path, *, outage: bool) -> Path:
             assert await box.step(4)  # the drop's minute, and 3 more while refused
             gap_end = box.last_minute_ns
             await session.until(lambda: gap_end in daemon.slices.symbols)
-            assert daemon.counters.backfilled_bars > 0
+            assert daemon.market.counters.backfilled_bars > 0
         else:
             await session.step(4)
         await session.step(5)
@@ -234,7 +235,7 @@ async def test_a_fill_during_a_trade_stream_outage_is_booked_once(
     daemon = session.daemon
     await session.step(1)  # decides: buys go out
     assert daemon.broker is not None
-    await session.until(lambda: daemon.broker is not None and daemon.broker.in_flight == 0)
+    await session.until(lambda: daemon.broker is not None and daemon.broker.health().in_flight == 0)
     reconciled = daemon.broker.reconciliations
     sandbox.faults.drop_trade_socket()
     assert await sandbox.step()  # the buys fill while nobody listens

@@ -22,7 +22,8 @@ import pytest
 
 from brokers.orders import OrderSide, OrderType, SubmitOrder
 from daemon.config import LoadedConfig, load_config
-from daemon.live.driver import LiveDaemon, positions_of
+from daemon.live.lifecycle import LiveDaemon
+from daemon.live.recovery import positions_of
 from feeds.alpaca_stream import StreamSubscriptionRefused
 from feeds.bar import NS_PER_MINUTE, Bar
 from feeds.errors import ConfigError, InvariantViolation
@@ -81,7 +82,7 @@ async def test_dropped_data_socket_is_backfilled_before_any_slice_closes(
     assert await session.stop() == 0
 
     assert sandbox.data_connections > connections
-    assert daemon.counters.backfills >= 1  # the reconnect fetched the gap
+    assert daemon.market.counters.backfills >= 1  # the reconnect fetched the gap
     decided = daemon.slices.decided
     # Every minute, in order, once, each decided with all four symbols.
     assert decided == sorted(set(decided))
@@ -152,7 +153,7 @@ async def test_a_halted_symbol_gets_no_order_until_it_resumes(
     await session.until(lambda: "AAA" in daemon.halted_symbols)
     await session.step(1)
     await session.settle()
-    assert daemon.counters.halted_orders >= 1  # once per slice while halted
+    assert daemon.orders.halted_orders >= 1  # once per slice while halted
     assert "AAA" not in sandbox.positions
     await sandbox.trading_status("AAA", "T", "Trading Resumption")
     await session.until(lambda: "AAA" not in daemon.halted_symbols)
@@ -209,7 +210,7 @@ async def test_track_mode_sends_no_order_and_follows_the_account(
         daemon.broker.submit(never)
     assert await session.stop() == 0
 
-    assert daemon._submit is None
+    assert daemon.broker.read_only
     assert daemon.engine.counters.orders == 0
     assert sum(sandbox.order_posts.values()) == 1  # the person's order only
     assert daemon.ledger.positions["BBB"].qty == Decimal(3)
@@ -224,7 +225,7 @@ async def test_sim_mode_fills_through_the_simulated_broker(
     await session.step(4)
     assert await session.stop() == 0
 
-    assert daemon.broker is None
+    assert not daemon.broker.shares_account  # the simulated broker: no account
     assert not sandbox.order_posts
     assert daemon.engine.counters.fills > 0
     assert set(daemon.ledger.positions) <= set(SYMBOLS)
@@ -415,8 +416,8 @@ async def test_a_closed_market_is_waited_through_without_reconnects_or_busy_loop
         while await box.step():  # play to the close
             pass
         await session.until(lambda: not daemon.market_open)
-        assert daemon.stream is not None
-        reconnects = daemon.stream.reconnects
+        assert daemon.market.stream is not None
+        reconnects = daemon.market.stream.reconnects
         cpu = time.process_time()
         wall = time.monotonic()
         # Closed: the socket stays quiet for 40 clock polls (at least 2 s, twice silence_s),
@@ -425,7 +426,7 @@ async def test_a_closed_market_is_waited_through_without_reconnects_or_busy_loop
         async with asyncio.timeout(DEADLINE_S):
             while box.requests[("GET", "/v2/clock")] < polls:
                 await daemon.next_step()
-        assert daemon.stream.reconnects == reconnects
+        assert daemon.market.stream.reconnects == reconnects
         assert daemon.feed_connected
         busy = (time.process_time() - cpu) / (time.monotonic() - wall)
         assert busy < 0.5, f"{busy:.0%} of a core while waiting"

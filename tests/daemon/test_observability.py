@@ -144,7 +144,7 @@ async def test_readyz_names_the_feed_while_the_data_socket_is_down(
     assert status == 503
     assert "feed" in body["not_ready"]
     await sandbox.step(2)
-    await session.until(lambda: daemon.feed_connected and not daemon._backfilling)
+    await session.until(lambda: daemon.feed_connected and not daemon.slicer.backfilling)
     status, body = await get(http, daemon.http.url + "/readyz")
     assert status == 200, body
     assert await session.stop() == 0

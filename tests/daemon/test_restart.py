@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from daemon.live.driver import LiveDaemon, positions_of
+from daemon.live.lifecycle import LiveDaemon
+from daemon.live.recovery import positions_of
 from feeds.errors import ConfigError
 from sandbox.server import Sandbox
 from tests.daemon.livekit import DEADLINE_S, ENV, Session, live_config, quiet_log, start_session

@@ -1,0 +1,82 @@
+"""No journal, no trade: every write of the live daemon goes through one guard.
+
+A write that fails halts the engine (no order leaves without its intent on disk), logs
+`journal_failed` once, and fails readiness until a write succeeds again and an operator resumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from brokers.orders import ExecutionEvent
+from daemon.logs import EventLog
+from portfolio.journal import Journal, JournalError
+
+
+class JournalGuard:
+    """The live daemon's journal, or None when it runs without one (tests of other parts).
+
+    Args:
+        on_failed: called on every failed write (the daemon halts the engine there).
+    """
+
+    def __init__(
+        self, journal: Journal | None, *, log: EventLog, on_failed: Callable[[], None]
+    ) -> None:
+        self.journal = journal
+        self.log = log
+        self.failed: str | None = None
+        self._on_failed = on_failed
+
+    def write(self, write: Callable[[Journal], Any]) -> bool:
+        """Run one write; False (trading halted) when it failed."""
+        journal = self.journal
+        if journal is None:
+            return True
+        try:
+            write(journal)
+        except JournalError as e:
+            self.broken(str(e))
+            return False
+        return True
+
+    def event(self, event: ExecutionEvent) -> bool:
+        """Journal an execution event before the ledger applies it; False for a fill journaled
+        before (a duplicate). While the journal is broken the broker's truth is still applied."""
+        journal = self.journal
+        if journal is None or self.failed is not None:
+            return True
+        try:
+            return journal.event(event)
+        except JournalError as e:
+            self.broken(str(e))
+            return True
+
+    def probe(self, write: Callable[[Journal], Any]) -> None:
+        """A write that must succeed for trading to resume.
+
+        Raises:
+            JournalError: it failed (the guard stays broken).
+        """
+        journal = self.journal
+        if journal is not None:
+            try:
+                write(journal)
+            except JournalError as e:
+                self.broken(str(e))
+                raise
+        if self.failed is not None:
+            self.log.info("journal_recovered", was=self.failed)
+            self.failed = None
+
+    def broken(self, error: str) -> None:
+        if self.failed is None:
+            self.log.error(
+                "journal_failed",
+                error=error,
+                action="no orders are sent until the journal can be written and trading is "
+                "resumed (tradingd ctl resume) or the daemon restarted",
+            )
+        self.failed = error
+        self._on_failed()

@@ -1,0 +1,229 @@
+"""The one task that owns the engine: every input of the live daemon, in order.
+
+Stream messages, broker wake-ups and backfill results arrive on one queue; this loop hands each
+to the engine (bars, through the slice rule of `slicer`) or to the room that deals with it, and
+decides a slice when it is complete or its grace period has passed. The core stays synchronous
+and single-threaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, assert_never
+
+from brokers.base import LiveBroker
+from daemon.engine import Engine
+from daemon.live.guard import JournalGuard
+from daemon.live.market import Backfilled, MarketData
+from daemon.live.orders import OrderPath
+from daemon.live.recovery import Recovery
+from daemon.live.slicer import Slicer
+from daemon.logs import EventLog
+from daemon.recorder import Recorder
+from daemon.service.telemetry import Telemetry
+from daemon.timeutil import Clock, iso_utc
+from feeds.alpaca_stream import (
+    DataEvent,
+    StreamBar,
+    StreamConnected,
+    StreamDisconnected,
+    StreamNotice,
+    TradingStatus,
+)
+from feeds.bar import Bar
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerWake:
+    """The broker has events or notices to poll."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fatal:
+    """A task of the daemon failed: the loop raises it, and the daemon stops."""
+
+    error: BaseException
+
+
+Item = DataEvent | BrokerWake | Backfilled | Fatal
+
+
+class EngineLoop:
+    """Feeds the engine from the queue.
+
+    Args:
+        follow_account: reconciliations replace the ledger's account (a read-only daemon)
+            instead of being checked against it.
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        broker: LiveBroker,
+        market: MarketData,
+        orders: OrderPath,
+        recovery: Recovery,
+        guard: JournalGuard,
+        telemetry: Telemetry,
+        recorder: Recorder,
+        slicer: Slicer,
+        log: EventLog,
+        clock: Clock,
+        follow_account: bool,
+    ) -> None:
+        self.engine = engine
+        self.broker = broker
+        self.market = market
+        self.orders = orders
+        self.recovery = recovery
+        self.guard = guard
+        self.telemetry = telemetry
+        self.recorder = recorder
+        self.slicer = slicer
+        self.log = log
+        self.clock = clock
+        self.queue: asyncio.Queue[Item] = asyncio.Queue()
+        self.stopping = asyncio.Event()
+        self.progress = asyncio.Event()
+        self.reconciliations = 0
+        self._after_reconcile: Callable[[], None] = (
+            self._follow_account if follow_account else self._check_positions
+        )
+
+    def post(self, item: Item) -> None:
+        self.queue.put_nowait(item)
+
+    async def run(self) -> None:
+        """Handle queued items until a stop is requested."""
+        queue = self.queue
+        slicer = self.slicer
+        stop = asyncio.ensure_future(self.stopping.wait())
+        get: asyncio.Future[Any] = asyncio.ensure_future(queue.get())
+        try:
+            while not self.stopping.is_set():
+                timeout = None
+                if slicer.grace_at is not None and self._can_close():
+                    timeout = max(slicer.grace_at - self.clock.monotonic(), 0.0)
+                done, _ = await asyncio.wait(
+                    {get, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if get in done:
+                    item = get.result()
+                    get = asyncio.ensure_future(queue.get())
+                    self._handle(item)
+                    # Take what is already queued before deciding on the clock.
+                    while not queue.empty() and not self.stopping.is_set():
+                        self._handle(queue.get_nowait())
+                if self._can_close() and slicer.due(self.clock.monotonic()):
+                    self._decide()
+                self.progress.set()
+        finally:
+            get.cancel()
+            stop.cancel()
+
+    def _can_close(self) -> bool:
+        return self.market.connected and not self.slicer.backfilling
+
+    def _handle(self, item: Item) -> None:
+        match item:
+            case StreamBar():
+                if item.updated:
+                    self._on_updated_bar(item.bar)
+                elif not self.slicer.hold(item.bar):
+                    self._on_bar(item.bar)
+            case BrokerWake():
+                self.on_broker()
+            case Backfilled():
+                for bar in self.market.on_backfilled(item).bars:
+                    self._on_bar(bar)
+            case TradingStatus():
+                self.market.on_status(item, self.orders.halted_symbols)
+            case StreamConnected():
+                self.market.on_connected(item)
+            case StreamDisconnected():
+                self.market.on_disconnected(item)
+            case StreamNotice():
+                self.log.log(item.level, item.event, **item.fields)
+            case Fatal():
+                raise item.error
+            case _:
+                assert_never(item)
+
+    def _on_bar(self, bar: Bar) -> None:
+        engine = self.engine
+        telemetry = self.telemetry
+        symbol = bar.symbol
+        telemetry.bar_received(symbol)
+        open_ts = engine.slice_ts
+        if open_ts is not None and bar.ts > open_ts:
+            self._decide()
+        journal = self.guard.journal
+        if journal is not None:
+            journal.bar(bar)  # buffered; written with the slice's close (the audit's input)
+        late = engine.counters.bars_late
+        reason = engine.on_bar(bar)
+        if reason is not None:
+            telemetry.bar_rejected(symbol, reason)
+            self.recorder.rejected_bar("stream", 0, symbol, iso_utc(bar.ts), reason)
+            return
+        telemetry.bar_accepted(symbol, bar.ts)
+        if engine.counters.bars_late != late:
+            telemetry.bar_late(symbol)
+            return
+        self.slicer.seen(bar.ts)
+        if engine.slice_ts == bar.ts:
+            self.broker.on_bar(bar)
+        if engine.slice_complete:
+            if self._can_close():
+                self._decide()
+        elif engine.slice_ts is not None:
+            self.slicer.arm(self.clock.monotonic())
+
+    def _on_updated_bar(self, bar: Bar) -> None:
+        journal = self.guard.journal
+        if journal is not None:
+            journal.updated_bar(bar)
+        if self.engine.on_updated_bar(bar):  # counted by the engine when late
+            self.telemetry.bar_updated(bar.symbol)
+
+    def _decide(self) -> None:
+        self.slicer.closed()
+        self.orders.decide()
+
+    # -- the broker -----------------------------------------------------------------------------
+
+    async def pump_broker(self) -> None:
+        """Turn the broker's wake-ups into queue items (runs until cancelled)."""
+        ready = self.broker.events_ready
+        while True:
+            await ready.wait()
+            ready.clear()
+            self.queue.put_nowait(BrokerWake())
+
+    def on_broker(self) -> None:
+        broker = self.broker
+        self.drain_broker_notices()
+        events = broker.poll_events()  # raises the adapter's fatal error once drained
+        if events:
+            self.orders.apply_events(events)
+        if broker.reconciliations != self.reconciliations:
+            self.reconciliations = broker.reconciliations
+            last = broker.last_reconcile
+            self.telemetry.reconciliation(len(last.differences) if last else 0)
+            self._after_reconcile()
+
+    def _follow_account(self) -> None:
+        # Read-only: the account is the truth, whatever the stream missed.
+        self.recovery.adopt_account(self.broker, restart=False, policy="adopt")
+
+    def _check_positions(self) -> None:
+        self.recovery.check_positions(self.broker, self.clock.now_ns())
+
+    def drain_broker_notices(self) -> None:
+        for notice in self.broker.poll_notices():
+            self.log.log(notice.level, notice.event, **notice.fields)
+            if notice.event in ("trade_stream_up", "trade_stream_down"):
+                self.telemetry.broker_stream(notice.event == "trade_stream_up")

@@ -1,0 +1,272 @@
+"""Market data in: the warm-up from history, the data stream, and backfills after a gap.
+
+The stream's messages go onto the daemon's queue; this module keeps the feed's state (connected,
+market open, halted symbols, counters), starts a backfill from the historical endpoint after
+every (re)connect, and hands back the merged bars for the daemon to feed in time order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from brokers.alpaca_rest import AlpacaRest, MarketClock
+from daemon.engine import Engine
+from daemon.live.guard import JournalGuard
+from daemon.live.slicer import Merged, Slicer
+from daemon.logs import EventLog
+from daemon.service.telemetry import Telemetry
+from daemon.settings import LiveSettings
+from daemon.timeutil import Clock, iso_utc, ticks
+from feeds.alpaca_history import HistoricalBars
+from feeds.alpaca_stream import (
+    AlpacaDataStream,
+    DataEvent,
+    StreamConnected,
+    StreamDisconnected,
+    TradingStatus,
+)
+from feeds.bar import Bar
+from feeds.errors import TradingdError
+
+MINUTES_PER_SESSION = 390
+
+
+@dataclass(frozen=True, slots=True)
+class Backfilled:
+    """A backfill's result, queued for the daemon's loop."""
+
+    bars: list[Bar]
+    error: str | None
+
+
+@dataclass(slots=True)
+class FeedCounters:
+    backfills: int = 0
+    backfilled_bars: int = 0
+    reconnects: int = 0
+
+
+class MarketData:
+    """The data side of the live daemon.
+
+    Args:
+        post: puts a stream message or a backfill result on the daemon's queue.
+        spawn: starts a task the daemon owns (it is awaited and its failure is loud).
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: LiveSettings,
+        symbols: list[str],
+        credentials: tuple[str, str],
+        urls: dict[str, str],
+        rest: AlpacaRest,
+        engine: Engine,
+        guard: JournalGuard,
+        slicer: Slicer,
+        telemetry: Telemetry,
+        log: EventLog,
+        clock: Clock,
+        post: Callable[[DataEvent | Backfilled], None],
+        spawn: Callable[[Coroutine[Any, Any, None], str], None],
+    ) -> None:
+        self.settings = settings
+        self.symbols = symbols
+        self.key, self.secret = credentials
+        self.urls = urls
+        self.rest = rest
+        self.engine = engine
+        self.guard = guard
+        self.slicer = slicer
+        self.telemetry = telemetry
+        self.log = log
+        self.clock = clock
+        self.post = post
+        self.spawn = spawn
+        self.history = HistoricalBars(
+            key=self.key,
+            secret=self.secret,
+            url=urls["data"],
+            feed=settings.feed,
+            timeout_s=max(settings.request_timeout_s, 30.0),
+        )
+        self.stream: AlpacaDataStream | None = None
+        self.connected = False
+        self.market_open = True
+        self.counters = FeedCounters()
+        self.warmup_bars = 0
+
+    # -- health ---------------------------------------------------------------------------------
+
+    def seconds_since_message(self) -> float:
+        stream = self.stream
+        last = stream.last_message_monotonic if stream is not None else None
+        return self.clock.monotonic() - last if last is not None else math.inf
+
+    def fresh(self) -> bool:
+        """Connected, and not silent while the market is open."""
+        return self.connected and (
+            not self.market_open or self.seconds_since_message() < self.settings.silence_s
+        )
+
+    # -- warm-up --------------------------------------------------------------------------------
+
+    async def warm_up(self, clock: MarketClock) -> None:
+        """Fill every strategy's lookback with recent bars, through the core, without trading."""
+        need = self.engine.composer.warmup_bars
+        if not self.settings.warmup or need <= 0:
+            return
+        sessions_back = math.ceil(need / MINUTES_PER_SESSION) + 1
+        now_day = datetime.fromtimestamp(clock.ts / 1e9, UTC).date()
+        sessions = await self.rest.calendar(
+            now_day - timedelta(days=7 * sessions_back + 7), now_day
+        )
+        past = [s for s in sessions if s.open_ns < clock.ts]
+        if not past:
+            return
+        start_ns = past[max(len(past) - sessions_back, 0)].open_ns
+        bars = await self.fetch(start_ns, clock.ts)
+        engine = self.engine
+        journal = self.guard.journal
+        for bar in bars:
+            if engine.slice_ts is not None and bar.ts > engine.slice_ts:
+                self._close_warm_slice()
+            if journal is not None:
+                journal.bar(bar, warmup=True)
+            engine.on_bar(bar)
+        if engine.slice_ts is not None:
+            self._close_warm_slice()
+        self.warmup_bars = len(bars)
+        if bars:
+            self.slicer.resume_after(bars[-1].ts)
+        self.log.info(
+            "warmup_done",
+            bars=len(bars),
+            slices=engine.counters.warmup_slices,
+            lookback_bars=need,
+            first=iso_utc(bars[0].ts) if bars else None,
+            last=iso_utc(bars[-1].ts) if bars else None,
+        )
+
+    def _close_warm_slice(self) -> None:
+        slice_ts = self.engine.slice_ts
+        assert slice_ts is not None
+        self.engine.close_slice()  # warming up: decides nothing
+        self.guard.write(lambda j: j.close_slice(slice_ts, targets=None, orders=()))
+
+    async def fetch(self, start_ns: int, end_ns: int | None) -> list[Bar]:
+        return await asyncio.to_thread(self.history.fetch, self.symbols, start_ns, end_ns)
+
+    # -- the stream -----------------------------------------------------------------------------
+
+    def open_stream(self) -> None:
+        """Connect the data stream on a task of the daemon's; its messages go to `post`."""
+        live = self.settings
+        self.stream = AlpacaDataStream(
+            url=self.urls["data_stream"],
+            feed=live.feed,
+            symbols=["FAKEPACA"] if live.feed == "test" else self.symbols,
+            key=self.key,
+            secret=self.secret,
+            sink=self.post,
+            market_open=lambda: self.market_open,
+            silence_s=live.silence_s,
+            backoff_min_s=live.backoff_min_s,
+            backoff_max_s=live.backoff_max_s,
+        )
+        self.spawn(self.stream.run(), "data-stream")
+
+    def on_connected(self, event: StreamConnected) -> None:
+        self.connected = True
+        self.telemetry.feed_connected(True)
+        if event.reconnect:
+            self.counters.reconnects += 1
+            self.telemetry.feed_reconnected()
+        self.log.info(
+            "feed_connected",
+            reconnect=event.reconnect,
+            attempt=event.attempt,
+            bars=event.subscription.get("bars", []),
+        )
+        # Whatever the stream missed (before this connect, or while it was down) comes from
+        # the historical endpoint before any slice after the gap closes.
+        start = self.slicer.begin_backfill(self.engine.slice_ts)
+        if start is not None:
+            self.spawn(self._backfill(start), "backfill")
+
+    def on_disconnected(self, event: StreamDisconnected) -> None:
+        self.connected = False
+        self.telemetry.feed_connected(False)
+        self.log.warning(
+            "feed_disconnected", reason=event.reason, retry_in_s=round(event.retry_in_s, 3)
+        )
+
+    async def _backfill(self, start_ns: int) -> None:
+        error: str | None = None
+        bars: list[Bar] = []
+        for attempt in range(4):
+            try:
+                bars = await self.fetch(start_ns, None)
+                error = None
+                break
+            except TradingdError as e:
+                error = str(e)
+                await asyncio.sleep(min(0.5 * 2**attempt, 5.0))
+        self.post(Backfilled(bars=bars, error=error))
+
+    def on_backfilled(self, result: Backfilled) -> Merged:
+        """The backfill merged with what the stream delivered meanwhile: feed these in order."""
+        engine = self.engine
+        if result.error is not None:
+            self.log.error("backfill_failed", error=result.error)
+        merged = self.slicer.end_backfill(
+            result.bars, open_slice_ts=engine.slice_ts, open_symbols=engine.slice_symbols
+        )
+        self.counters.backfills += 1
+        self.counters.backfilled_bars += merged.added
+        bars = merged.bars
+        self.log.info(
+            "backfilled",
+            bars=merged.added,
+            buffered=merged.buffered,
+            first=iso_utc(bars[0].ts) if bars else None,
+            last=iso_utc(bars[-1].ts) if bars else None,
+        )
+        return merged
+
+    def on_status(self, status: TradingStatus, halted_symbols: set[str]) -> None:
+        if status.halted and status.symbol not in halted_symbols:
+            halted_symbols.add(status.symbol)
+            self.log.warning(
+                "trading_halted", symbol=status.symbol, code=status.code, reason=status.reason
+            )
+        elif not status.halted and status.symbol in halted_symbols:
+            halted_symbols.discard(status.symbol)
+            self.log.info("trading_resumed", symbol=status.symbol, code=status.code)
+
+    def on_clock(self, clock: MarketClock, *, first: bool) -> None:
+        if clock.is_open != self.market_open or first:
+            self.log.info(
+                "market_open" if clock.is_open else "market_closed",
+                market_time=iso_utc(clock.ts),
+                next_open=iso_utc(clock.next_open),
+                next_close=iso_utc(clock.next_close),
+            )
+        self.market_open = clock.is_open
+        self.telemetry.market_open(clock.is_open)
+
+    async def poll_clock(self, on_clock: Callable[[MarketClock], None]) -> None:
+        """Follow the market clock (open or closed, for the silence check) without spinning."""
+        async for _ in ticks(self.settings.clock_poll_s):
+            try:
+                clock = await self.rest.clock()
+            except TradingdError as e:
+                self.log.warning("clock_unavailable", error=str(e))
+                continue
+            on_clock(clock)

@@ -1,0 +1,191 @@
+"""Orders out and executions in: where the live daemon decides whether an order leaves.
+
+Out: a slice is closed by the engine, its decision and the intents of its orders are journaled
+(write-ahead), and only then are the orders handed to the broker. Without a journal nothing
+leaves; a halted symbol's orders end as rejections here. In: every execution event is journaled
+before the ledger applies it (a fill journaled before is a duplicate and skipped); events of
+orders this daemon did not place are booked only as `state.unknown_positions` says.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from brokers.base import LiveBroker
+from brokers.orders import (
+    ExecutionEvent,
+    OrderAccepted,
+    OrderFilled,
+    OrderPartiallyFilled,
+    OrderRejected,
+    SubmitOrder,
+)
+from daemon.engine import Engine
+from daemon.live.crash import CrashPoints
+from daemon.live.guard import JournalGuard
+from daemon.logs import EventLog
+from daemon.service.telemetry import Telemetry
+from feeds.errors import InvariantViolation
+
+
+@dataclass(slots=True)
+class SliceLog:
+    """What the latest decided slices held: the evidence that no slice closed early.
+
+    Bounded: a daemon runs for months; the journal keeps every slice.
+    """
+
+    decided: list[int] = field(default_factory=list)
+    symbols: dict[int, int] = field(default_factory=dict)
+    keep: int = 20_000
+
+    def add(self, slice_ts: int, n_symbols: int) -> None:
+        self.decided.append(slice_ts)
+        self.symbols[slice_ts] = n_symbols
+        if len(self.decided) > self.keep:
+            dropped = self.decided[: self.keep // 2]
+            del self.decided[: self.keep // 2]
+            for ts in dropped:
+                self.symbols.pop(ts, None)
+
+
+class OrderPath:
+    """The engine's decisions to the broker, and the broker's events to the engine.
+
+    Args:
+        own_prefix: the client order id prefix of this daemon's orders.
+        policy: `state.unknown_positions`, for events of orders it did not place.
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        broker: LiveBroker,
+        guard: JournalGuard,
+        telemetry: Telemetry,
+        log: EventLog,
+        crash: CrashPoints,
+        own_prefix: str,
+        policy: str,
+    ) -> None:
+        self.engine = engine
+        self.broker = broker
+        self.guard = guard
+        self.telemetry = telemetry
+        self.log = log
+        self.crash = crash
+        self.own_prefix = own_prefix
+        self.policy = policy
+        self.halted_symbols: set[str] = set()
+        self.halted_orders = 0
+        self.slices = SliceLog()
+        self.trading = False  # set once started: a foreign fill then halts under "refuse"
+        self.kill_journaled = False
+
+    # -- out ------------------------------------------------------------------------------------
+
+    def decide(self) -> None:
+        """Close the open slice and hand its orders to the broker."""
+        engine = self.engine
+        slice_ts = engine.slice_ts
+        if slice_ts is None:
+            return
+        started = time.perf_counter()
+        n_symbols = len(engine.slice_symbols)
+        self.apply_events(self.broker.poll_events())  # fills first: the decision sees them
+        orders = engine.close_slice()
+        self.slices.add(slice_ts, n_symbols)
+        targets = engine.last_targets
+        decided = targets if targets is not None and targets.ts == slice_ts else None
+        # Write-ahead: the slice, its decision and the intents are on disk before any order
+        # leaves; without a journal nothing leaves.
+        if self.guard.failed is not None or not self.guard.write(
+            lambda j: j.close_slice(slice_ts, targets=decided, orders=orders)
+        ):
+            self.unsent(orders, "journal unavailable: not sent")
+            orders = []
+        elif orders:
+            self.crash.reached("after_intent")
+        self.persist_kill_switch(slice_ts)
+        self.send(orders)
+        self.telemetry.slice_decided(time.perf_counter() - started)
+
+    def send(self, orders: list[SubmitOrder]) -> None:
+        """Hand orders to the broker (halted symbols' orders become rejections here)."""
+        if not orders:
+            return
+        broker = self.broker
+        if broker.read_only:
+            raise InvariantViolation(f"{len(orders)} orders decided for a read-only broker")
+        halted = [o for o in orders if o.symbol in self.halted_symbols]
+        for n, order in enumerate(o for o in orders if o.symbol not in self.halted_symbols):
+            if n == 1:
+                self.crash.reached("mid_slice")
+            self.telemetry.order_submitted(order.symbol, order.client_order_id)
+            broker.submit(order)
+        if halted:
+            self.halted_orders += len(halted)
+            self.unsent(halted, "trading halted: not sent")
+        self.apply_events(broker.poll_events())
+
+    def unsent(self, orders: Iterable[SubmitOrder], reason: str) -> None:
+        """Orders decided but not sent end as rejections (the order book closes them)."""
+        self.apply_events(
+            [
+                OrderRejected(
+                    client_order_id=o.client_order_id, symbol=o.symbol, ts=o.ts, reason=reason
+                )
+                for o in orders
+            ]
+        )
+
+    def persist_kill_switch(self, ts: int) -> None:
+        risk = self.engine.risk
+        if risk.kill_switch != self.kill_journaled and self.guard.write(
+            lambda j: j.set_kill_switch(risk.kill_switch, risk.kill_reason, ts)
+        ):
+            self.kill_journaled = risk.kill_switch
+
+    # -- in -------------------------------------------------------------------------------------
+
+    def apply_events(self, events: Iterable[ExecutionEvent]) -> None:
+        """Journal each event, then apply it (write-ahead); a fill journaled before is skipped."""
+        engine = self.engine
+        for event in events:
+            if self.foreign(event) and not self._take_foreign(event):
+                continue
+            if isinstance(event, OrderAccepted):
+                self.crash.reached("after_send")
+            elif isinstance(event, OrderFilled | OrderPartiallyFilled):
+                self.crash.reached("after_fill")
+            if self.guard.event(event):
+                engine.on_events([event])
+
+    def foreign(self, event: ExecutionEvent) -> bool:
+        """An order this daemon did not place (a person's, another program's) on its account."""
+        return self.broker.shares_account and not event.client_order_id.startswith(self.own_prefix)
+
+    def _take_foreign(self, event: ExecutionEvent) -> bool:
+        """Whether the ledger books a foreign event: its fills only, under "adopt"."""
+        if not isinstance(event, OrderFilled | OrderPartiallyFilled):
+            return False
+        fields = {
+            "client_order_id": event.client_order_id,
+            "symbol": event.symbol,
+            "side": str(event.side),
+            "qty": str(event.qty),
+            "policy": self.policy,
+        }
+        if self.policy == "adopt":
+            self.log.warning("foreign_fill_adopted", **fields)
+            return True
+        if self.policy == "ignore":
+            self.log.warning("foreign_fill_ignored", **fields)
+        elif self.trading:
+            self.log.error("foreign_fill_refused", action="halted: no new orders", **fields)
+            self.engine.halt()
+            self.telemetry.halted(True)
+        return False
