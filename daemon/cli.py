@@ -398,7 +398,7 @@ def _run(args: argparse.Namespace) -> int:
 def _sandbox(args: argparse.Namespace) -> int:
     import asyncio
 
-    from sandbox.server import Sandbox, serve
+    from sandbox import Sandbox, serve
 
     log = _log(args)
     symbols = [s.strip().upper() for s in args.symbols.split(",")] if args.symbols else None

@@ -29,7 +29,7 @@ import pytest
 from daemon.live.driver import CRASH_POINTS, positions_of
 from daemon.timeutil import iso_utc
 from portfolio.journal import Journal
-from sandbox.server import Sandbox
+from sandbox import Sandbox
 from tests.daemon.livekit import (
     DEADLINE_S,
     DaemonProcess,

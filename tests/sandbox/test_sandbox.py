@@ -16,7 +16,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
-from sandbox.server import Sandbox
+from sandbox import Sandbox
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "sample" / "minute"
 KEY, SECRET = "sandbox-key", "sandbox-secret"
