@@ -207,7 +207,7 @@ class Sandbox:
             self._runner = None
             if e.errno == errno.EADDRINUSE:
                 raise ConfigError(
-                    f"port {port}: {host}:{port} is in use (something else listens there); "
+                    f"port {port}: something else listens on {host}:{port}; "
                     "stop it or choose another port"
                 ) from None
             raise ConfigError(f"port {port}: cannot listen on {host}:{port}: {e}") from None

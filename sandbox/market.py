@@ -92,8 +92,8 @@ class Market:
             )
         if not 0 <= warm_minutes <= len(self.minutes):
             raise ConfigError(
-                f"{data}: warm minutes must be within 0..{len(self.minutes)} (the minutes of "
-                f"the data), got {warm_minutes}"
+                f"{data}: {warm_minutes} warm minutes asked for, but the data hold "
+                f"{len(self.minutes)} minutes (0..{len(self.minutes)})"
             )
         self.played = warm_minutes
         self.now_ns = (
