@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from daemon import options
 from daemon.config import Loc, load_config, redacted
 from daemon.logs import EventLog
 from daemon.replay.driver import progress_bar, replay
@@ -30,8 +31,9 @@ HTTP_PORT = 9108
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
     try:
+        # Inside the try: the sandbox's option types raise ConfigError, which argparse passes on.
+        args = parser.parse_args(argv)
         code: int = args.func(args)
     except TradingdError as e:
         print(f"tradingd: error: {e}", file=sys.stderr)
@@ -59,8 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML overlays, merged in order")
     runs.add_argument("--data", help="a data file or folder (overrides data.path)")
     runs.add_argument("--symbols", help="comma-separated universe (overrides symbols)")
-    runs.add_argument("--start", type=_date, help="first date, YYYY-MM-DD (overrides run.start)")
-    runs.add_argument("--end", type=_date, help="last date, inclusive (overrides run.end)")
+    runs.add_argument(
+        "--start", type=options.day, help="first date, YYYY-MM-DD (overrides run.start)"
+    )
+    runs.add_argument("--end", type=options.day, help="last date, inclusive (overrides run.end)")
     runs.add_argument("--report", action="store_true", help="also write report.html")
     parser = argparse.ArgumentParser(
         prog="tradingd",
@@ -84,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     rp.add_argument(
         "--speed",
-        type=_positive_float,
+        type=options.positive_float,
         default=20.0,
         help="with --serve: slices per second (default 20)",
     )
@@ -100,12 +104,14 @@ def _parser() -> argparse.ArgumentParser:
         "The test windows are joined into one equity curve. Folds and grid points run in "
         "parallel across processes, or on a Dask cluster with --scheduler.",
     )
-    wf.add_argument("--train", type=_sessions, required=True, help="training window, e.g. 252d")
-    wf.add_argument("--test", type=_sessions, required=True, help="test window, e.g. 63d")
+    wf.add_argument(
+        "--train", type=options.sessions, required=True, help="training window, e.g. 252d"
+    )
+    wf.add_argument("--test", type=options.sessions, required=True, help="test window, e.g. 63d")
     wf.add_argument("--grid", help="YAML: key path -> list of values (the cartesian product)")
     wf.add_argument("--objective", default="sharpe", help="summary figure to maximize")
     wf.add_argument("--scheduler", help="a Dask scheduler address (tcp://host:8786)")
-    wf.add_argument("--workers", type=_positive_int, help="processes (default: the CPUs)")
+    wf.add_argument("--workers", type=options.positive_int, help="processes (default: the CPUs)")
     wf.add_argument("--seed", type=int, default=0)
     wf.add_argument("--out", type=Path, help="output folder (default: out/walkforward-<time>/)")
     wf.set_defaults(func=_walkforward)
@@ -137,32 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="output folder (default: out/<run id>/)")
     run.set_defaults(func=_run)
 
-    sb = sub.add_parser(
-        "sandbox",
-        parents=[common],
-        help="serve a local stand-in for Alpaca on 127.0.0.1, playing bars from files",
-        description="A local stand-in for Alpaca's trading REST API, trade-updates stream, "
-        "market-data stream and historical bars, playing replay files at a chosen speed and "
-        "filling market orders at the next bar's open. Point `tradingd run` at it (see "
-        "config/sandbox.yaml) to watch the whole live path trade offline.",
-    )
-    sb.add_argument("--data", type=Path, required=True, help="a data file or folder of 1-min bars")
-    sb.add_argument(
-        "--speed",
-        type=_positive_float,
-        default=60.0,
-        help="market minutes per wall minute (default 60: one bar a second)",
-    )
-    sb.add_argument("--port", type=int, default=SANDBOX_PORT, help=f"default {SANDBOX_PORT}")
-    sb.add_argument("--symbols", help="comma-separated (default: every symbol in the data)")
-    sb.add_argument(
-        "--warm-minutes",
-        type=int,
-        default=390,
-        help="minutes of the data already in the past: served as history, not streamed",
-    )
-    sb.add_argument("--cash", type=Decimal, default=Decimal(100_000), help="starting cash")
-    sb.set_defaults(func=_sandbox)
+    _add_sandbox(sub, common)
 
     ctl = sub.add_parser(
         "ctl",
@@ -214,11 +195,11 @@ def _parser() -> argparse.ArgumentParser:
         "(holidays skipped, early closes honoured). Same arguments, same bytes.",
     )
     synth.add_argument("--symbols", required=True, help="comma-separated, e.g. AAA,BBB,CCC")
-    synth.add_argument("--sessions", type=_positive_int, required=True)
+    synth.add_argument("--sessions", type=options.positive_int, required=True)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument(
         "--start",
-        type=_date,
+        type=options.day,
         default=date(2024, 1, 2),
         help="first session on or after this date (default 2024-01-02)",
     )
@@ -233,8 +214,8 @@ def _parser() -> argparse.ArgumentParser:
         "Parquet file per symbol. Keys come from APCA_API_KEY_ID and APCA_API_SECRET_KEY.",
     )
     dl.add_argument("--symbols", required=True, help="comma-separated, e.g. SPY,AAPL")
-    dl.add_argument("--start", type=_date, required=True, help="first New York date")
-    dl.add_argument("--end", type=_date, required=True, help="last New York date, inclusive")
+    dl.add_argument("--start", type=options.day, required=True, help="first New York date")
+    dl.add_argument("--end", type=options.day, required=True, help="last New York date, inclusive")
     dl.add_argument("--timeframe", default="1Min", help="1Min, 5Min, 15Min, 1Hour or 1Day")
     dl.add_argument("--feed", choices=["iex", "sip", "delayed_sip"], default="iex")
     dl.add_argument("--url", help="data API base URL (default https://data.alpaca.markets)")
@@ -256,6 +237,48 @@ def _overrides(args: argparse.Namespace) -> dict[Loc, Any]:
     if args.end:
         out[("run", "end")] = args.end.isoformat()
     return out
+
+
+def _add_sandbox(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    """`tradingd sandbox`: its option types make every mistake one line naming the option."""
+    sb = sub.add_parser(
+        "sandbox",
+        parents=[common],
+        help="serve a local stand-in for Alpaca on 127.0.0.1, playing bars from files",
+        description="A local stand-in for Alpaca's trading REST API, trade-updates stream, "
+        "market-data stream and historical bars, playing replay files at a chosen speed and "
+        "filling market orders at the next bar's open. Point `tradingd run` at it (see "
+        "config/sandbox.yaml) to watch the whole live path trade offline.",
+    )
+    sb.add_argument("--data", type=Path, required=True, help="a data file or folder of 1-min bars")
+    sb.add_argument(
+        "--speed",
+        type=options.checked("--speed", options.speed),
+        default=60.0,
+        help="market minutes per wall minute (default 60: one bar a second)",
+    )
+    sb.add_argument(
+        "--port",
+        type=options.checked("--port", options.port),
+        default=SANDBOX_PORT,
+        help=f"default {SANDBOX_PORT}",
+    )
+    sb.add_argument("--symbols", help="comma-separated (default: every symbol in the data)")
+    sb.add_argument(
+        "--warm-minutes",
+        type=options.checked("--warm-minutes", options.minutes),
+        default=390,
+        help="minutes of the data already in the past: served as history, not streamed",
+    )
+    sb.add_argument(
+        "--cash",
+        type=options.checked("--cash", options.cash),
+        default=Decimal(100_000),
+        help="starting cash",
+    )
+    sb.set_defaults(func=_sandbox)
 
 
 def _log(args: argparse.Namespace, settings: LogSettings | None = None) -> EventLog:
@@ -398,7 +421,7 @@ def _run(args: argparse.Namespace) -> int:
 def _sandbox(args: argparse.Namespace) -> int:
     import asyncio
 
-    from sandbox.server import Sandbox, serve
+    from sandbox import Sandbox, serve
 
     log = _log(args)
     symbols = [s.strip().upper() for s in args.symbols.split(",")] if args.symbols else None
@@ -509,38 +532,6 @@ def _synth(args: argparse.Namespace) -> int:
     for path in paths:
         print(path)
     return 0
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
-
-
-def _sessions(text: str) -> int:
-    """A window length in trading sessions: `252d` or `252`."""
-    return _positive_int(text.removesuffix("d"))
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0: {value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0: {value}")
-    return value
 
 
 if __name__ == "__main__":

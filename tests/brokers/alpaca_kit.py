@@ -9,7 +9,7 @@ from typing import Any
 
 from brokers.alpaca import AlpacaBroker
 from brokers.orders import ExecutionEvent, OrderSide, OrderType, SubmitOrder
-from sandbox.server import Sandbox
+from sandbox import Sandbox
 from tests.conftest import ROOT
 
 DATA = ROOT / "data" / "sample" / "minute"

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from sandbox.server import Sandbox
+from sandbox import Sandbox
 from tests.brokers.alpaca_kit import DATA, KEY, SECRET
 
 

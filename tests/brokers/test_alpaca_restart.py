@@ -24,7 +24,7 @@ from brokers.orders import (
     OrderSide,
 )
 from feeds.errors import InvariantViolation
-from sandbox.server import Sandbox
+from sandbox import Sandbox
 from tests.brokers.alpaca_kit import KEY, SECRET, buy, events_until, has, sandbox_fills
 
 

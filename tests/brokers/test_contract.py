@@ -32,7 +32,7 @@ from brokers.orders import (
 )
 from brokers.simulated import SimulatedBroker, SimulatedBrokerSettings
 from feeds.bar import NS_PER_MINUTE, Bar
-from sandbox.server import Sandbox
+from sandbox import Sandbox
 from tests.conftest import ROOT
 
 T0 = int(dt.datetime(2024, 3, 5, 14, 30, tzinfo=dt.UTC).timestamp()) * 1_000_000_000

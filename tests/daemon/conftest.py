@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.server import Sandbox
+from sandbox import Sandbox
 from tests.daemon.livekit import DATA
 
 RECORDER = textwrap.dedent(

@@ -17,7 +17,7 @@ import yaml
 from daemon.config import LoadedConfig, load_config
 from daemon.live.lifecycle import LiveDaemon
 from daemon.logs import EventLog
-from sandbox.server import Sandbox
+from sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data" / "sample" / "minute"

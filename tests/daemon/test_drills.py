@@ -30,7 +30,7 @@ from daemon.live.crash import CRASH_POINTS
 from daemon.live.recovery import positions_of
 from daemon.timeutil import iso_utc
 from portfolio.journal import Journal
-from sandbox.server import Sandbox
+from sandbox import Sandbox
 from tests.daemon.livekit import (
     DEADLINE_S,
     DaemonProcess,

@@ -27,7 +27,7 @@ from daemon.live.recovery import positions_of
 from feeds.alpaca_stream import StreamSubscriptionRefused
 from feeds.bar import NS_PER_MINUTE, Bar
 from feeds.errors import ConfigError, InvariantViolation
-from sandbox.server import Sandbox
+from sandbox import Sandbox
 from tests.daemon.helpers import write_yaml
 from tests.daemon.livekit import (
     DATA,

@@ -20,7 +20,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sandbox.server import Sandbox
+from sandbox import Sandbox
 from tests.daemon.livekit import (
     DEADLINE_S,
     ENV,

@@ -11,7 +11,7 @@ import pytest
 from daemon.live.lifecycle import LiveDaemon
 from daemon.live.recovery import positions_of
 from feeds.errors import ConfigError
-from sandbox.server import Sandbox
+from sandbox import Sandbox
 from tests.daemon.livekit import DEADLINE_S, ENV, Session, live_config, quiet_log, start_session
 
 TRADED = ["AAA", "BBB"]

@@ -13,7 +13,7 @@ from feeds.alpaca_history import HistoricalBars, download, parse_timeframe
 from feeds.bar import Bar
 from feeds.errors import ConfigError, SourceError
 from feeds.replay import ReplaySource
-from sandbox.server import Sandbox
+from sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data" / "sample" / "minute"

@@ -22,7 +22,7 @@ from feeds.alpaca_stream import (
 )
 from feeds.bar import Bar
 from feeds.replay import ReplaySource
-from sandbox.server import Sandbox
+from sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data" / "sample" / "minute"

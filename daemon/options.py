@@ -1,0 +1,108 @@
+"""The command line's option types: text in, a value out, or a mistake named.
+
+The types for `argparse` raise ArgumentTypeError (argparse prints its usage and exits 2);
+`checked` wraps a parser so that its mistake is one line naming the option instead, as every
+other user mistake is (`tradingd: error: command line: --cash abc: not a number`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
+from typing import TypeVar
+
+from feeds.errors import ConfigError
+
+_T = TypeVar("_T")
+
+
+def day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def sessions(text: str) -> int:
+    """A window length in trading sessions: `252d` or `252`."""
+    return positive_int(text.removesuffix("d"))
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0: {value}")
+    return value
+
+
+def checked(option: str, parse: Callable[[str], _T]) -> Callable[[str], _T]:
+    """An argparse type for `option` whose mistake is one line naming it, not a usage message.
+
+    argparse reformats only ArgumentTypeError, TypeError and ValueError; the ConfigError raised
+    here passes through `parse_args` to `main`, which prints it as every user mistake is.
+    """
+
+    def convert(text: str) -> _T:
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise ConfigError(f"command line: {option} {text}: {e}") from None
+
+    return convert
+
+
+def speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError("must be greater than 0 (market minutes per wall minute)")
+    return value
+
+
+def port(text: str) -> int:
+    value = whole(text)
+    if not 1 <= value <= 65535:
+        raise ValueError("a port must be within 1..65535")
+    return value
+
+
+def minutes(text: str) -> int:
+    value = whole(text)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def cash(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except ArithmeticError:
+        raise ValueError("not a number") from None
+    if not (value.is_finite() and value > 0):
+        raise ValueError("the starting cash must be greater than 0")
+    return value
+
+
+def whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError("not a whole number") from None
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0: {value}")
+    return value
