@@ -448,7 +448,7 @@ class LiveDaemon:
             max_requests_per_minute=live.max_requests_per_minute,
         )
         self.journal = Journal(Path(self.settings.state.dir))
-        journaled = self.journal.state()
+        journaled = self.journal.reader().state()
         self.recorder.start()
         await self._start_http()
         self._tasks.append(asyncio.create_task(self.telemetry.measure_loop_lag(), name="loop-lag"))
@@ -594,11 +594,11 @@ class LiveDaemon:
         """The ledger as the journal knows it: the last run's starting snapshot, then every
         fill and adoption journaled since."""
         assert self.journal is not None
-        segment = self.journal.segments()[-1]
+        segment = self.journal.reader().segments()[-1]
         ledger = self.ledger
         segment.ledger.restore_into(ledger)
         fills = 0
-        for item in self.journal.inputs(segment.id):
+        for item in self.journal.reader().inputs(segment.id):
             match item.payload:
                 case OrderFilled() | OrderPartiallyFilled() as fill:
                     fills += ledger.apply_fill(fill)
