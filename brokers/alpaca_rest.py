@@ -184,7 +184,7 @@ class AlpacaRest:
         )
         self.requests_sent = 0
 
-    # -- orders -------------------------------------------------------------------------------
+        # -- orders -------------------------------------------------------------------------------
         self._closed = False
 
     async def submit_order(self, cmd: SubmitOrder) -> OrderSnapshot:

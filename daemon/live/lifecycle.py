@@ -311,7 +311,7 @@ class LiveDaemon:
             out=str(self.out_dir),
         )
         journal = self.guard.journal = Journal(Path(self.settings.state.dir))
-        journaled = journal.state()
+        journaled = journal.reader().state()
         self.recorder.start()
         await self._start_http()
         self._spawn(self.telemetry.measure_loop_lag(), "loop-lag")

@@ -125,11 +125,12 @@ class Recovery:
     def rebuild_ledger(self, journal: Journal) -> None:
         """The ledger as the journal knows it: the last run's starting snapshot, then every
         fill and adoption journaled since."""
-        segment = journal.segments()[-1]
+        reader = journal.reader()
+        segment = reader.segments()[-1]
         ledger = self.engine.ledger
         segment.ledger.restore_into(ledger)
         fills = 0
-        for item in journal.inputs(segment.id):
+        for item in reader.inputs(segment.id):
             match item.payload:
                 case OrderFilled() | OrderPartiallyFilled() as fill:
                     fills += ledger.apply_fill(fill)

@@ -30,7 +30,7 @@ from daemon.wiring import build_engine
 from feeds.bar import Bar
 from feeds.errors import ConfigError, TradingdError
 from portfolio.events import KillSwitchTripped
-from portfolio.journal import DecisionRecord, Journal, Segment, positions_from_json
+from portfolio.journal import DecisionRecord, JournalReader, Segment, positions_from_json
 from portfolio.ledger import Ledger
 
 _NEVER = 2**63 - 1
@@ -111,14 +111,11 @@ def audit(state_dir: Path, *, config_override: Sequence[str] | None = None) -> A
         ConfigError: a recorded config (or the override) does not validate.
     """
     override = load_config(list(config_override)) if config_override else None
-    journal = Journal(state_dir, read_only=True)
-    try:
+    with JournalReader.open(state_dir) as journal:
         segments = journal.segments()
         replays = [_Replay(journal, segment, override) for segment in segments]
         for replay in replays:
             replay.run()
-    finally:
-        journal.close()
     return AuditResult(
         segments=len(segments),
         slices=sum(r.slices for r in replays),
@@ -159,7 +156,7 @@ class _Replay:
 
     def __init__(
         self,
-        journal: Journal,
+        journal: JournalReader,
         segment: Segment,
         override: LoadedConfig | None,
     ) -> None:

@@ -16,7 +16,7 @@ from daemon.engine import Engine
 from daemon.replay.audit import TargetsListener, audit, describe
 from daemon.wiring import build_engine
 from feeds.bar import NS_PER_MINUTE, Bar
-from portfolio.journal import JOURNAL_FILE, Journal, LedgerSnapshot
+from portfolio.journal import JOURNAL_FILE, Journal, JournalReader, LedgerSnapshot
 from portfolio.ledger import Ledger
 from tests.daemon.helpers import write_yaml
 
@@ -227,7 +227,7 @@ def test_an_order_missing_from_the_journal_is_reported(tmp_path: Path) -> None:
     loaded = minute_config(tmp_path)
     state_dir = tmp_path / "state"
     run_session(state_dir, loaded, seed=11)
-    with Journal(state_dir, read_only=True) as journal:
+    with JournalReader.open(state_dir) as journal:
         decided = [d for d in journal.decisions(2).values() if d.orders]
     victim = decided[3]
     db = sqlite3.connect(state_dir / JOURNAL_FILE)

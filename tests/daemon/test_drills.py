@@ -29,7 +29,7 @@ import pytest
 from daemon.live.crash import CRASH_POINTS
 from daemon.live.recovery import positions_of
 from daemon.timeutil import iso_utc
-from portfolio.journal import Journal
+from portfolio.journal import JournalReader
 from sandbox import Sandbox
 from tests.daemon.livekit import (
     DEADLINE_S,
@@ -83,11 +83,8 @@ def sandbox_fills(box: Sandbox) -> Counter[tuple[str, Decimal]]:
 
 
 def journal_fills(state_dir: Path) -> Counter[tuple[str, Decimal]]:
-    journal = Journal(state_dir, read_only=True)
-    try:
+    with JournalReader.open(state_dir) as journal:
         return Counter((f.client_order_id, f.qty) for f in journal.state().fills)
-    finally:
-        journal.close()
 
 
 def assert_books_match(box: Sandbox, out: Path, state_dir: Path) -> None:
@@ -300,9 +297,8 @@ async def test_sigterm_mid_session_stops_in_time_and_the_restart_resumes(
     await settle(again, sandbox)
     assert await again.terminate() == 0, again.tail()
     assert_books_match(sandbox, out, tmp_path / "state")
-    journal = Journal(tmp_path / "state", read_only=True)
-    assert len(journal.segments()) == 2
-    journal.close()
+    with JournalReader.open(tmp_path / "state") as journal:
+        assert len(journal.segments()) == 2
 
 
 async def test_audit_of_a_clean_session_finds_nothing_and_a_planted_change_is_found(
@@ -327,15 +323,14 @@ async def test_audit_of_a_clean_session_finds_nothing_and_a_planted_change_is_fo
 
     # Plant a difference: drop the journaled fill of a live buy, as if it had been lost. The
     # replay's ledger then lacks that position, and the next decision about it differs.
-    journal = Journal(state, read_only=True)
-    segment = journal.segments()[-1].id
-    buy = next(
-        order
-        for record in journal.decisions(segment).values()
-        for order in record.orders
-        if order.side.value == "buy"
-    )
-    journal.close()
+    with JournalReader.open(state) as journal:
+        segment = journal.segments()[-1].id
+        buy = next(
+            order
+            for record in journal.decisions(segment).values()
+            for order in record.orders
+            if order.side.value == "buy"
+        )
     db = sqlite3.connect(state / "journal.sqlite3")
     with db:
         dropped = db.execute(

@@ -30,6 +30,7 @@ from portfolio.journal import (
     SCHEMA_VERSION,
     Journal,
     JournalError,
+    JournalReader,
     LedgerSnapshot,
 )
 from portfolio.ledger import Ledger
@@ -139,7 +140,7 @@ def test_every_input_kind_round_trips_in_order(tmp_path: Path) -> None:
             assert journal.event(event)
         journal.control("halt", T0 + 5, who="operator")
 
-    with Journal(tmp_path) as journal:
+    with JournalReader.open(tmp_path) as journal:
         inputs = list(journal.inputs(segment))
         assert [i.kind for i in inputs] == [
             "warmup_bar",
@@ -179,10 +180,10 @@ def test_a_fill_already_journaled_is_refused_and_writes_nothing(tmp_path: Path) 
         begin(journal)
         journal.close_slice(T0, targets=None, orders=[order("o1")])
         assert journal.event(filled("o1", "exec-1")) is True
-        n_inputs = len(list(journal.inputs(1)))
+        n_inputs = len(list(journal.reader().inputs(1)))
         assert journal.event(filled("o1", "exec-1")) is False
-        assert len(list(journal.inputs(1))) == n_inputs
-        state = journal.state()
+        assert len(list(journal.reader().inputs(1))) == n_inputs
+        state = journal.reader().state()
         assert state.fills == [filled("o1", "exec-1")]
         (record,) = state.orders
         assert record.filled_qty == Decimal(10)
@@ -223,7 +224,7 @@ def test_a_restart_finds_switches_last_slice_orders_and_fills(tmp_path: Path) ->
         journal.checkpoint()
 
     with Journal(tmp_path) as journal:
-        state = journal.state()
+        state = journal.reader().state()
         assert state.last_slice_ts == T0 + NS_PER_MINUTE
         assert state.kill_switch == (True, "max_drawdown")
         assert state.halted == (True, "operator")
@@ -238,21 +239,21 @@ def test_a_restart_finds_switches_last_slice_orders_and_fills(tmp_path: Path) ->
 
         # The next run's segment starts from what the journal held.
         second = begin(journal, T0 + 10 * NS_PER_MINUTE)
-        seg = journal.segments()[-1]
+        seg = journal.reader().segments()[-1]
         assert seg.id == second
         assert seg.kill_switch == (True, "max_drawdown")
         assert seg.halted == (True, "operator")
         assert [o.client_order_id for o in seg.open_orders] == ["o2"]
         assert seg.open_orders[0] == by_id["o2"]
         journal.set_kill_switch(False, None, T0 + 11 * NS_PER_MINUTE)
-        assert journal.state().kill_switch == (False, None)
+        assert journal.reader().state().kill_switch == (False, None)
 
 
 def test_an_event_of_an_order_never_decided_here_gets_a_row(tmp_path: Path) -> None:
     with Journal(tmp_path) as journal:
         begin(journal)
         assert journal.event(filled("foreign", "x9"))
-        (record,) = journal.state().orders
+        (record,) = journal.reader().state().orders
         assert record.client_order_id == "foreign"
         assert record.side is OrderSide.BUY
         assert record.qty is None
@@ -288,7 +289,7 @@ def test_a_file_of_an_older_schema_is_migrated_keeping_its_rows(tmp_path: Path) 
     db.close()
     with Journal(tmp_path) as journal:
         assert journal.schema_version == SCHEMA_VERSION
-        assert journal.state().last_slice_ts == 42
+        assert journal.reader().state().last_slice_ts == 42
         begin(journal)
         journal.set_halted(True, "x", T0)  # the switch table came with version 2
     db = sqlite3.connect(tmp_path / JOURNAL_FILE)
@@ -322,11 +323,8 @@ def test_a_second_opener_is_refused_while_the_first_holds_the_lock(tmp_path: Pat
     with pytest.raises(JournalError, match=rf"in use by another tradingd \(pid {os.getpid()}\)"):
         Journal(tmp_path)
     # A reader needs no lock.
-    reader = Journal(tmp_path, read_only=True)
-    assert reader.state().segments == 0
-    with pytest.raises(JournalError, match="read-only"):
-        reader.set_halted(True, None, T0)
-    reader.close()
+    with JournalReader.open(tmp_path) as reader:
+        assert reader.state().segments == 0
     first.close()
     Journal(tmp_path).close()
 
@@ -352,7 +350,7 @@ def test_a_read_only_file_gives_a_journal_error_naming_it(tmp_path: Path) -> Non
 def test_a_full_disk_gives_a_journal_error_naming_the_file_and_keeps_the_bars(
     tmp_path: Path,
 ) -> None:
-    journal = Journal(tmp_path, max_bytes=64 * 1024)
+    journal = Journal(tmp_path, max_bytes=128 * 1024)
     begin(journal)
     path = str(tmp_path / JOURNAL_FILE)
 
@@ -366,12 +364,12 @@ def test_a_full_disk_gives_a_journal_error_naming_the_file_and_keeps_the_bars(
         write_until_full()
     assert "full" in str(err.value)
     assert journal.failed == str(err.value)
-    last_ts = journal.state().last_slice_ts
+    last_ts = journal.reader().state().last_slice_ts
     assert last_ts is not None
     # Nothing of the failed slice was written: its intent is not there; its bar is still
     # buffered for the next write.
     failed_ts = last_ts + NS_PER_MINUTE
-    assert all(o.slice_ts != failed_ts for o in journal.state().orders)
+    assert all(o.slice_ts != failed_ts for o in journal.reader().state().orders)
     assert len(journal._bars) == 1
     journal.close()
 
@@ -394,6 +392,6 @@ def test_a_terminal_status_sticks_when_a_late_fill_arrives(tmp_path: Path) -> No
         journal.event(OrderCanceled(client_order_id="o1", symbol="AAA", ts=T0 + 2))
         # A reconciliation reports a fill that happened before the cancel.
         assert journal.event(late)
-        (record,) = journal.state().orders
+        (record,) = journal.reader().state().orders
         assert (record.status, record.terminal) == ("canceled", True)
         assert record.filled_qty == Decimal(4)

@@ -1,0 +1,494 @@
+"""Writing the journal: one writer, under an exclusive lock, one transaction per write.
+
+The opener takes an exclusive `flock` on `STATE_DIR/journal.lock` and migrates the file to the
+current schema. Bars are buffered in memory and written with the next close, event or control
+(one transaction), so a bar costs a list append. Every write that precedes an action is
+committed before the method returns (write-ahead): the caller sends the orders of a slice only
+after `close_slice` returned, and applies an execution event only after `event` returned.
+
+Every sqlite3 or OS error becomes a `JournalError` naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from brokers.orders import (
+    ExecutionEvent,
+    OrderAccepted,
+    OrderCanceled,
+    OrderFilled,
+    OrderPartiallyFilled,
+    OrderRejected,
+    SubmitOrder,
+)
+from composer.targets import Targets
+from feeds.bar import Bar
+from portfolio.journal.codec import (
+    AccountIdentity,
+    LedgerSnapshot,
+    dumps,
+    encode_event,
+    encode_order_record,
+    encode_targets,
+    intent_row,
+)
+from portfolio.journal.reader import JournalReader
+from portfolio.journal.schema import (
+    JOURNAL_FILE,
+    LOCK_FILE,
+    JournalError,
+    check_version,
+    migrate,
+    user_version,
+)
+
+_AUTOCHECKPOINT_PAGES = 10_000
+
+_INSERT_BAR = (
+    "INSERT INTO input (segment, kind, ts, symbol, open, high, low, close, volume, "
+    "trade_count, vwap) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_INPUT = "INSERT INTO input (segment, kind, ts, payload) VALUES (?, ?, ?, ?)"
+_INSERT_INTENT = (
+    "INSERT OR IGNORE INTO orders (segment, slice_ts, client_order_id, symbol, side, qty, "
+    "order_type, limit_price, time_in_force, ts, status) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'intent')"
+)
+_SET_STATE = "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)"
+
+
+class Journal:
+    """The daemon's journal in `state_dir` (created if missing). One writer at a time.
+
+    Read it through `reader()` (this connection) or `JournalReader.open` (another, read-only).
+
+    Args:
+        max_bytes: cap the file's size: a write beyond it fails as on a full disk (the drill
+            of a journal that cannot be written).
+
+    Raises:
+        JournalError: the file or its lock cannot be opened, another tradingd holds it, its
+            schema is newer than this code, or its migration failed.
+    """
+
+    def __init__(self, state_dir: Path, *, max_bytes: int | None = None) -> None:
+        self.state_dir = Path(state_dir)
+        self.path = self.state_dir / JOURNAL_FILE
+        self.lock_path = self.state_dir / LOCK_FILE
+        self.segment: int | None = None
+        # The last write's failure, until a write succeeds: what /state and /readyz show.
+        self.failed: str | None = None
+        self._bars: list[tuple[Any, ...]] = []
+        self._closed = False
+        self._lock_fd: int | None = _lock(self.lock_path, self.path)
+        db: sqlite3.Connection | None = None
+        try:
+            db = self._db = sqlite3.connect(self.path, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            # A checkpoint syncs the file; at SQLite's default (every 1000 pages, about 125
+            # slices) it more than doubled the mean cost of a write. Call `checkpoint()` off the
+            # hot path; this is the backstop (a WAL of up to ~40 MB).
+            db.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
+            if max_bytes is not None:
+                page = int(db.execute("PRAGMA page_size").fetchone()[0])
+                db.execute(f"PRAGMA max_page_count={max(max_bytes // page, 1)}")
+            version = user_version(db)
+            check_version(version, self.path)
+            self.schema_version = migrate(db, version, self.path)
+            self._reader = JournalReader(db, self.path)
+        except (sqlite3.Error, JournalError) as e:
+            if db is not None:
+                db.close()
+            self._unlock()
+            if isinstance(e, JournalError):
+                raise
+            raise JournalError(f"journal {self.path}: cannot open: {e}") from None
+
+    def reader(self) -> JournalReader:
+        """A reader on this writer's connection: it sees every committed write (not the bars
+        still buffered). Valid until the writer closes; its own `close` does nothing."""
+        return self._reader
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
+    @contextlib.contextmanager
+    def _write(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One transaction. On failure: rolled back, the buffered bars kept, JournalError."""
+        if self._closed:
+            raise JournalError(f"journal {self.path}: {what}: the journal is closed")
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            yield db
+            db.execute("COMMIT")
+        except (sqlite3.Error, OSError) as e:
+            with contextlib.suppress(sqlite3.Error):
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+            self.failed = f"journal {self.path}: cannot write {what}: {e}"
+            raise JournalError(self.failed) from None
+        self.failed = None
+
+    def _segment_id(self) -> int:
+        if self.segment is None:
+            raise JournalError(f"journal {self.path}: no segment begun: call begin_segment first")
+        return self.segment
+
+    def _flush(self, db: sqlite3.Connection) -> None:
+        if self._bars:
+            db.executemany(_INSERT_BAR, self._bars)
+
+    def _commit_bars(self) -> None:
+        # The buffer is cleared only once its transaction committed.
+        self._bars = []
+
+    def begin_segment(
+        self,
+        *,
+        mode: str,
+        config_digest: str,
+        config: dict[str, Any],
+        config_files: list[str],
+        ledger: LedgerSnapshot,
+        ts: int,
+    ) -> int:
+        """Start recording one daemon run; every input after this belongs to it.
+
+        The switches the journal holds now are copied into the segment: the run restores them
+        before it trades, and an audit of the segment starts from them.
+
+        Returns:
+            The segment id.
+        """
+        kill = self._reader.switch("kill_switch")
+        halted = self._reader.switch("halted")
+        open_orders = [encode_order_record(o) for o in self._reader.orders(open_only=True)]
+        with self._write("segment") as db:
+            self._flush(db)
+            cur = db.execute(
+                "INSERT INTO segment (mode, config_digest, config, config_files, ledger, "
+                "kill_switch, kill_reason, halted, halt_reason, open_orders, ts) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    mode,
+                    config_digest,
+                    dumps(config),
+                    dumps(list(config_files)),
+                    dumps(ledger.to_json()),
+                    int(kill[0]),
+                    kill[1],
+                    int(halted[0]),
+                    halted[1],
+                    dumps(open_orders),
+                    ts,
+                ),
+            )
+        self._commit_bars()
+        assert cur.lastrowid is not None
+        self.segment = cur.lastrowid
+        return cur.lastrowid
+
+    def bar(self, bar: Bar, *, warmup: bool = False) -> None:
+        """Record a bar shown to the core (`engine.on_bar`); written with the next commit."""
+        symbol, ts, o, h, low, c, v, n, vw = bar
+        kind = "warmup_bar" if warmup else "bar"
+        self._bars.append((self._segment_id(), kind, ts, symbol, o, h, low, c, v, n, vw))
+
+    def updated_bar(self, bar: Bar) -> None:
+        """Record a correction shown to the core (`engine.on_updated_bar`); buffered likewise."""
+        symbol, ts, o, h, low, c, v, n, vw = bar
+        self._bars.append((self._segment_id(), "updated_bar", ts, symbol, o, h, low, c, v, n, vw))
+
+    def warmup_done(self, ts: int) -> None:
+        """Record the end of the warm-up: slices after this input may trade."""
+        segment = self._segment_id()
+        with self._write("warmup_done") as db:
+            self._flush(db)
+            db.execute(_INSERT_INPUT, (segment, "warmup_done", ts, dumps({"ts": ts})))
+        self._commit_bars()
+
+    def close_slice(
+        self, slice_ts: int, *, targets: Targets | None, orders: Sequence[SubmitOrder]
+    ) -> None:
+        """Record a slice's close and what it decided, write-ahead.
+
+        One transaction: the buffered bars, the `close` input, the decision (targets, orders),
+        an intent row per order, and last_slice_ts. Send the orders only after this returns.
+
+        Raises:
+            JournalError: nothing was written; send nothing.
+        """
+        segment = self._segment_id()
+        with self._write(f"slice {slice_ts}") as db:
+            self._flush(db)
+            db.execute(_INSERT_INPUT, (segment, "close", slice_ts, f'{{"slice_ts":{slice_ts}}}'))
+            if targets is not None or orders:
+                self._decision(
+                    db=db,
+                    segment=segment,
+                    slice_ts=slice_ts,
+                    kind="close",
+                    targets=targets,
+                    orders=orders,
+                )
+            db.execute(_SET_STATE, ("last_slice_ts", str(slice_ts)))
+        self._commit_bars()
+
+    def _decision(
+        self,
+        *,
+        db: sqlite3.Connection,
+        segment: int,
+        slice_ts: int,
+        kind: str,
+        targets: Targets | None,
+        orders: Sequence[SubmitOrder],
+    ) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO decision (segment, slice_ts, kind, targets, orders) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (
+                segment,
+                slice_ts,
+                kind,
+                None if targets is None else dumps(encode_targets(targets)),
+                dumps([encode_event(o) for o in orders]),
+            ),
+        )
+        if orders:
+            db.executemany(_INSERT_INTENT, [(segment, slice_ts, *intent_row(o)) for o in orders])
+
+    def event(self, event: ExecutionEvent) -> bool:
+        """Record a broker event before the core applies it (write-ahead), and update its order.
+
+        Returns:
+            False, writing nothing, for a fill whose execution id is journaled already (the
+            core de-duplicates it too: feeding it is harmless).
+        """
+        segment = self._segment_id()
+        if isinstance(event, OrderFilled | OrderPartiallyFilled) and self._reader.has_fill(
+            event.execution_id
+        ):
+            return False
+        payload = dumps(encode_event(event))
+        cid = event.client_order_id
+        with self._write(f"event {type(event).__name__} {cid}") as db:
+            self._flush(db)
+            cur = db.execute(_INSERT_INPUT, (segment, "event", event.ts, payload))
+            db.execute(
+                "INSERT OR IGNORE INTO orders (client_order_id, segment, symbol, ts, status) "
+                "VALUES (?, ?, ?, ?, 'intent')",
+                (cid, segment, event.symbol, event.ts),
+            )
+            match event:
+                case OrderAccepted():
+                    db.execute(
+                        "UPDATE orders SET status = CASE WHEN status = 'intent' THEN 'accepted' "
+                        "ELSE status END, broker_order_id = COALESCE(NULLIF(?, ''), "
+                        "broker_order_id) WHERE client_order_id = ?",
+                        (event.broker_order_id, cid),
+                    )
+                case OrderFilled() | OrderPartiallyFilled():
+                    db.execute(
+                        "INSERT INTO fill (execution_id, seq, client_order_id, payload) "
+                        "VALUES (?, ?, ?, ?)",
+                        (event.execution_id, cur.lastrowid, cid, payload),
+                    )
+                    row = db.execute(
+                        "SELECT filled_qty, filled_notional, side FROM orders "
+                        "WHERE client_order_id = ?",
+                        (cid,),
+                    ).fetchone()
+                    done = isinstance(event, OrderFilled)
+                    db.execute(
+                        # A terminal status sticks: events may arrive out of order (a
+                        # reconciliation's fill after the stream's cancel).
+                        "UPDATE orders SET filled_qty = ?, filled_notional = ?, "
+                        "status = CASE WHEN terminal = 1 THEN status ELSE ? END, "
+                        "terminal = MAX(terminal, ?), side = COALESCE(side, ?) "
+                        "WHERE client_order_id = ?",
+                        (
+                            str(Decimal(row[0]) + event.qty),
+                            str(Decimal(row[1]) + event.qty * event.price),
+                            "filled" if done else "partially_filled",
+                            int(done),
+                            event.side.value,
+                            cid,
+                        ),
+                    )
+                case OrderCanceled() | OrderRejected():
+                    status = "canceled" if isinstance(event, OrderCanceled) else "rejected"
+                    db.execute(
+                        "UPDATE orders SET status = CASE WHEN status = 'filled' THEN status "
+                        "ELSE ? END, terminal = 1 WHERE client_order_id = ?",
+                        (status, cid),
+                    )
+            db.execute(_SET_STATE, ("last_event_ts", str(event.ts)))
+        self._commit_bars()
+        return True
+
+    def control(
+        self, action: str, ts: int, *, orders: Sequence[SubmitOrder] = (), **fields: Any
+    ) -> None:
+        """Record an operator's control (halt, resume, flatten, reset) as an input.
+
+        Args:
+            ts: the time handed to the engine (for flatten: the ts given to `engine.flatten`).
+            orders: the orders it produced (flatten): recorded as intents, write-ahead, and as
+                a "flatten" decision keyed by `ts`.
+            fields: anything else worth keeping (who, why); JSON-ready values.
+        """
+        segment = self._segment_id()
+        payload: dict[str, Any] = {**fields, "action": action, "ts": ts}
+        if orders:
+            payload["orders"] = [o.client_order_id for o in orders]
+        with self._write(f"control {action}") as db:
+            self._flush(db)
+            db.execute(_INSERT_INPUT, (segment, "control", ts, dumps(payload)))
+            if orders or action == "flatten":
+                self._decision(
+                    db=db, segment=segment, slice_ts=ts, kind="flatten", targets=None, orders=orders
+                )
+        self._commit_bars()
+
+    def set_kill_switch(self, on: bool, reason: str | None, ts: int) -> None:
+        """Latch (or reset) the kill switch: it stays as set across restarts."""
+        self._set_switch("kill_switch", on, reason, ts)
+
+    def set_halted(self, on: bool, reason: str | None, ts: int) -> None:
+        """Set (or clear) the operator's halt: it stays as set across restarts."""
+        self._set_switch("halted", on, reason, ts)
+
+    def _set_switch(self, name: str, on: bool, reason: str | None, ts: int) -> None:
+        with self._write(name) as db:
+            db.execute(_SET_STATE, (name, dumps({"on": on, "reason": reason, "ts": ts})))
+            db.execute(
+                "INSERT INTO switch (name, on_, reason, ts) VALUES (?, ?, ?, ?)",
+                (name, int(on), reason, ts),
+            )
+
+    def difference(self, kind: str, detail: dict[str, Any], ts: int) -> None:
+        """Record a reconciliation finding (what differed between the journal and the broker)."""
+        with self._write(f"difference {kind}") as db:
+            db.execute(
+                "INSERT INTO difference (segment, kind, detail, ts) VALUES (?, ?, ?, ?)",
+                (self.segment, kind, dumps(detail), ts),
+            )
+
+    def set_account(self, account: AccountIdentity) -> None:
+        """Store the account this journal belongs to. Once: storing the same identity again
+        writes nothing; another one is refused (a journal never changes accounts).
+
+        Raises:
+            JournalError: the journal belongs to another account, or the write failed.
+        """
+        held = self._reader.account()
+        if held == account:
+            return
+        if held is not None:
+            raise JournalError(
+                f"journal {self.path} belongs to account {held.account_number} "
+                f"({held.account_id} at {held.base_url}), not {account.account_number} "
+                f"({account.account_id} at {account.base_url})"
+            )
+        with self._write("account") as db:
+            db.execute(
+                "INSERT INTO account (id, account_id, account_number, base_url) "
+                "VALUES (1, ?, ?, ?)",
+                (account.account_id, account.account_number, account.base_url),
+            )
+
+    def next_sequence(self, name: str) -> int:
+        """The next number of the counter `name`: 1, 2, 3, ... across restarts, each once.
+
+        Committed before it returns: a number handed out (say, in a client order id) is never
+        handed out again, even after a crash. Counters of different names are independent.
+        """
+        with self._write(f"sequence {name}") as db:
+            db.execute(
+                "INSERT INTO sequence (name, value) VALUES (?, 1) "
+                "ON CONFLICT (name) DO UPDATE SET value = value + 1",
+                (name,),
+            )
+            (value,) = db.execute("SELECT value FROM sequence WHERE name = ?", (name,)).fetchone()
+        return int(value)
+
+    def flush(self) -> None:
+        """Write the buffered bars now (close() does it too)."""
+        if self._bars:
+            with self._write("bars") as db:
+                self._flush(db)
+            self._commit_bars()
+
+    def checkpoint(self) -> None:
+        """Move the WAL into the database file (PASSIVE: never waits for readers).
+
+        Cheap to call when there is little to move; the daemon calls it when idle (after a
+        slice's orders are out), so the hot path rarely pays for a sync.
+        """
+        if self._closed:
+            return
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as e:
+            raise JournalError(f"journal {self.path}: checkpoint failed: {e}") from None
+
+    def close(self) -> None:
+        """Flush the buffered bars, close the file, release the lock. Idempotent."""
+        if self._closed:
+            return
+        try:
+            if self._bars and self.segment is not None:
+                self.flush()
+        finally:
+            self._closed = True
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._unlock()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _lock(lock_path: Path, path: Path) -> int:
+    """Take the writer's exclusive lock on `lock_path` (creating its directory) and write our
+    pid into it (what the next opener names); held while the returned descriptor is open."""
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise JournalError(f"journal {path}: cannot create {lock_path.parent}: {e}") from None
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise JournalError(f"journal {path}: cannot open {lock_path}: {e}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise JournalError(f"journal {path} is in use by another tradingd (pid {pid})") from None
+    except OSError as e:
+        os.close(fd)
+        raise JournalError(f"journal {path}: cannot lock {lock_path}: {e}") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError as e:
+        os.close(fd)
+        raise JournalError(f"journal {path}: cannot write {lock_path}: {e}") from None
+    return fd
