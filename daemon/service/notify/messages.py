@@ -79,7 +79,9 @@ def render(event: NotifyEvent) -> Message:
 
 
 def duration(seconds: float) -> str:
-    """`45 seconds`, `5 minutes`, `3.5 hours`: how long, for a person."""
+    """`0.5 seconds`, `45 seconds`, `5 minutes`, `3.5 hours`: how long, for a person."""
+    if seconds < 10 and seconds != round(seconds):
+        return f"{seconds:.1f} seconds"
     if seconds < 120:
         n = round(seconds)
         return "1 second" if n == 1 else f"{n} seconds"

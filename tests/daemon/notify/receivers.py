@@ -54,9 +54,21 @@ class Received:
 
     @property
     def text(self) -> str:
-        """The human text of the message, whatever the service."""
+        """The human text of the message, whatever the service and sender (tradingd sends
+        text; Alertmanager sends Slack attachments, Discord embeds, its own webhook JSON)."""
+        body = self.body
+        if self.service == "slack" and "text" not in body:
+            return "\n".join(
+                f"{a.get('title', '')}\n{a.get('text', '')}" for a in body["attachments"]
+            )
+        if self.service == "discord" and not body.get("content"):
+            return "\n".join(
+                f"{e.get('title', '')}\n{e.get('description', '')}" for e in body["embeds"]
+            )
+        if self.service == "hook" and "text" not in body:
+            return " ".join(a["labels"]["alertname"] for a in body["alerts"])
         key = {"slack": "text", "discord": "content", "telegram": "text", "hook": "text"}
-        value: str = self.body[key[self.service]]
+        value: str = body[key[self.service]]
         return value
 
 
@@ -186,7 +198,8 @@ class Receivers:
                     headers={"Retry-After": str(math.ceil(fault.retry_after_s))},
                 )
             return self._common(fault, request) or web.Response(status=500)
-        if not isinstance(body.get("content"), str) or len(body["content"]) > 2000:
+        content, embeds = body.get("content"), body.get("embeds")
+        if not (isinstance(content, str) or embeds) or len(content or "") > 2000:
             return web.json_response({"message": "Invalid Form Body", "code": 50035}, status=400)
         await self._accept("discord", request, body)
         return web.Response(status=204)
