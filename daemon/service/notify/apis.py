@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import orjson
 
 from daemon.service.notify.messages import Message
+from daemon.timeutil import iso_utc
 
 _BODY_IN_ERRORS = 200  # characters of a refusing answer's body kept in the error
 
@@ -213,7 +214,8 @@ class TelegramApi:
 
 @dataclass(frozen=True, slots=True)
 class WebhookApi:
-    """Any endpoint taking the message as JSON."""
+    """Any endpoint taking the message as JSON: {"source", "kind", "event", "text", "data",
+    "time"} (time: when the daemon noticed it, ISO 8601 UTC)."""
 
     url: str
     label: str
@@ -230,6 +232,7 @@ class WebhookApi:
             "event": message.event,
             "text": message.text,
             "data": message.data,
+            "time": iso_utc(message.ts_ns) if message.ts_ns else None,
         }
         headers = {} if self.token is None else {"Authorization": f"Bearer {self.token}"}
         return Request(url=self.url, json=body, headers=headers)

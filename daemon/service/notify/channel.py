@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -40,6 +41,7 @@ class Channel:
         market_open: whether the market is open now (for stream outages).
         market_poll_s: how often a stream outage looks again at a closed market.
         sleep, jitter: the backoff's wait and its random factor in [0, 1) (tests pin them).
+        wall: the wall clock (UTC ns) summaries and outages are stamped with.
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class Channel:
         market_poll_s: float = 30.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
+        wall: Callable[[], int] = time.time_ns,
     ) -> None:
         self.name = name
         self.api = api
@@ -67,7 +70,9 @@ class Channel:
             market_open=market_open,
             poll_s=market_poll_s,
             emit=self._admit,
+            wall=wall,
         )
+        self._wall = wall
         self._sleep = sleep
         self._jitter = jitter
         self._queue: deque[Message] = deque()
@@ -107,7 +112,7 @@ class Channel:
 
     def _close(self, kind: EventKind) -> None:
         self._windows.pop(kind, None)
-        summary = self.throttle.close(kind, asyncio.get_running_loop().time())
+        summary = self.throttle.close(kind, asyncio.get_running_loop().time(), self._wall())
         if summary is not None:
             self.enqueue(summary)
 
@@ -133,7 +138,7 @@ class Channel:
         for timer in self._windows.values():
             timer.cancel()
         self._windows.clear()
-        for summary in self.throttle.close_all(asyncio.get_running_loop().time()):
+        for summary in self.throttle.close_all(asyncio.get_running_loop().time(), self._wall()):
             self.enqueue(summary)
 
     async def idle(self) -> None:

@@ -59,22 +59,30 @@ class Message:
         event: the event's type name ("OrderFilled"), or "Summary" for a rate limit's summary.
         text: the line a person reads (without the daemon's label).
         data: the event's fields as JSON-ready values (the generic webhook sends them).
+        ts_ns: when the daemon noticed it (wall clock, UTC ns): a retried message may
+            arrive minutes later.
     """
 
     kind: EventKind
     event: str
     text: str
     data: dict[str, Any] = field(default_factory=dict)
+    ts_ns: int = 0
 
     def with_prefix(self, line: str) -> Message:
         """The same message with a line in front (e.g. how many were dropped before it)."""
         return dataclasses.replace(self, text=f"{line}\n{self.text}")
 
 
-def render(event: NotifyEvent) -> Message:
-    """The message of an event (stream events are worded by the stream watch instead)."""
+def render(event: NotifyEvent, ts_ns: int = 0) -> Message:
+    """The message of an event noticed at `ts_ns` (stream outages are worded by the stream
+    watch instead)."""
     return Message(
-        kind=kind_of(event), event=type(event).__name__, text=_text(event), data=_data(event)
+        kind=kind_of(event),
+        event=type(event).__name__,
+        text=_text(event),
+        data=_data(event),
+        ts_ns=ts_ns,
     )
 
 
@@ -109,7 +117,7 @@ def _text(event: NotifyEvent) -> str:
             what = "daily loss" if event.reason == "daily_loss" else "drawdown"
             return (
                 f"KILL SWITCH TRIPPED: {what} {_pct(event.value)} reached the limit "
-                f"{_pct(event.limit)}; equity {_money(event.equity)}. Only reducing exposure "
+                f"{_pct(event.limit)}; equity {_money(event.equity)}. New exposure is denied "
                 "until `tradingd ctl reset`."
             )
         case KillSwitchReset():

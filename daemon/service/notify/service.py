@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -45,6 +46,7 @@ class Notifications:
         channels: one per target (`build_notifications` makes them from the settings).
         counters: the counts the channels keep (shared with them).
         stop_deadline_s: how long `stop` lets the queues drain.
+        wall: the wall clock (UTC ns) messages are stamped with.
     """
 
     def __init__(
@@ -54,7 +56,9 @@ class Notifications:
         log: EventLog,
         counters: NotifyCounters,
         stop_deadline_s: float = 5.0,
+        wall: Callable[[], int] = time.time_ns,
     ) -> None:
+        self.wall = wall
         self.channels = list(channels)
         self.log = log
         self.counters = counters
@@ -77,7 +81,7 @@ class Notifications:
         if not self.channels:
             return
         try:
-            message = render(event)
+            message = render(event, self.wall())
             for channel in self.channels:
                 channel.offer(event, message)
         except Exception as e:  # a notifier's bug must not stop the trading
@@ -132,7 +136,7 @@ class Notifications:
         its timeout: target name -> delivered or the error. Not counted in `counters`."""
         import aiohttp
 
-        message = render(Probe() if text is None else Probe(text=text))
+        message = render(Probe() if text is None else Probe(text=text), self.wall())
         own = self._session is None
         session = aiohttp.ClientSession() if self._session is None else self._session
         try:

@@ -172,7 +172,8 @@ class TelegramTarget(_TargetBase):
 
 
 class WebhookTarget(_TargetBase):
-    """Any HTTP endpoint taking a JSON POST: `{"source", "kind", "event", "text", "data"}`.
+    """Any HTTP endpoint taking a JSON POST: `{"source", "kind", "event", "text", "data",
+    "time"}`.
 
     Attributes:
         url_env: the variable holding the URL.

@@ -59,8 +59,9 @@ class Throttle:
         window.last = message
         return Admission(send=False, opened=opened)
 
-    def close(self, kind: EventKind, now_s: float) -> Message | None:
-        """End the window of `kind`: its summary, if anything was held back."""
+    def close(self, kind: EventKind, now_s: float, wall_ns: int = 0) -> Message | None:
+        """End the window of `kind` at `now_s` (monotonic; `wall_ns` the wall clock): its
+        summary, if anything was held back."""
         window = self._windows.pop(kind, None)
         if window is None or window.held == 0 or window.last is None:
             return None
@@ -77,9 +78,10 @@ class Throttle:
                 "window_s": round(now_s - window.opened_s, 3),
                 "last": {"event": window.last.event, "text": window.last.text},
             },
+            ts_ns=wall_ns,
         )
 
-    def close_all(self, now_s: float) -> list[Message]:
+    def close_all(self, now_s: float, wall_ns: int = 0) -> list[Message]:
         """End every window (at stop): the summaries due."""
-        summaries = [self.close(kind, now_s) for kind in list(self._windows)]
+        summaries = [self.close(kind, now_s, wall_ns) for kind in list(self._windows)]
         return [s for s in summaries if s is not None]

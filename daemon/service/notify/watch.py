@@ -9,6 +9,7 @@ starts overnight is told at the open); its end is told only if its start was.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ class StreamWatch:
         market_open: whether the market is open now (the daemon's calendar).
         poll_s: while down past the threshold and the market closed, look again this often.
         emit: takes each message to send (the channel's rate limit and queue).
+        wall: the wall clock (UTC ns) the messages are stamped with.
     """
 
     def __init__(
@@ -41,7 +43,9 @@ class StreamWatch:
         market_open: Callable[[], bool],
         poll_s: float,
         emit: Callable[[Message], None],
+        wall: Callable[[], int] = time.time_ns,
     ) -> None:
+        self.wall = wall
         self.threshold_s = threshold_s
         self.market_open = market_open
         self.poll_s = poll_s
@@ -71,6 +75,7 @@ class StreamWatch:
                     event="StreamRestored",
                     text=f"{event.stream} stream back after {duration(down_s)}",
                     data={"stream": event.stream, "down_s": round(down_s, 3)},
+                    ts_ns=self.wall(),
                 )
             )
 
@@ -101,5 +106,6 @@ class StreamWatch:
                     f"{stream} stream DOWN for {duration(down_s)} while the market is open{reason}"
                 ),
                 data={"stream": stream, "reason": outage.reason, "down_s": round(down_s, 3)},
+                ts_ns=self.wall(),
             )
         )

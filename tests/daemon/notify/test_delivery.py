@@ -8,7 +8,7 @@ from __future__ import annotations
 import socket
 import statistics
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -104,8 +104,8 @@ async def test_every_service_gets_the_messages_in_order(receivers: Receivers, ma
         "started: mode paper, account PA123, 2 symbols",
         "order rejected: SPY td-0001: insufficient buying power",
         "filled: buy 10 QQQ @ 450.25 (td-0002)",
-        "KILL SWITCH TRIPPED: daily loss 6.1% reached the limit 5.0%; equity 94,000.00. Only "
-        "reducing exposure until `tradingd ctl reset`.",
+        "KILL SWITCH TRIPPED: daily loss 6.1% reached the limit 5.0%; equity 94,000.00. New "
+        "exposure is denied until `tradingd ctl reset`.",
         "day 2024-05-01: P&L -1,234.50, equity 98,765.50; 12 orders, 10 fills, 1 rejected; max "
         "drawdown 1.2%",
         "stopped: SIGTERM",
@@ -131,6 +131,8 @@ async def test_every_service_gets_the_messages_in_order(receivers: Receivers, ma
     assert hook[2].body["data"]["price"] == "450.25"  # Decimals exact, as strings
     assert hook[4].body["data"]["day"] == "2024-05-01"
     assert hook[0].body["source"] == LABEL
+    noticed = datetime.strptime(hook[0].body["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs(noticed.timestamp() - time.time()) < 60
     assert notifications.counters.snapshot()["sent"] == dict.fromkeys(notifications.targets, 6)
     assert notifications.counters.snapshot()["failed"] == dict.fromkeys(notifications.targets, 0)
 
@@ -269,3 +271,36 @@ async def test_a_dead_receiver_delays_neither_the_caller_nor_another_target(
     assert median_us < 100
     assert p99_us < 1000
     assert took_s < 10.0
+
+
+async def test_a_wait_longer_than_the_target_holds_its_queue_fails_at_once(
+    receivers: Receivers, make: Make, logged: Logged
+) -> None:
+    receivers.arm("discord", Fault("429", retry_after_s=3600.0))
+    notifications = make({"type": "discord", **FAST, "max_retry_after_s": 60})
+    await notifications.start()
+    notifications.notify(_rejected(1))
+    notifications.notify(_rejected(2))
+    got = await receivers.wait_for("discord", 1)
+    assert "td-0002" in got[0].text
+    assert len(receivers.attempts["discord"]) == 2  # no second try of the first
+    [failed] = logged.events("notification_failed")
+    assert failed["error"].endswith("(asked to wait 3600 s, over max_retry_after_s 60)")
+
+
+async def test_stop_keeps_its_deadline_with_a_hung_target(
+    receivers: Receivers, make: Make, logged: Logged
+) -> None:
+    receivers.arm("slack", Fault("hang"))
+    notifications = make({"type": "slack", "timeout_s": 30.0}, {"type": "telegram", **FAST})
+    await notifications.start()
+    notifications.notify(_rejected(1))
+    notifications.notify(DaemonStopped(reason="SIGTERM"))
+    await receivers.wait_attempts("slack", 1)
+    started = time.monotonic()
+    await notifications.stop(deadline_s=0.5)
+    assert time.monotonic() - started < 0.5 + ARRIVAL_BOUND_S
+    assert len(receivers.texts("telegram")) == 2  # the healthy target got everything
+    [unsent] = logged.events("notifications_unsent")
+    assert (unsent["target"], unsent["count"]) == ("slack", 1)
+    assert notifications.counters.get("dropped", "slack") == 1
