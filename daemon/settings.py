@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from brokers.simulated import SimulatedBrokerSettings
 from composer.settings import ComposerSettings, StrategySpec
+from daemon.service.notify.settings import NotifySettings
 from feeds.replay import DataSettings
 from feeds.sanity import SanitySettings
 from portfolio.rebalance import RebalanceSettings
@@ -183,6 +184,7 @@ class Settings(BaseModel):
     http: HttpSettings = HttpSettings()
     state: StateSettings = StateSettings()
     log: LogSettings = LogSettings()
+    notify: NotifySettings = NotifySettings()
 
     @field_validator("symbols")
     @classmethod
