@@ -23,6 +23,9 @@ from daemon.settings import Settings
 from feeds.errors import ConfigError
 
 Loc = tuple[str | int, ...]
+# Sections that can never change a decision and came after the digest's first use: left out,
+# so a config's digest (and its orders' client id prefix) survives an upgrade that adds them.
+_NOT_DIGESTED = {"notify"}
 _SECRET_WORDS = ("secret", "token", "password", "api_key", "apikey")
 
 
@@ -38,7 +41,8 @@ class LoadedConfig:
     @property
     def digest(self) -> str:
         """A short hash of the resolved settings: the same config gives the same digest."""
-        dumped = orjson.dumps(self.settings.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        settings = self.settings.model_dump(mode="json", exclude=_NOT_DIGESTED)
+        dumped = orjson.dumps(settings, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(dumped).hexdigest()[:8]
 
 
