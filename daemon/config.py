@@ -23,9 +23,11 @@ from daemon.settings import Settings
 from feeds.errors import ConfigError
 
 Loc = tuple[str | int, ...]
-# Sections that can never change a decision and came after the digest's first use: left out,
-# so a config's digest (and its orders' client id prefix) survives an upgrade that adds them.
+# Settings added after the digest's first use (0.1.0) enter it only when set away from their
+# default, so a config's digest (and its orders' client id prefix) survives an upgrade that adds
+# them. `notify` never changes a decision and never enters it.
 _NOT_DIGESTED = {"notify"}
+_ADDED_LATER: tuple[tuple[str, str], ...] = (("live", "max_decision_age_s"),)
 _SECRET_WORDS = ("secret", "token", "password", "api_key", "apikey")
 
 
@@ -42,6 +44,11 @@ class LoadedConfig:
     def digest(self) -> str:
         """A short hash of the resolved settings: the same config gives the same digest."""
         settings = self.settings.model_dump(mode="json", exclude=_NOT_DIGESTED)
+        for section, key in _ADDED_LATER:
+            default = Settings.model_fields[str(section)].get_default(call_default_factory=True)
+            node = settings.get(str(section), {})
+            if key in node and node[key] == default.model_dump(mode="json").get(key):
+                del node[key]
         dumped = orjson.dumps(settings, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(dumped).hexdigest()[:8]
 

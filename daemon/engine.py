@@ -129,6 +129,7 @@ class EngineCounters:
     fills: int = 0
     duplicate_fills: int = 0
     rejected_orders: int = 0
+    held_slices: int = 0  # decided without orders (catch-up, broker unavailable)
 
 
 class Engine:
@@ -184,6 +185,8 @@ class Engine:
         # False: follow an account without deciding (tracking): slices are marked and reported
         # to the listener, nothing is composed or ordered.
         self.decides = decides
+        # A rebalance due on a slice decided without orders: the next slice that sends trades.
+        self.owed_rebalance = False
         # Bound once: these run for every bar.
         self._check = sanity.check
         self._composer_on_bar = composer.on_bar
@@ -268,8 +271,16 @@ class Engine:
         """Every bar the engine was shown: accepted or rejected."""
         return self.counters.bars_accepted + sum(self.rejected.values())
 
-    def close_slice(self) -> list[SubmitOrder]:
-        """Decide at the close of the open slice; return the orders to hand to the broker."""
+    def close_slice(self, *, send: bool = True) -> list[SubmitOrder]:
+        """Decide at the close of the open slice; return the orders to hand to the broker.
+
+        Args:
+            send: False for a slice decided without orders: a catch-up slice rebuilt from
+                history after an outage, or one decided while the broker cannot take orders.
+                The strategies and the composer see it as any other (their state stays that of
+                an uninterrupted run); a rebalance it was due is owed to the next slice that
+                sends, which trades once, from the latest targets and prices.
+        """
         slice_ts = self.slice_ts
         if slice_ts is None:
             return []
@@ -301,6 +312,7 @@ class Engine:
             self.listener.on_slice(slice_ts, ledger)
             return []
         orders: list[SubmitOrder] = []
+        targets = self.last_targets
         if flatten or due:
             if flatten:
                 targets = Targets(ts=slice_ts, weights=dict.fromkeys(self.symbols, 0.0))
@@ -309,6 +321,11 @@ class Engine:
             counters.rebalances += 1
             self.last_targets = targets
             self.listener.on_targets(targets)
+        if not send:
+            counters.held_slices += 1
+            self.owed_rebalance = self.owed_rebalance or flatten or due
+        elif (flatten or due or self.owed_rebalance) and targets is not None:
+            self.owed_rebalance = False
             if not self.halted:
                 orders = self._orders_for(targets, slice_ts, decision_ts)
         self.listener.on_slice(slice_ts, ledger)

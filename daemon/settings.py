@@ -84,6 +84,9 @@ class LiveSettings(BaseModel):
         warmup: load recent bars to fill the strategies' lookbacks before trading.
         cancel_on_stop: cancel the daemon's open orders on SIGINT/SIGTERM.
         stop_deadline_s: a stop finishes within this, in-flight submits resolved or not.
+        max_decision_age_s: an order decided longer ago than this (market time) is never sent:
+            a slice that old when it closes sends nothing, and an order still unsent at that
+            age is dropped. Default: half a bar.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -104,6 +107,7 @@ class LiveSettings(BaseModel):
     clock_poll_s: float = Field(60.0, gt=0)
     cancel_on_stop: bool = True
     stop_deadline_s: float = Field(10.0, gt=0)
+    max_decision_age_s: float | None = Field(None, gt=0)
 
     @field_validator("trading_url", "trade_stream_url", "data_stream_url", "data_url")
     @classmethod

@@ -94,24 +94,6 @@ class LiveDaemon:
         self.guard = JournalGuard(None, log=log, on_failed=self._halted_by_journal)
         self.slicer = Slicer(bar_ns=NS_PER_MINUTE, grace_s=settings.live.slice_grace_s)
         policy = settings.state.unknown_positions
-        self.orders = OrderPath(
-            engine=self.engine,
-            broker=self.broker,
-            guard=self.guard,
-            telemetry=self.telemetry,
-            log=log,
-            crash=CrashPoints(env, log),
-            own_prefix=self.prefix,
-            policy=policy,
-        )
-        self.recovery = Recovery(
-            engine=self.engine,
-            guard=self.guard,
-            log=log,
-            telemetry=self.telemetry,
-            policy=policy,
-            symbols=self.symbols,
-        )
         self.market = MarketData(
             settings=settings.live,
             symbols=self.symbols,
@@ -126,6 +108,27 @@ class LiveDaemon:
             clock=self.clock,
             post=self._post,
             spawn=self._spawn,
+        )
+        self.orders = OrderPath(
+            engine=self.engine,
+            broker=self.broker,
+            guard=self.guard,
+            telemetry=self.telemetry,
+            log=log,
+            crash=CrashPoints(env, log),
+            own_prefix=self.prefix,
+            policy=policy,
+            max_decision_age_s=settings.live.max_decision_age_s or NS_PER_MINUTE / 2e9,
+            market_now=self.market.now_ns,
+            journaled=self._journaled,
+        )
+        self.recovery = Recovery(
+            engine=self.engine,
+            guard=self.guard,
+            log=log,
+            telemetry=self.telemetry,
+            policy=policy,
+            symbols=self.symbols,
         )
         self.loop = EngineLoop(
             engine=self.engine,
@@ -398,6 +401,10 @@ class LiveDaemon:
         )
         self.log.info("journal_segment", segment=segment, path=str(journal.path))
 
+    def _journaled(self, client_order_id: str) -> bool:
+        journal = self.guard.journal
+        return journal is not None and journal.reader().has_order(client_order_id)
+
     def _halted_by_journal(self) -> None:
         self.engine.halt()
         self.telemetry.halted(True)
@@ -407,6 +414,8 @@ class LiveDaemon:
 
     def _on_clock(self, clock: MarketClock) -> None:
         self.market.on_clock(clock, first=not self._started)
+        if self._started:
+            self.loop.check_quiet()
         self.loop.progress.set()  # the clock task's news, for whoever waits on the daemon's state
 
     # -- stop -----------------------------------------------------------------------------------
@@ -457,8 +466,8 @@ class LiveDaemon:
         )
 
     async def _cancel_own_orders(self) -> int:
-        """Cancel the open orders this daemon placed (its client order id prefix), no others."""
-        cancelled = await self.broker.cancel_open(lambda cid: cid.startswith(self.prefix))
+        """Cancel the open orders this daemon placed (by its prefix or its journal), no others."""
+        cancelled = await self.broker.cancel_open(self.orders.ours)
         for cid in cancelled:
             self.log.info("order_cancelled_on_stop", client_order_id=cid)
         return len(cancelled)

@@ -89,6 +89,8 @@ class EngineLoop:
         self.stopping = asyncio.Event()
         self.progress = asyncio.Event()
         self.reconciliations = 0
+        self._catching_up = False
+        self._bar_arrived_at = clock.monotonic()
         self._after_reconcile: Callable[[], None] = (
             self._follow_account if follow_account else self._check_positions
         )
@@ -132,13 +134,29 @@ class EngineLoop:
             case StreamBar():
                 if item.updated:
                     self._on_updated_bar(item.bar)
-                elif not self.slicer.hold(item.bar):
+                    return
+                self._bar_arrived_at = self.clock.monotonic()
+                next_ts = self.slicer.next_ts
+                if not self.slicer.backfilling and next_ts is not None and item.bar.ts > next_ts:
+                    # A whole timestamp is missing for the universe (a quiet socket that came
+                    # back, say): fetch it before anything after it is decided.
+                    self.log.warning("feed_gap", first_missing=iso_utc(next_ts))
+                    self.market.backfill(self.engine.slice_ts)
+                if not self.slicer.hold(item.bar):
                     self._on_bar(item.bar)
             case BrokerWake():
                 self.on_broker()
             case Backfilled():
-                for bar in self.market.on_backfilled(item).bars:
-                    self._on_bar(bar)
+                # Every slice the backfill completes is history: it feeds the strategies and
+                # sends nothing; the slice left open is the latest, and trades what is owed.
+                self._catching_up = True
+                try:
+                    for bar in self.market.on_backfilled(item).bars:
+                        self._on_bar(bar)
+                finally:
+                    self._catching_up = False
+                if self.engine.slice_complete and self._can_close():
+                    self._decide()
             case TradingStatus():
                 self.market.on_status(item, self.orders.halted_symbols)
             case StreamConnected():
@@ -157,6 +175,7 @@ class EngineLoop:
         telemetry = self.telemetry
         symbol = bar.symbol
         telemetry.bar_received(symbol)
+        self.market.saw_bar(bar)
         open_ts = engine.slice_ts
         if open_ts is not None and bar.ts > open_ts:
             self._decide()
@@ -177,10 +196,24 @@ class EngineLoop:
         if engine.slice_ts == bar.ts:
             self.broker.on_bar(bar)
         if engine.slice_complete:
-            if self._can_close():
+            if self._can_close() and not self._catching_up:
                 self._decide()
         elif engine.slice_ts is not None:
             self.slicer.arm(self.clock.monotonic())
+
+    def check_quiet(self) -> None:
+        """No bar for longer than two bars while the market is open and the socket is up:
+        fetch what the stream may have missed (the socket may be quiet, not closed)."""
+        quiet_s = self.clock.monotonic() - self._bar_arrived_at
+        if (
+            self.market.market_open
+            and self.market.connected
+            and not self.slicer.backfilling
+            and quiet_s > 2 * self.slicer.bar_ns / 1e9
+        ):
+            self.log.info("feed_quiet", seconds=round(quiet_s, 1))
+            self._bar_arrived_at = self.clock.monotonic()
+            self.market.backfill(self.engine.slice_ts)
 
     def _on_updated_bar(self, bar: Bar) -> None:
         journal = self.guard.journal
@@ -191,7 +224,7 @@ class EngineLoop:
 
     def _decide(self) -> None:
         self.slicer.closed()
-        self.orders.decide()
+        self.orders.decide(catch_up=self._catching_up)
 
     # -- the broker -----------------------------------------------------------------------------
 

@@ -101,6 +101,9 @@ class MarketData:
         self.market_open = True
         self.counters = FeedCounters()
         self.warmup_bars = 0
+        self._bar_end_ns = 0  # the end of the latest bar seen: the market's time, as data says
+        self._clock_ns = 0  # the market clock's last reading, and when it was read
+        self._clock_read_at = 0.0
 
     # -- health ---------------------------------------------------------------------------------
 
@@ -114,6 +117,16 @@ class MarketData:
         return self.connected and (
             not self.market_open or self.seconds_since_message() < self.settings.silence_s
         )
+
+    def now_ns(self) -> int:
+        """The market's time: the end of the latest bar seen, or the clock's last reading moved
+        on by the time since, whichever is later (a sandbox's clock may run faster than ours)."""
+        since = self.clock.monotonic() - self._clock_read_at
+        return max(self._bar_end_ns, self._clock_ns + int(since * 1e9))
+
+    def saw_bar(self, bar: Bar) -> None:
+        end = bar.ts + self.slicer.bar_ns
+        self._bar_end_ns = max(self._bar_end_ns, end)
 
     # -- warm-up --------------------------------------------------------------------------------
 
@@ -196,7 +209,12 @@ class MarketData:
         )
         # Whatever the stream missed (before this connect, or while it was down) comes from
         # the historical endpoint before any slice after the gap closes.
-        start = self.slicer.begin_backfill(self.engine.slice_ts)
+        self.backfill(self.engine.slice_ts)
+
+    def backfill(self, open_slice_ts: int | None) -> None:
+        """Fetch what the stream missed, from the open slice (or the first timestamp not
+        seen) to now; the stream's bars are held meanwhile."""
+        start = self.slicer.begin_backfill(open_slice_ts)
         if start is not None:
             self.spawn(self._backfill(start), "backfill")
 
@@ -259,6 +277,7 @@ class MarketData:
                 next_close=iso_utc(clock.next_close),
             )
         self.market_open = clock.is_open
+        self._clock_ns, self._clock_read_at = clock.ts, self.clock.monotonic()
         self.telemetry.market_open(clock.is_open)
 
     async def poll_clock(self, on_clock: Callable[[MarketClock], None]) -> None:

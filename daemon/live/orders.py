@@ -10,7 +10,7 @@ orders this daemon did not place are booked only as `state.unknown_positions` sa
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from brokers.base import LiveBroker
@@ -70,6 +70,9 @@ class OrderPath:
         crash: CrashPoints,
         own_prefix: str,
         policy: str,
+        max_decision_age_s: float,
+        market_now: Callable[[], int],
+        journaled: Callable[[str], bool],
     ) -> None:
         self.engine = engine
         self.broker = broker
@@ -84,11 +87,21 @@ class OrderPath:
         self.slices = SliceLog()
         self.trading = False  # set once started: a foreign fill then halts under "refuse"
         self.kill_journaled = False
+        self.max_decision_age_s = max_decision_age_s
+        self.market_now = market_now
+        self.held: dict[str, int] = {}  # slices decided without orders, by reason
+        self._journaled = journaled
 
     # -- out ------------------------------------------------------------------------------------
 
-    def decide(self) -> None:
-        """Close the open slice and hand its orders to the broker."""
+    def decide(self, *, catch_up: bool = False) -> None:
+        """Close the open slice and hand its orders to the broker.
+
+        Args:
+            catch_up: the slice was rebuilt from history after a gap, and later ones wait:
+                it feeds the strategies but sends nothing (decisions are made on fresh data
+                only; the latest slice trades what is owed).
+        """
         engine = self.engine
         slice_ts = engine.slice_ts
         if slice_ts is None:
@@ -96,14 +109,17 @@ class OrderPath:
         started = time.perf_counter()
         n_symbols = len(engine.slice_symbols)
         self.apply_events(self.broker.poll_events())  # fills first: the decision sees them
-        orders = engine.close_slice()
+        held = self.hold_reason(slice_ts + engine.bar_ns, catch_up=catch_up)
+        orders = engine.close_slice(send=held is None)
+        if held is not None:
+            self.held[held] = self.held.get(held, 0) + 1
         self.slices.add(slice_ts, n_symbols)
         targets = engine.last_targets
         decided = targets if targets is not None and targets.ts == slice_ts else None
         # Write-ahead: the slice, its decision and the intents are on disk before any order
         # leaves; without a journal nothing leaves.
         if self.guard.failed is not None or not self.guard.write(
-            lambda j: j.close_slice(slice_ts, targets=decided, orders=orders)
+            lambda j: j.close_slice(slice_ts, targets=decided, orders=orders, held=held)
         ):
             self.unsent(orders, "journal unavailable: not sent")
             orders = []
@@ -112,6 +128,21 @@ class OrderPath:
         self.persist_kill_switch(slice_ts)
         self.send(orders)
         self.telemetry.slice_decided(time.perf_counter() - started)
+
+    def hold_reason(self, decision_ts: int, *, catch_up: bool) -> str | None:
+        """Why a slice deciding at `decision_ts` must send nothing, or None when it may."""
+        if catch_up:
+            return "catch_up"
+        health = self.broker.health()
+        if not (health.reconciled and health.rest_ok):
+            return "broker_unavailable"
+        age_s = (self.market_now() - decision_ts) / 1e9
+        if age_s > self.max_decision_age_s:
+            self.log.warning(
+                "slice_too_old", age_s=round(age_s, 3), limit_s=self.max_decision_age_s
+            )
+            return "stale"
+        return None
 
     def send(self, orders: list[SubmitOrder]) -> None:
         """Hand orders to the broker (halted symbols' orders become rejections here)."""
@@ -164,9 +195,14 @@ class OrderPath:
             if self.guard.event(event):
                 engine.on_events([event])
 
+    def ours(self, client_order_id: str) -> bool:
+        """This daemon placed the order: it names new orders with its prefix, and the journal
+        has every order it ever decided (whatever prefix an earlier config gave them)."""
+        return client_order_id.startswith(self.own_prefix) or self._journaled(client_order_id)
+
     def foreign(self, event: ExecutionEvent) -> bool:
         """An order this daemon did not place (a person's, another program's) on its account."""
-        return self.broker.shares_account and not event.client_order_id.startswith(self.own_prefix)
+        return self.broker.shares_account and not self.ours(event.client_order_id)
 
     def _take_foreign(self, event: ExecutionEvent) -> bool:
         """Whether the ledger books a foreign event: its fills only, under "adopt"."""

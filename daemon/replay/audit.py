@@ -228,14 +228,14 @@ class _Replay:
                         self._control(payload)
                     case "close":
                         assert isinstance(payload, dict)
-                        self._close(int(payload["slice_ts"]))
+                        self._close(int(payload["slice_ts"]), send="held" not in payload)
                     case other:
                         self.skipped.append(f"segment {segment.id} input {item.seq}: {other}")
         except TradingdError as e:
             # An input the core refuses (bars out of order): the replay cannot go on.
             self._differ(engine.slice_ts or segment.ts, "error", None, str(e))
 
-    def _close(self, slice_ts: int) -> None:
+    def _close(self, slice_ts: int, *, send: bool = True) -> None:
         engine = self.engine
         self.slices += 1
         live = self.decisions.pop((slice_ts, "close"), None)
@@ -248,7 +248,7 @@ class _Replay:
                 return
             live = None  # the replay's open slice is another one: compared as extra
         self.listener.targets = None
-        orders = engine.close_slice()
+        orders = engine.close_slice(send=send)
         self._compare(slice_ts, live, self.listener.targets, orders)
 
     def _control(self, payload: dict[str, Any]) -> None:

@@ -222,6 +222,12 @@ class JournalReader:
             for row in self._query(f"{_SELECT_ORDERS}{where} ORDER BY ts, rowid")
         ]
 
+    def has_order(self, client_order_id: str) -> bool:
+        """Whether this daemon decided an order by this client order id (its intent is
+        journaled; an order known only from its events is not one)."""
+        sql = "SELECT 1 FROM orders WHERE client_order_id = ? AND qty IS NOT NULL"
+        return bool(self._query(sql, (client_order_id,)))
+
     def has_fill(self, execution_id: str) -> bool:
         """Whether a fill with this execution id is journaled (the de-duplication key)."""
         return bool(self._query("SELECT 1 FROM fill WHERE execution_id = ?", (execution_id,)))

@@ -220,12 +220,21 @@ class Journal:
         self._commit_bars()
 
     def close_slice(
-        self, slice_ts: int, *, targets: Targets | None, orders: Sequence[SubmitOrder]
+        self,
+        slice_ts: int,
+        *,
+        targets: Targets | None,
+        orders: Sequence[SubmitOrder],
+        held: str | None = None,
     ) -> None:
         """Record a slice's close and what it decided, write-ahead.
 
         One transaction: the buffered bars, the `close` input, the decision (targets, orders),
         an intent row per order, and last_slice_ts. Send the orders only after this returns.
+
+        Args:
+            held: why the slice was decided without orders (catch_up, broker_unavailable);
+                the audit replays it the same way.
 
         Raises:
             JournalError: nothing was written; send nothing.
@@ -233,7 +242,12 @@ class Journal:
         segment = self._segment_id()
         with self._write(f"slice {slice_ts}") as db:
             self._flush(db)
-            db.execute(_INSERT_INPUT, (segment, "close", slice_ts, f'{{"slice_ts":{slice_ts}}}'))
+            payload = (
+                f'{{"slice_ts":{slice_ts}}}'
+                if held is None
+                else f'{{"slice_ts":{slice_ts},"held":"{held}"}}'
+            )
+            db.execute(_INSERT_INPUT, (segment, "close", slice_ts, payload))
             if targets is not None or orders:
                 self._decision(
                     db=db,
