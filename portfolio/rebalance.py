@@ -136,51 +136,12 @@ class Rebalancer:
         Returns:
             Sells first, then buys, each in symbol order; ids numbered in that order.
         """
-        # Hot: the band test runs in floats on the ledger's mirrors; most symbols stop there on
-        # most slices, and only those that will trade are converted to Decimal.
-        equity_f = ledger.equity_float
-        band = self._band
-        weights = targets.weights
-        positions = ledger.positions
-        qty_float = ledger.qty_float
-        get_price = prices.get
-        candidates: list[tuple[str, float, float]] = []
-        for symbol, target_w in weights.items():
-            px = get_price(symbol)
-            if px is None:
-                pos = positions.get(symbol)
-                if pos is None:
-                    continue
-                px = float(pos.last_price)
-            if not px > 0.0:
-                continue
-            if target_w == 0.0:
-                # Closes whatever is held or open; nothing to do for a symbol with neither.
-                if symbol in qty_float or (open_qty and symbol in open_qty):
-                    candidates.append((symbol, 0.0, px))
-                continue
-            if equity_f <= 0.0:
-                continue  # weights of nothing: only closes make sense
-            current_f = qty_float.get(symbol, 0.0)
-            if open_qty:
-                pending = open_qty.get(symbol)
-                if pending is not None:
-                    current_f += float(pending)
-            if abs(current_f * px / equity_f - target_w) <= band:
-                continue
-            candidates.append((symbol, target_w, px))
-        if not positions.keys() <= weights.keys():
-            for symbol, pos in positions.items():
-                if symbol not in weights:
-                    px = get_price(symbol)
-                    if px is None:
-                        px = float(pos.last_price)
-                    if px > 0.0:
-                        candidates.append((symbol, 0.0, px))
+        candidates = self._candidates(targets.weights, ledger, prices, open_qty)
         if not candidates:
             return []
 
         candidates.sort()
+        positions = ledger.positions
         equity = ledger.equity
         deltas: list[tuple[str, Decimal, Decimal]] = []
         for symbol, target_w, px in candidates:
@@ -219,6 +180,57 @@ class Rebalancer:
             self._order(symbol, delta, price, ts, seq)
             for seq, (symbol, delta, price) in enumerate(sells + buys)
         ]
+
+    def _candidates(
+        self,
+        weights: Mapping[str, float],
+        ledger: Ledger,
+        prices: Mapping[str, float],
+        open_qty: Mapping[str, Decimal],
+    ) -> list[tuple[str, float, float]]:
+        """(symbol, target weight, price) of each symbol outside its no-trade band, and of each
+        held symbol without a target (target 0); in the order found, not yet sorted."""
+        # Hot: the band test runs in floats on the ledger's mirrors; most symbols stop there on
+        # most slices, and only those that will trade are converted to Decimal.
+        equity_f = ledger.equity_float
+        band = self._band
+        positions = ledger.positions
+        qty_float = ledger.qty_float
+        get_price = prices.get
+        candidates: list[tuple[str, float, float]] = []
+        for symbol, target_w in weights.items():
+            px = get_price(symbol)
+            if px is None:
+                pos = positions.get(symbol)
+                if pos is None:
+                    continue
+                px = float(pos.last_price)
+            if not px > 0.0:
+                continue
+            if target_w == 0.0:
+                # Closes whatever is held or open; nothing to do for a symbol with neither.
+                if symbol in qty_float or (open_qty and symbol in open_qty):
+                    candidates.append((symbol, 0.0, px))
+                continue
+            if equity_f <= 0.0:
+                continue  # weights of nothing: only closes make sense
+            current_f = qty_float.get(symbol, 0.0)
+            if open_qty:
+                pending = open_qty.get(symbol)
+                if pending is not None:
+                    current_f += float(pending)
+            if abs(current_f * px / equity_f - target_w) <= band:
+                continue
+            candidates.append((symbol, target_w, px))
+        if not positions.keys() <= weights.keys():
+            for symbol, pos in positions.items():
+                if symbol not in weights:
+                    px = get_price(symbol)
+                    if px is None:
+                        px = float(pos.last_price)
+                    if px > 0.0:
+                        candidates.append((symbol, 0.0, px))
+        return candidates
 
     def _fit_to_cash(
         self,

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from brokers.orders import OrderSide, SubmitOrder
 from feeds.days import next_local_midnight_ns
 from portfolio.events import KillSwitchTripped, OrderClipped, OrderDenied, RiskEvent
-from portfolio.ledger import Ledger
+from portfolio.ledger import Ledger, Position
 
 _ZERO = Decimal(0)
 _WHOLE = Decimal(1)
@@ -196,16 +196,8 @@ class RiskGate:
                 qty = sellable
                 reasons.append("no_short")
 
-        px = prices.get(symbol)
-        if px is not None:
-            price = Decimal(repr(px))
-        elif pos is not None:
-            price = pos.last_price
-        elif order.limit_price is not None:
-            price = order.limit_price
-        else:
-            return None, self._denied(order, "no_price")
-        if price <= 0:
+        price = _price(order, pos, prices)
+        if price is None or price <= 0:
             return None, self._denied(order, "no_price")
 
         cap = settings.max_order_notional / price
@@ -213,30 +205,18 @@ class RiskGate:
             qty = cap
             reasons.append("max_order_notional")
 
-        equity = ledger.equity
         floor = min(qty, reducing)  # the weight limits never block a reduction
         if qty > floor:
-            if equity <= 0:
-                qty = floor
-                reasons.append("no_equity")
-            else:
-                # Largest |position| allowed on the order's side, then what the order may add.
-                max_abs = Decimal(repr(settings.max_weight)) * equity / price
-                allowed = max(floor, max_abs - sign * current)
-                if qty > allowed:
-                    qty = allowed
-                    reasons.append("max_weight")
-                others = _ZERO
-                for other, p in ledger.positions.items():
-                    if other != symbol:
-                        opx = prices.get(other)
-                        mark = Decimal(repr(opx)) if opx is not None else p.last_price
-                        others += abs(p.qty * mark)
-                gross_room = Decimal(repr(settings.max_gross)) * equity - others
-                allowed = max(floor, gross_room / price - sign * current)
-                if qty > allowed:
-                    qty = allowed
-                    reasons.append("max_gross")
+            qty = self._clip_to_weights(
+                qty,
+                floor=floor,
+                signed_current=sign * current,
+                price=price,
+                symbol=symbol,
+                ledger=ledger,
+                prices=prices,
+                reasons=reasons,
+            )
 
         if not reasons:
             return order, None
@@ -254,6 +234,47 @@ class RiskGate:
             ts=order.ts,
         )
 
+    def _clip_to_weights(
+        self,
+        qty: Decimal,
+        *,
+        floor: Decimal,
+        signed_current: Decimal,
+        price: Decimal,
+        symbol: str,
+        ledger: Ledger,
+        prices: Mapping[str, float],
+        reasons: list[str],
+    ) -> Decimal:
+        """`qty` clipped to `max_weight` and `max_gross` after the trade, never below `floor`
+        (the part that reduces the position); appends the reason of each clip to `reasons`.
+
+        `signed_current` is the position (held plus open) on the order's side: positive when
+        the order adds to it."""
+        settings = self.settings
+        equity = ledger.equity
+        if equity <= 0:
+            reasons.append("no_equity")
+            return floor
+        # Largest |position| allowed on the order's side, then what the order may add.
+        max_abs = Decimal(repr(settings.max_weight)) * equity / price
+        allowed = max(floor, max_abs - signed_current)
+        if qty > allowed:
+            qty = allowed
+            reasons.append("max_weight")
+        others = _ZERO
+        for other, p in ledger.positions.items():
+            if other != symbol:
+                opx = prices.get(other)
+                mark = Decimal(repr(opx)) if opx is not None else p.last_price
+                others += abs(p.qty * mark)
+        gross_room = Decimal(repr(settings.max_gross)) * equity - others
+        allowed = max(floor, gross_room / price - signed_current)
+        if qty > allowed:
+            qty = allowed
+            reasons.append("max_gross")
+        return qty
+
     @staticmethod
     def _denied(order: SubmitOrder, reason: str) -> OrderDenied:
         return OrderDenied(
@@ -264,3 +285,13 @@ class RiskGate:
             reason=reason,
             ts=order.ts,
         )
+
+
+def _price(order: SubmitOrder, pos: Position | None, prices: Mapping[str, float]) -> Decimal | None:
+    """The order's price: the slice's, else the position's last mark, else its limit."""
+    px = prices.get(order.symbol)
+    if px is not None:
+        return Decimal(repr(px))
+    if pos is not None:
+        return pos.last_price
+    return order.limit_price

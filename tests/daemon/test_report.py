@@ -14,15 +14,15 @@ import pytest
 from daemon.config import load_config
 from daemon.logs import EventLog
 from daemon.replay.driver import replay
-from daemon.replay.walkforward import walk_forward
+from daemon.replay.walkforward.driver import walk_forward
 from daemon.research.metrics import load_closes, parse_iso_ns
-from daemon.research.report import (
+from daemon.research.report.document import (
     is_walkforward,
-    monthly_returns,
     walkforward_symbols,
     write_report,
     write_walkforward_report,
 )
+from daemon.research.report.tables import monthly_returns
 from feeds.errors import SourceError
 from feeds.replay import ReplaySource
 from tests.daemon.test_metrics import write_folder

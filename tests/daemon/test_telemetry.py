@@ -24,7 +24,8 @@ from brokers.orders import (
 )
 from composer.targets import Targets
 from daemon.engine import Decision
-from daemon.service.telemetry import BAR_REJECT_REASONS, Telemetry
+from daemon.service.metric_families import BAR_REJECT_REASONS
+from daemon.service.telemetry import Telemetry
 from feeds.sanity import Reason
 from portfolio.events import KillSwitchTripped, OrderClipped, OrderDenied
 from portfolio.ledger import Ledger

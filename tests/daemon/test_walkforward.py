@@ -11,14 +11,9 @@ from typing import Any
 
 import pytest
 
-from daemon.replay.walkforward import (
-    WalkForwardResult,
-    curve_figures,
-    join_curves,
-    make_folds,
-    read_grid,
-    walk_forward,
-)
+from daemon.replay.walkforward.driver import walk_forward
+from daemon.replay.walkforward.folds import make_folds, read_grid
+from daemon.replay.walkforward.outputs import WalkForwardResult, curve_figures, join_curves
 from feeds.errors import ConfigError
 
 CONFIGS = ["config/base.yaml", "config/risk_balanced.yaml"]

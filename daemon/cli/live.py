@@ -1,0 +1,59 @@
+"""The commands of a live daemon: `run` it, steer it with `ctl`, `audit` its journal."""
+
+from __future__ import annotations
+
+import argparse
+
+import yaml
+
+from daemon.cli.log import command_log
+from daemon.config import load_config
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """`tradingd run`: the daemon on Alpaca (or sim, or track) until SIGINT or SIGTERM."""
+    import asyncio
+    import os
+
+    from daemon.live.lifecycle import LiveDaemon
+
+    loaded = load_config(args.configs)
+    log = command_log(args, loaded.settings.log)
+    daemon = LiveDaemon(
+        loaded,
+        log=log,
+        env=os.environ,
+        allow_live=args.live,
+        out_dir=args.out,
+        install_signals=True,
+    )
+    code = asyncio.run(daemon.run())
+    print(f"tradingd run ({daemon.mode}): stopped; wrote {daemon.out_dir}/")
+    return code
+
+
+def ctl_command(args: argparse.Namespace) -> int:
+    """`tradingd ctl`: one call to a running daemon's control plane; 1 when it refuses."""
+    import os
+
+    from daemon.service.ctl import ctl
+
+    status, body = ctl(args.action, url=args.url, token=os.environ.get("TRADINGD_CONTROL_TOKEN"))
+    print(yaml.safe_dump(body, sort_keys=False), end="")
+    return 0 if status < 400 else 1
+
+
+def audit_command(args: argparse.Namespace) -> int:
+    """`tradingd audit`: the parity audit of a journal; 1 when any decision differs."""
+    from daemon.replay.audit import audit, describe
+
+    result = audit(args.state_dir, config_override=args.config)
+    for line in describe(result):
+        print(line)
+    command_log(args).info(
+        "audit_finished",
+        state_dir=str(args.state_dir),
+        slices=result.slices,
+        differences=len(result.differences),
+    )
+    return 0 if not result.differences else 1

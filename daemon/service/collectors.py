@@ -1,0 +1,149 @@
+"""The collectors of `Telemetry` read at scrape time: values that change without an event
+(seconds since the last bar, the ledger's equity and positions, the kill switch), so a quiet
+daemon still reports the truth; and the registry without its `*_created` series."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:  # types only: importing the engine's stack would slow `tradingd --help`
+    from portfolio.ledger import Ledger
+    from portfolio.risk import RiskGate
+
+_MONEY = " In account currency units."
+
+
+class ScrapeTimeCollector(Collector):
+    """The gauges computed when scraped, from the state `Telemetry` records here.
+
+    Read it from the event loop's thread (it reads the ledger), or under the lock of the
+    thread that touches the ledger.
+
+    Attributes:
+        last_bar: symbol -> when its last accepted bar came (the monotonic clock).
+        last_bar_ts: symbol -> the start of its newest accepted bar (UTC ns).
+        ledger: the ledger whose books are reported; None before one is attached.
+        risk: the risk gate whose kill switch is reported; None: `kill` is.
+        kill: the kill switch as the engine's events left it (without a risk gate).
+        last_slice_ts: the start of the last slice decided (UTC ns).
+    """
+
+    def __init__(self, symbols: tuple[str, ...], monotonic: Callable[[], float]) -> None:
+        self.symbols = symbols
+        self._monotonic = monotonic
+        self._started = monotonic()
+        self.last_bar: dict[str, float] = {}
+        self.last_bar_ts: dict[str, int] = {}
+        self.ledger: Ledger | None = None
+        self.risk: RiskGate | None = None
+        self.kill = False
+        self.last_slice_ts: int | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._freshness()
+        yield from self._kill_switch()
+        yield from self._books()
+
+    def _freshness(self) -> Iterator[Metric]:
+        now = self._monotonic()
+        since = GaugeMetricFamily(
+            "tradingd_seconds_since_last_bar",
+            "Seconds since the symbol's last accepted bar (since start-up before the first).",
+            labels=("symbol",),
+        )
+        last_ts = GaugeMetricFamily(
+            "tradingd_last_bar_timestamp_seconds",
+            "Start time of the symbol's newest accepted bar (Unix seconds).",
+            labels=("symbol",),
+        )
+        for symbol in self.symbols:
+            since.add_metric((symbol,), max(now - self.last_bar.get(symbol, self._started), 0.0))
+            ts = self.last_bar_ts.get(symbol)
+            if ts is not None:
+                last_ts.add_metric((symbol,), ts / 1e9)
+        yield since
+        yield last_ts
+
+        slice_ts = GaugeMetricFamily(
+            "tradingd_last_slice_timestamp_seconds",
+            "Start time of the last slice decided (Unix seconds).",
+        )
+        if self.last_slice_ts is not None:
+            slice_ts.add_metric((), self.last_slice_ts / 1e9)
+        yield slice_ts
+
+    def _kill_switch(self) -> Iterator[Metric]:
+        risk = self.risk
+        yield GaugeMetricFamily(
+            "tradingd_kill_switch",
+            "1 while the kill switch is latched (new exposure denied until reset).",
+            value=1 if (risk.kill_switch if risk is not None else self.kill) else 0,
+        )
+
+    def _books(self) -> Iterator[Metric]:
+        ledger = self.ledger
+        families = {
+            "equity": GaugeMetricFamily(
+                "tradingd_equity", "Cash plus positions at the last marks." + _MONEY
+            ),
+            "cash": GaugeMetricFamily(
+                "tradingd_cash", "Cash after fills and commissions." + _MONEY
+            ),
+            "gross": GaugeMetricFamily(
+                "tradingd_gross_exposure", "Sum of |quantity x last price|." + _MONEY
+            ),
+            "net": GaugeMetricFamily(
+                "tradingd_net_exposure", "Sum of quantity x last price (signed)." + _MONEY
+            ),
+            "drawdown": GaugeMetricFamily(
+                "tradingd_drawdown_ratio", "(high water - equity) / high water, from 0 to 1."
+            ),
+        }
+        qty = GaugeMetricFamily(
+            "tradingd_position_quantity",
+            "Signed position quantity per symbol of the universe (shares).",
+            labels=("symbol",),
+        )
+        value = GaugeMetricFamily(
+            "tradingd_position_value",
+            "Signed market value per symbol of the universe, at the last mark." + _MONEY,
+            labels=("symbol",),
+        )
+        if ledger is not None:
+            families["equity"].add_metric((), float(ledger.equity))
+            families["cash"].add_metric((), float(ledger.cash))
+            families["gross"].add_metric((), float(ledger.gross_exposure))
+            families["net"].add_metric((), float(ledger.net_exposure))
+            families["drawdown"].add_metric((), ledger.drawdown)
+            positions = ledger.positions
+            for symbol in self.symbols:
+                pos = positions.get(symbol)
+                if pos is None:
+                    qty.add_metric((symbol,), 0.0)
+                    value.add_metric((symbol,), 0.0)
+                else:
+                    qty.add_metric((symbol,), float(pos.qty))
+                    value.add_metric((symbol,), float(pos.qty * pos.last_price))
+        yield from families.values()
+        yield qty
+        yield value
+
+
+class WithoutCreated(Collector):
+    """The registry without the `*_created` series prometheus-client adds to counters and
+    histograms (the text format has no use for them; they double the series count). Filtered
+    here rather than with `disable_created_metrics()`, which changes process-wide state."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._registry.collect():
+            if family.type in ("counter", "histogram", "summary"):
+                family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+            yield family
