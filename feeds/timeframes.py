@@ -62,10 +62,14 @@ def bar_spacing_ns(ts_ns: Any, groups: Any = None) -> int | None:
         keys = np.asarray(groups)
         if keys.shape != ts.shape:
             raise ValueError(f"groups has {keys.size} values for {ts.size} timestamps")
-        order = np.lexsort((ts, keys))
-        ts = ts[order]
-        keys = keys[order]
-        gaps = np.diff(ts)[keys[1:] == keys[:-1]]
+        # A source's rows are in time order within each symbol: a stable sort by symbol keeps
+        # that order and is much cheaper than sorting by (symbol, time).
+        order = np.argsort(keys, kind="stable")
+        same = keys[order][1:] == keys[order][:-1]
+        gaps = np.diff(ts[order])[same]
+        if (gaps < 0).any():
+            order = np.lexsort((ts, keys))
+            gaps = np.diff(ts[order])[same]
     gaps = gaps[gaps > 0]
     if gaps.size == 0:
         return None

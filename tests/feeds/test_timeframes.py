@@ -67,6 +67,9 @@ def test_spacing_is_measured_per_symbol() -> None:
     groups = ["AAA"] * 10 + ["BBB"] * 10
     assert bar_spacing_ns(ts) == M
     assert bar_spacing_ns(ts, groups) == 5 * M
+    # In any order: rows going back in time within a symbol are sorted first.
+    shuffled = np.random.default_rng(2).permutation(len(ts))
+    assert bar_spacing_ns(np.array(ts)[shuffled], np.array(groups)[shuffled]) == 5 * M
     # Same timestamps for every symbol: no gap inside a symbol is 0.
     assert bar_spacing_ns([start, start, start + M, start + M], [1, 2, 1, 2]) == M
 
