@@ -23,8 +23,17 @@ class OrderType(enum.StrEnum):
 
 
 class TimeInForce(enum.StrEnum):
+    """How long an order works, with Alpaca's values.
+
+    ``opg`` (market-on-open) executes only in the opening auction of the next session, ``cls``
+    (market-on-close) only in the closing auction of the session; what is not executed there is
+    canceled.
+    """
+
     DAY = "day"
     GTC = "gtc"
+    OPG = "opg"
+    CLS = "cls"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

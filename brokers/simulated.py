@@ -9,17 +9,29 @@ Fill rules:
       bar seen (`fill_at="close"`). Either way the price moves against the trader by
       `slippage_bps`. A bar that started before the decision never fills an order: no
       look-ahead.
+    - Auction orders (market only, whole shares, as at Alpaca) fill at an auction price, with
+      the slippage and commission of market orders, whatever `fill_at` says. `opg` orders fill
+      at the open of the first bar of their symbol in the next session that opens at or after
+      the decision (its first minute for minute bars, its daily bar for daily bars). `cls`
+      orders fill at the close of the session that closes after the decision: the close of the
+      bar that reaches the close (the last minute, or the daily bar), or, if the symbol's last
+      minute came earlier, of that last minute once a later bar shows the session is over. An
+      auction order the session passes by without a bar of its symbol is canceled (expired),
+      and what the volume cap leaves of one is canceled too: auctions happen once. Both need
+      the broker's session calendar and bar length.
     - Limit orders rest until a bar trades through the limit: a buy fills when `low < limit` at
       `min(open, limit)`, a sell when `high > limit` at `max(open, limit)`; no slippage. DAY
       orders still open at the first bar of a later America/New_York date expire.
     - Prices are rounded to the tick: 0.01 at or above $1, 0.0001 below.
     - A cash account rejects a buy that the cash does not cover, unless a market sell decided
       at or before the bar is still open: then the buy waits for a later bar of its symbol, as
-      the sells of one rebalance may print after its buys.
+      the sells of one rebalance may print after its buys. An auction buy waiting so keeps
+      its auction price, and fills as soon as a sell's proceeds arrive.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -40,13 +52,16 @@ from brokers.orders import (
     TimeInForce,
 )
 from brokers.ticks import CENT, round_to_tick
-from feeds.bar import Bar
+from feeds.bar import NS_PER_SECOND, Bar
+from feeds.calendar import SessionCalendar
 from feeds.days import next_local_midnight_ns
 
 _ZERO = Decimal(0)
 _WHOLE = Decimal(1)
 _QTY_QUANTUM = Decimal("1e-9")
 _EXCHANGE_TZ = ZoneInfo("America/New_York")
+_AUCTIONS = (TimeInForce.OPG, TimeInForce.CLS)
+_AUCTION_NAME = {TimeInForce.OPG: "opening", TimeInForce.CLS: "closing"}
 
 
 class SimulatedBrokerSettings(BaseModel):
@@ -74,13 +89,17 @@ class _Order:
     """One open order's mutable state inside the simulated broker."""
 
     __slots__ = (
+        "auction",
+        "auction_name",
         "broker_order_id",
         "client_order_id",
+        "due",
         "expires_ns",
         "fills",
         "is_buy",
         "leaves",
         "limit",
+        "session",
         "symbol",
         "ts",
         "whole",
@@ -97,6 +116,13 @@ class _Order:
         self.expires_ns = expires_ns
         self.whole = command.qty == command.qty.to_integral_value()
         self.fills = 0
+        # Auction orders: opg or cls, the (open, close) of their session, and the bar whose
+        # open (opg) or close (cls) is their price once it is known.
+        tif = command.time_in_force
+        self.auction: TimeInForce | None = tif if tif in _AUCTIONS else None
+        self.auction_name = _AUCTION_NAME.get(tif, "")
+        self.session = (0, 0)
+        self.due: Bar | None = None
 
 
 class SimulatedBroker:
@@ -105,13 +131,27 @@ class SimulatedBroker:
     Deterministic: the same commands and bars always give the same events, broker order ids
     (`SIM-00000001`, ...) and execution ids (`SIM-00000001-1`, ...).
 
+    Args:
+        settings: fill, cost and account rules.
+        start_cash: the account's cash at the start.
+        calendar: the exchange's sessions; needed by `opg` and `cls` orders.
+        bar_ns: the length of the bars shown to `on_bar` (1 minute, 1 day); needed by `opg`
+            and `cls` orders.
+
     Attributes:
         cash: the account's cash, after fills and commissions.
         positions: signed quantity per symbol (no zero entries).
         duplicates_ignored: submits ignored because their client_order_id was seen before.
     """
 
-    def __init__(self, settings: SimulatedBrokerSettings, *, start_cash: Decimal) -> None:
+    def __init__(
+        self,
+        settings: SimulatedBrokerSettings,
+        *,
+        start_cash: Decimal,
+        calendar: SessionCalendar | None = None,
+        bar_ns: int | None = None,
+    ) -> None:
         self.settings = settings
         self.cash = start_cash
         self.positions: dict[str, Decimal] = {}
@@ -131,6 +171,10 @@ class SimulatedBroker:
         self._participation = settings.max_volume_participation
         self._fill_at_close = settings.fill_at == "close"
         self._cash_account = settings.account == "cash"
+        self._calendar = calendar
+        self._bar_ns = bar_ns or 0
+        # Auction orders whose price is known, waiting for the proceeds of sells (cash account).
+        self._waiting: list[_Order] = []
 
     # -- the Broker protocol -------------------------------------------------------------------
 
@@ -152,6 +196,8 @@ class SimulatedBroker:
             command.limit_price is None or command.limit_price <= _ZERO
         ):
             reason = "limit order needs a positive limit_price"
+        elif command.time_in_force in _AUCTIONS:
+            reason = self._auction_problem(command)
         if reason is not None or last is None:
             self._events.append(
                 OrderRejected(
@@ -167,6 +213,8 @@ class SimulatedBroker:
             else 1 << 62
         )
         order = _Order(command, broker_id, expires_ns)
+        if order.auction is not None:
+            order.session = self._auction_session(order.auction, command.ts)
         self._events.append(
             OrderAccepted(
                 client_order_id=cid, symbol=symbol, ts=command.ts, broker_order_id=broker_id
@@ -174,7 +222,14 @@ class SimulatedBroker:
         )
         self._by_id[cid] = order
         self._open.setdefault(symbol, []).append(order)
-        if self._fill_at_close and order.limit is None:
+        if order.auction is not None:
+            # A daily bar seen before a cls decision within its session already holds the
+            # session's close.
+            if order.auction is TimeInForce.CLS and self._reaches_close(order, last):
+                order.due = last
+                self._auction_fill(order, command.ts)
+                self._drop_done(symbol)
+        elif self._fill_at_close and order.limit is None:
             # Fill against the bar that decided it, stamped at the decision time.
             self._try_fill(order, last, command.ts)
             self._drop_done(symbol)
@@ -217,7 +272,9 @@ class SimulatedBroker:
         Hot path: with no open order for the symbol this is a dict store and a dict lookup.
         """
         symbol = bar[0]  # Bar is a NamedTuple: indexing beats attribute access
-        self._last_bar[symbol] = bar
+        last_bar = self._last_bar
+        previous = last_bar.get(symbol)
+        last_bar[symbol] = bar
         if self._participation is not None:
             # A new bar brings new volume; the first fill against it computes the allowance.
             self._volume_left.pop(symbol, None)
@@ -225,36 +282,112 @@ class SimulatedBroker:
         if not orders:
             return
         ts = bar.ts
+        cash = self.cash
         for order in tuple(orders):
-            if ts >= order.expires_ns:
-                self._finish(order)
-                self._events.append(
-                    OrderCanceled(
-                        client_order_id=order.client_order_id,
-                        symbol=symbol,
-                        ts=ts,
-                        reason="expired",
-                    )
-                )
+            if order.auction is not None:
+                self._auction_bar(order, bar, previous)
+            elif ts >= order.expires_ns:
+                self._expire(order, ts, "expired")
             elif ts >= order.ts:
                 self._try_fill(order, bar, ts)
         self._drop_done(symbol)
+        if self._waiting and self.cash > cash:
+            self._retry_waiting(ts)
+
+    # -- auctions ------------------------------------------------------------------------------
+
+    def _auction_problem(self, command: SubmitOrder) -> str | None:
+        """Why an opg/cls order cannot be filled as the auction fills it, or None."""
+        tif = command.time_in_force
+        if command.order_type is not OrderType.MARKET:
+            return (
+                f"time_in_force {tif} needs a market order: the simulated broker fills only"
+                f" market orders in the {_AUCTION_NAME[tif]} auction"
+            )
+        if command.qty != command.qty.to_integral_value():
+            return f"time_in_force {tif} needs a whole qty (Alpaca: fractional orders are day)"
+        if self._calendar is None or not self._bar_ns:
+            return f"time_in_force {tif} needs the simulated broker's calendar and bar length"
+        return None
+
+    def _auction_session(self, tif: TimeInForce, ts: int) -> tuple[int, int]:
+        """The session of an auction order decided at `ts`: the first that opens (opg) or
+        closes (cls) after it."""
+        assert self._calendar is not None  # checked at submit
+        day = dt.datetime.fromtimestamp(ts // NS_PER_SECOND, self._calendar.tz).date()
+        first, second = self._calendar.sessions(day, 2)  # that date's (or the next) and after
+        ahead = first[0] >= ts if tif is TimeInForce.OPG else first[1] > ts
+        return first if ahead else second
+
+    def _overlaps(self, order: _Order, bar: Bar) -> bool:
+        """Whether `bar` covers part of the order's session."""
+        open_ns, close_ns = order.session
+        return bar.ts < close_ns and bar.ts + self._bar_ns > open_ns
+
+    def _reaches_close(self, order: _Order, bar: Bar) -> bool:
+        """Whether `bar` is in the order's session and covers its close."""
+        return self._overlaps(order, bar) and bar.ts + self._bar_ns >= order.session[1]
+
+    def _auction_bar(self, order: _Order, bar: Bar, previous: Bar | None) -> None:
+        """Show an auction order a bar of its symbol: it learns its price, fills or expires."""
+        if order.due is None:
+            close_ns = order.session[1]
+            if order.auction is TimeInForce.OPG:
+                if bar.ts >= order.ts and self._overlaps(order, bar):
+                    order.due = bar
+            elif self._reaches_close(order, bar):
+                order.due = bar
+            elif bar.ts >= close_ns and previous is not None and self._overlaps(order, previous):
+                # The symbol's last minute came before the close: the session is over now.
+                order.due = previous
+            if order.due is None:
+                if bar.ts >= close_ns:
+                    self._expire(order, bar.ts, f"expired: no {order.auction_name} auction print")
+                return
+        self._auction_fill(order, bar.ts)
+
+    def _auction_fill(self, order: _Order, ts: int) -> None:
+        """Fill an auction order whose price is known; what cannot fill now is canceled,
+        unless a cash buy waits for the proceeds of sells."""
+        assert order.due is not None
+        if self._try_fill(order, order.due, ts):
+            if order not in self._waiting:
+                self._waiting.append(order)
+            return
+        if order in self._waiting:
+            self._waiting.remove(order)
+        if order.expires_ns >= 0:
+            self._expire(order, ts, f"not filled in the {order.auction_name} auction (volume)")
+
+    def _retry_waiting(self, ts: int) -> None:
+        """After a sell raised the cash: fill the auction buys waiting for it, oldest first."""
+        for order in tuple(self._waiting):
+            if order.expires_ns < 0:
+                self._waiting.remove(order)
+                continue
+            self._auction_fill(order, ts)
+            self._drop_done(order.symbol)
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _try_fill(self, order: _Order, bar: Bar, ts: int) -> None:
+    def _try_fill(self, order: _Order, bar: Bar, ts: int) -> bool:
+        """Fill what the bar allows of the order. Returns True if a cash buy waits for the
+        proceeds of sells due now (it stays open), False otherwise."""
         limit = order.limit
         if limit is None:
-            base = bar.close if self._fill_at_close else bar.open
+            if order.auction is not None:
+                base = bar.open if order.auction is TimeInForce.OPG else bar.close
+            else:
+                base = bar.close if self._fill_at_close else bar.open
             raw = base * (1.0 + self._slip) if order.is_buy else base * (1.0 - self._slip)
             price = round_to_tick(Decimal(repr(raw)))
         elif order.is_buy:
             if not bar.low < limit:
-                return
+                return False
             price = round_to_tick(min(Decimal(repr(bar.open)), limit))
         else:
             if not bar.high > limit:
-                return
+                return False
             price = round_to_tick(max(Decimal(repr(bar.open)), limit))
 
         qty = order.leaves
@@ -264,7 +397,7 @@ class SimulatedBroker:
                 left = Decimal(repr(bar.volume * self._participation))
             cap = left.quantize(_WHOLE if order.whole else _QTY_QUANTUM, rounding=ROUND_DOWN)
             if cap <= _ZERO:
-                return
+                return False
             qty = min(qty, cap)
             self._volume_left[order.symbol] = left - qty
 
@@ -281,7 +414,7 @@ class SimulatedBroker:
                     if self._sells_due(ts):
                         # A rebalance sends its sells first, but the bars of one slice arrive
                         # symbol by symbol: wait for the proceeds of sells due now.
-                        return
+                        return True
                     reason = f"insufficient buying power: need {need}, have {self.cash}"
             elif leaves > held:
                 reason = "cash account cannot sell short"
@@ -295,7 +428,7 @@ class SimulatedBroker:
                         reason=reason,
                     )
                 )
-                return
+                return False
 
         if order.is_buy:
             self.cash -= notional + commission
@@ -341,6 +474,7 @@ class SimulatedBroker:
                     execution_id=execution_id,
                 )
             )
+        return False
 
     def _sells_due(self, ts: int) -> bool:
         """Whether a market sell decided at or before `ts` is still open (it fills at its
@@ -357,6 +491,15 @@ class SimulatedBroker:
         if self._commission_rate:
             commission += notional * self._commission_rate
         return commission.quantize(CENT, rounding=ROUND_HALF_UP)
+
+    def _expire(self, order: _Order, ts: int, reason: str) -> None:
+        """Cancel an open order on the broker's side."""
+        self._finish(order)
+        self._events.append(
+            OrderCanceled(
+                client_order_id=order.client_order_id, symbol=order.symbol, ts=ts, reason=reason
+            )
+        )
 
     def _finish(self, order: _Order) -> None:
         """Mark an order done; it leaves the symbol's list at the next `_drop_done`."""

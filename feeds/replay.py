@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -35,21 +35,12 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from feeds.bar import NS_PER_DAY, NS_PER_MINUTE, Bar
+from feeds.bar import Bar
 from feeds.errors import SourceError
 from feeds.sanity import Reason
+from feeds.timeframes import TIMEFRAME_NS, Timeframe, bar_spacing_ns
 from feeds.timestamps import BoolArray, F64Array, I64Array, parse_numbers, parse_times
 
-Timeframe: TypeAlias = Literal["1Min", "5Min", "15Min", "30Min", "1Hour", "1Day"]
-
-_TIMEFRAME_NS: dict[str, int] = {
-    "1Min": NS_PER_MINUTE,
-    "5Min": 5 * NS_PER_MINUTE,
-    "15Min": 15 * NS_PER_MINUTE,
-    "30Min": 30 * NS_PER_MINUTE,
-    "1Hour": 60 * NS_PER_MINUTE,
-    "1Day": NS_PER_DAY,
-}
 _TIME_NAMES = ("timestamp", "date", "time", "datetime", "t")
 _REQUIRED = (
     ("open", ("open", "o")),
@@ -91,7 +82,7 @@ class DataSettings(BaseModel):
 
     def bar_ns(self) -> int:
         """The bar interval in ns."""
-        return _TIMEFRAME_NS[self.timeframe]
+        return TIMEFRAME_NS[self.timeframe]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -219,6 +210,12 @@ class ReplaySource:
     def __len__(self) -> int:
         """Number of bars the iteration yields."""
         return len(self._rows.ts)
+
+    def spacing_ns(self) -> int | None:
+        """The spacing of the bars the iteration yields (`feeds.timeframes.bar_spacing_ns`):
+        1 minute for minute files, 1 day for daily ones; None with fewer than two bars of a
+        symbol."""
+        return bar_spacing_ns(self._rows.ts, self._rows.symbol)
 
     def __iter__(self) -> Iterator[tuple[Bar, int]]:
         """Yield (bar, origin) in replay order; `describe(origin)` names the source row."""
