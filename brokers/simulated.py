@@ -194,6 +194,10 @@ class SimulatedBroker:
         self._events = []
         return events
 
+    def open_order_ids(self) -> list[str]:
+        """The client order ids of the orders still open, in the order they were accepted."""
+        return list(self._by_id)
+
     # -- the market ----------------------------------------------------------------------------
 
     def on_bar(self, bar: Bar) -> None:
