@@ -1,4 +1,4 @@
-"""AlpacaBroker: the Broker protocol over Alpaca's Trading REST API and trade-updates stream.
+"""AlpacaBroker: the LiveBroker protocol over Alpaca's Trading REST API and trade-updates stream.
 
 Guarantees (DESIGN.md, "Orders are idempotent"):
     - Submits never duplicate. A client order id is POSTed only by this adapter's one worker,
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import time
 from collections import deque
@@ -54,6 +55,7 @@ from brokers.alpaca_rest import (
 from brokers.base import (
     NOT_SENT_BEFORE_RESTART,
     AccountSnapshot,
+    BrokerHealth,
     BrokerNotice,
     NoticeLevel,
     PositionSnapshot,
@@ -80,6 +82,7 @@ from brokers.trade_stream import (
     TradeStream,
     TradeUpdate,
 )
+from feeds.bar import Bar
 from feeds.errors import InvariantViolation
 
 _ZERO = Decimal(0)
@@ -147,13 +150,12 @@ class _Execution:
 
 
 class AlpacaBroker:
-    """The Broker protocol against Alpaca. `submit`/`cancel` hand over; a worker task sends.
+    """The `brokers.base.LiveBroker` protocol against Alpaca. `submit`/`cancel` hand over; a
+    worker task sends. Track mode wraps it in `brokers.read_only.ReadOnlyBroker`.
 
     Args:
         rest: the REST client (the broker closes it in `close`).
         stream_url: the trade-updates websocket, e.g. ``wss://paper-api.alpaca.markets/stream``.
-        read_only: track mode: `submit`, `cancel` and `cancel_open_orders` raise
-            InvariantViolation; fills of every order (a person's too) are still reported.
         submit_attempts: POSTs of one order whose outcome stayed unknown before it is given up
             as OrderRejected("not sent: ...") (each one followed by a lookup).
         backoff_min_s, backoff_max_s: the retry delay, doubling with equal jitter; a 429's
@@ -168,7 +170,6 @@ class AlpacaBroker:
         stream_url: str,
         key: str,
         secret: str,
-        read_only: bool = False,
         submit_attempts: int = 6,
         backoff_min_s: float = 0.5,
         backoff_max_s: float = 30.0,
@@ -179,7 +180,6 @@ class AlpacaBroker:
         if submit_attempts < 1:
             raise ValueError("submit_attempts must be at least 1")
         self._rest = rest
-        self._read_only = read_only
         self._submit_attempts = submit_attempts
         self._backoff_min_s = backoff_min_s
         self._backoff_max_s = backoff_max_s
@@ -223,8 +223,8 @@ class AlpacaBroker:
         self.events_ready = asyncio.Event()
         self.reconciliations = 0
         self.last_reconcile: Reconciliation | None = None
-        self.positions: dict[str, PositionSnapshot] = {}
-        self.account: AccountSnapshot | None = None
+        self._positions: dict[str, PositionSnapshot] = {}
+        self._account: AccountSnapshot | None = None
 
     # -- public surface -----------------------------------------------------------------------
 
@@ -256,6 +256,36 @@ class AlpacaBroker:
     def fatal(self) -> BaseException | None:
         """The error that stopped the adapter, if one did."""
         return self._fatal
+
+    @property
+    def read_only(self) -> bool:
+        """False: this adapter sends orders (track mode wraps it in `ReadOnlyBroker`)."""
+        return False
+
+    @property
+    def shares_account(self) -> bool:
+        """True: a person or another program may place orders on the same account."""
+        return True
+
+    @property
+    def account(self) -> AccountSnapshot | None:
+        """The account at the last reconciliation, its cash kept current from fills since;
+        None before the first reconciliation."""
+        return self._account
+
+    @property
+    def positions(self) -> dict[str, PositionSnapshot]:
+        """Positions at the last reconciliation, kept current from fills since, by symbol."""
+        return self._positions
+
+    def health(self) -> BrokerHealth:
+        """The trade stream, reconciliation since its last connect, REST, submits in flight."""
+        return BrokerHealth(
+            stream_connected=self._stream.connected,
+            reconciled=self._ready.is_set(),
+            rest_ok=self._rest_ok,
+            in_flight=self._in_flight,
+        )
 
     def restore(self, orders: Sequence[RestoredOrder]) -> None:
         """Take over the orders a journal knows of, after a restart; call before `start`.
@@ -321,7 +351,6 @@ class AlpacaBroker:
 
     def submit(self, command: SubmitOrder) -> None:
         """Hand over one order; a client order id seen before is ignored (a notice)."""
-        self._refuse_in_track_mode()
         cid = command.client_order_id
         if cid in self._submitted or cid in self._orders:
             self._notice("warning", "duplicate_submit_ignored", client_order_id=cid)
@@ -334,7 +363,6 @@ class AlpacaBroker:
 
     def cancel(self, command: CancelOrder) -> None:
         """Hand over one cancel; the OrderCanceled comes from Alpaca's answer (stream or REST)."""
-        self._refuse_in_track_mode()
         self._enqueue(command)
 
     def poll_events(self) -> list[ExecutionEvent]:
@@ -358,10 +386,33 @@ class AlpacaBroker:
             return False
         return True
 
-    async def cancel_open_orders(self) -> int:
-        """DELETE /v2/orders now (not queued); returns how many cancels Alpaca accepted."""
-        self._refuse_in_track_mode()
-        return await self._call(self._rest.cancel_all())
+    def on_bar(self, bar: Bar) -> None:
+        """Nothing: Alpaca fills against its own market."""
+
+    async def cancel_open(self, ours: Callable[[str], bool]) -> list[str]:
+        """Cancel now (not queued) every open order whose client order id `ours` accepts.
+
+        Lists the open orders (GET /v2/orders) and DELETEs each accepted one, every request
+        within the REST limiter. An order Alpaca no longer lets cancel (404, 422: it filled or
+        is being canceled) is skipped with a notice. Returns the ids whose cancel Alpaca
+        accepted; their OrderCanceled events follow from the stream (or the next
+        reconciliation).
+
+        Raises:
+            TransientBrokerError: a request's outcome is unknown (the rest are not tried).
+        """
+        cancelled: list[str] = []
+        for snap in await self._call(self._rest.orders(status="open")):
+            cid = snap.client_order_id
+            if not ours(cid):
+                continue
+            try:
+                await self._call(self._rest.cancel_order(snap.broker_order_id))
+            except (OrderNotFound, AlpacaRejected) as e:
+                self._notice("warning", "cancel_refused", client_order_id=cid, error=str(e))
+                continue
+            cancelled.append(cid)
+        return cancelled
 
     async def close(self) -> None:
         """Stop the adapter's tasks, close the stream and the REST client."""
@@ -543,8 +594,8 @@ class AlpacaBroker:
         account = await self._call(self._rest.account())
         fills, self._recovered = self._recovered, 0
         differences = self._differences(positions, account) if self.reconciliations else []
-        self.positions = {p.symbol: p for p in positions}
-        self.account = account
+        self._positions = {p.symbol: p for p in positions}
+        self._account = account
         self.reconciliations += 1
         self.last_reconcile = Reconciliation(
             ts=self._now_ns(),
@@ -571,13 +622,13 @@ class AlpacaBroker:
     ) -> list[str]:
         out = []
         theirs = {p.symbol: p.qty for p in positions}
-        ours = {s: p.qty for s, p in self.positions.items()}
+        ours = {s: p.qty for s, p in self._positions.items()}
         for symbol in sorted(theirs.keys() | ours.keys()):
             a, b = ours.get(symbol, _ZERO), theirs.get(symbol, _ZERO)
             if a != b:
                 out.append(f"{symbol}: tracked {a}, Alpaca {b}")
-        if self.account is not None and self.account.cash != account.cash:
-            out.append(f"cash: tracked {self.account.cash}, Alpaca {account.cash}")
+        if self._account is not None and self._account.cash != account.cash:
+            out.append(f"cash: tracked {self._account.cash}, Alpaca {account.cash}")
         return out
 
     # -- the stream ---------------------------------------------------------------------------
@@ -755,11 +806,11 @@ class AlpacaBroker:
     ) -> None:
         """Keep positions and cash current from a fill until the next reconciliation."""
         signed = delta if order.side is OrderSide.BUY else -delta
-        held = self.positions.get(order.symbol)
+        held = self._positions.get(order.symbol)
         old_qty = held.qty if held is not None else _ZERO
         new_qty = position_qty if position_qty is not None else old_qty + signed
         if new_qty == 0:
-            self.positions.pop(order.symbol, None)
+            self._positions.pop(order.symbol, None)
         else:
             if held is None or old_qty == 0 or (old_qty > 0) != (new_qty > 0):
                 avg = price
@@ -767,21 +818,17 @@ class AlpacaBroker:
                 avg = (old_qty * held.avg_entry_price + signed * price) / new_qty
             else:
                 avg = held.avg_entry_price
-            self.positions[order.symbol] = PositionSnapshot(
+            self._positions[order.symbol] = PositionSnapshot(
                 symbol=order.symbol,
                 qty=new_qty,
                 avg_entry_price=avg,
                 market_value=new_qty * price,
                 current_price=price,
             )
-        if self.account is not None:
-            a = self.account
-            self.account = AccountSnapshot(
-                cash=a.cash - signed * price,
-                equity=a.equity,
-                buying_power=a.buying_power - signed * price,
-                status=a.status,
-                trading_blocked=a.trading_blocked,
+        if self._account is not None:
+            a = self._account
+            self._account = dataclasses.replace(
+                a, cash=a.cash - signed * price, buying_power=a.buying_power - signed * price
             )
 
     # -- helpers ------------------------------------------------------------------------------
@@ -843,10 +890,6 @@ class AlpacaBroker:
     def _notice(self, level: NoticeLevel, event: str, **fields: Any) -> None:
         self._notices.append(BrokerNotice(level=level, event=event, fields=fields))
         self.events_ready.set()  # a notice is worth a wake-up too: the caller logs it now
-
-    def _refuse_in_track_mode(self) -> None:
-        if self._read_only:
-            raise InvariantViolation("track mode never sends orders")
 
 
 def _opt_dec(value: Any) -> Decimal | None:

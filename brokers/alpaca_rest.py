@@ -248,12 +248,6 @@ class AlpacaRest:
             parse=_ignore,
         )
 
-    async def cancel_all(self) -> int:
-        """DELETE /v2/orders; returns how many cancels Alpaca accepted (the 207's 2xx rows)."""
-        return await self._call(
-            "DELETE /v2/orders", self._client.delete, "/orders", parse=_count_cancels
-        )
-
     # -- account ------------------------------------------------------------------------------
 
     async def positions(self) -> list[PositionSnapshot]:
@@ -439,14 +433,6 @@ def _ignore(raw: Any) -> None:
     return None
 
 
-def _count_cancels(rows: Any) -> int:
-    if not isinstance(rows, list):
-        return 0
-    return sum(
-        1 for r in rows if isinstance(r, Mapping) and 200 <= _int(r.get("status"), 200) < 300
-    )
-
-
 def parse_account(raw: Mapping[str, Any]) -> AccountSnapshot:
     """An Account object to an AccountSnapshot (blocked if any of Alpaca's block flags is set)."""
     return AccountSnapshot(
@@ -508,13 +494,6 @@ def _dec_req(raw: Mapping[str, Any], key: str) -> Decimal:
 
 def _ts_opt(value: Any) -> int | None:
     return parse_ts(value) if isinstance(value, str) and value else None
-
-
-def _int(value: Any, default: int) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
 
 
 def _wire(value: Decimal) -> str:
