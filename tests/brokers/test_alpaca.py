@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from brokers.alpaca import AlpacaBroker
-from brokers.alpaca_rest import AlpacaRest, KeysRefused, parse_ts
+from brokers.alpaca_json import parse_ts
+from brokers.alpaca_rest import AlpacaRest, KeysRefused
 from brokers.base import BrokerHealth, LiveBroker
 from brokers.orders import (
     OrderAccepted,
