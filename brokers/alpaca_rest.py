@@ -5,9 +5,8 @@ runs on ONE dedicated worker thread. Its blind retry (3 x 3 s on 429/504, POST i
 switched off and every request gets a timeout: retrying is the adapter's decision, because a
 resent POST is only safe after a lookup by client order id (reference 1.9, 5.2).
 
-Responses are read as raw dicts and parsed tolerantly here (unknown keys and enum values
-ignored, money as Decimal, timestamps with ET offsets and nanosecond fractions). Third-party
-exceptions are translated once, here:
+Responses are read as raw dicts and parsed tolerantly (`brokers.alpaca_json`). Third-party
+exceptions, and the parsers' errors, are translated once, here:
 
     BrokerError
     |- KeysRefused               401: fatal, the keys are wrong for this URL
@@ -27,23 +26,46 @@ import re
 import time
 import warnings
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
 
+from brokers.alpaca_json import (
+    MarketClock,
+    OrderSnapshot,
+    Session,
+    format_ts,
+    parse_account,
+    parse_clock,
+    parse_order,
+    parse_orders,
+    parse_position,
+    parse_session,
+    wire,
+)
 from brokers.base import AccountSnapshot, PositionSnapshot
 from brokers.errors import BrokerError, BrokerRejected, TransientBrokerError
-from brokers.orders import OrderSide, OrderType, SubmitOrder
+from brokers.orders import OrderType, SubmitOrder
 from brokers.ticks import round_to_tick
 
-_NY = ZoneInfo("America/New_York")
+# The types its calls return are part of this module's surface (`from brokers.alpaca_rest
+# import AlpacaRest, MarketClock`), though they are defined with their parsers.
+__all__ = [
+    "AlpacaRejected",
+    "AlpacaRest",
+    "DuplicateClientOrderId",
+    "KeysRefused",
+    "MarketClock",
+    "OrderNotFound",
+    "OrderSnapshot",
+    "Session",
+    "TransientRestError",
+]
+
 _QTY_QUANTUM = Decimal("1e-9")  # Alpaca takes quantities with up to 9 decimals
 _WINDOW_S = 60.0
 _DUPLICATE_CODE = 40010001
 _MAX_RETRY_AFTER_S = 120.0
-_TS = re.compile(r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:?\d{2})?")
 _T = TypeVar("_T")
 
 
@@ -89,47 +111,6 @@ class AlpacaRejected(BrokerRejected):
 
 class DuplicateClientOrderId(AlpacaRejected):
     """The client order id was used before: the first POST landed; look the order up."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OrderSnapshot:
-    """An order as Alpaca last reported it. `filled_qty` and `filled_avg_price` are cumulative;
-    `qty` is None for notional orders. `status` is Alpaca's string (unknown values kept)."""
-
-    broker_order_id: str
-    client_order_id: str
-    symbol: str
-    side: OrderSide
-    qty: Decimal | None
-    filled_qty: Decimal
-    filled_avg_price: Decimal | None
-    status: str
-    order_type: str
-    limit_price: Decimal | None
-    created_at_ns: int
-    updated_at_ns: int
-    time_in_force: str = ""
-    filled_at_ns: int | None = None
-    submitted_at: str = ""  # verbatim, to page `GET /v2/orders` by moving `after`
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MarketClock:
-    """Alpaca's market clock; all times UTC ns."""
-
-    ts: int
-    is_open: bool
-    next_open: int
-    next_close: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Session:
-    """One trading day: its regular open and close (America/New_York attached here), UTC ns."""
-
-    day: dt.date
-    open_ns: int
-    close_ns: int
 
 
 def _make_session_class(timeout_s: float) -> Any:
@@ -194,7 +175,7 @@ class AlpacaRest:
             raise AlpacaRejected(f"qty {cmd.qty} rounds to 0 at 9 decimals", status=0)
         body: dict[str, Any] = {
             "symbol": cmd.symbol,
-            "qty": _wire(qty),
+            "qty": wire(qty),
             "side": cmd.side.value,
             "type": cmd.order_type.value,
             "time_in_force": cmd.time_in_force.value,
@@ -203,7 +184,7 @@ class AlpacaRest:
         if cmd.order_type is OrderType.LIMIT:
             if cmd.limit_price is None:
                 raise AlpacaRejected("a limit order needs a limit_price", status=0)
-            body["limit_price"] = _wire(round_to_tick(cmd.limit_price))
+            body["limit_price"] = wire(round_to_tick(cmd.limit_price))
         return await self._call(
             "POST /v2/orders", self._client.post, "/orders", body, parse=parse_order
         )
@@ -231,7 +212,7 @@ class AlpacaRest:
         seen: dict[str, OrderSnapshot] = {}
         while True:
             orders = await self._call(
-                "GET /v2/orders", self._client.get, "/orders", dict(params), parse=_parse_orders
+                "GET /v2/orders", self._client.get, "/orders", dict(params), parse=parse_orders
             )
             fresh = [o for o in orders if o.broker_order_id not in seen]
             seen.update((o.broker_order_id, o) for o in fresh)
@@ -247,12 +228,6 @@ class AlpacaRest:
             self._client.cancel_order_by_id,
             broker_order_id,
             parse=_ignore,
-        )
-
-    async def cancel_all(self) -> int:
-        """DELETE /v2/orders; returns how many cancels Alpaca accepted (the 207's 2xx rows)."""
-        return await self._call(
-            "DELETE /v2/orders", self._client.delete, "/orders", parse=_count_cancels
         )
 
     # -- account ------------------------------------------------------------------------------
@@ -385,149 +360,5 @@ def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-# -- parsing ---------------------------------------------------------------------------------
-
-
-def parse_ts(text: str) -> int:
-    """RFC-3339 (Z or an offset, up to nanosecond fractions) to UTC ns; naive means UTC."""
-    m = _TS.fullmatch(text.strip())
-    if m is None:
-        raise ValueError(f"not an RFC-3339 time: {text!r}")
-    offset = m[3] or "+00:00"
-    if offset in ("Z", "z"):
-        offset = "+00:00"
-    elif ":" not in offset:
-        offset = f"{offset[:3]}:{offset[3:]}"
-    whole = dt.datetime.fromisoformat(m[1].replace(" ", "T") + offset)
-    frac = int((m[2] or "0")[:9].ljust(9, "0"))
-    return int(whole.timestamp()) * 1_000_000_000 + frac
-
-
-def format_ts(ns: int) -> str:
-    """UTC ns to RFC-3339 with microseconds (rounded down), as Alpaca's query filters take."""
-    secs, rem = divmod(ns, 1_000_000_000)
-    base = dt.datetime.fromtimestamp(secs, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{base}.{rem // 1000:06d}Z"
-
-
-def parse_order(raw: Mapping[str, Any]) -> OrderSnapshot:
-    """An Order object (REST or inside a trade update) to an OrderSnapshot."""
-    created = _ts_opt(raw.get("created_at")) or 0
-    filled_at = _ts_opt(raw.get("filled_at"))
-    return OrderSnapshot(
-        broker_order_id=str(raw["id"]),
-        client_order_id=str(raw.get("client_order_id") or raw["id"]),
-        symbol=str(raw["symbol"]),
-        side=OrderSide(str(raw["side"]).lower()),
-        qty=_dec(raw.get("qty")),
-        filled_qty=_dec(raw.get("filled_qty")) or Decimal(0),
-        filled_avg_price=_dec(raw.get("filled_avg_price")),
-        status=str(raw.get("status", "")),
-        order_type=str(raw.get("type") or raw.get("order_type") or ""),
-        limit_price=_dec(raw.get("limit_price")),
-        created_at_ns=created,
-        updated_at_ns=_ts_opt(raw.get("updated_at")) or filled_at or created,
-        time_in_force=str(raw.get("time_in_force") or ""),
-        filled_at_ns=filled_at,
-        submitted_at=str(raw.get("submitted_at") or raw.get("created_at") or ""),
-    )
-
-
-def _parse_orders(raw: Any) -> list[OrderSnapshot]:
-    if not isinstance(raw, list):
-        raise TypeError(f"expected a list of orders, got {type(raw).__name__}")
-    return [parse_order(o) for o in raw]
-
-
 def _ignore(raw: Any) -> None:
     return None
-
-
-def _count_cancels(rows: Any) -> int:
-    if not isinstance(rows, list):
-        return 0
-    return sum(
-        1 for r in rows if isinstance(r, Mapping) and 200 <= _int(r.get("status"), 200) < 300
-    )
-
-
-def parse_account(raw: Mapping[str, Any]) -> AccountSnapshot:
-    """An Account object to an AccountSnapshot (blocked if any of Alpaca's block flags is set)."""
-    return AccountSnapshot(
-        cash=_dec_req(raw, "cash"),
-        equity=_dec_req(raw, "equity"),
-        buying_power=_dec_req(raw, "buying_power"),
-        status=str(raw.get("status", "")),
-        trading_blocked=bool(raw.get("trading_blocked"))
-        or bool(raw.get("trade_suspended_by_user"))
-        or bool(raw.get("account_blocked")),
-        account_id=str(raw.get("id", "")),
-        account_number=str(raw.get("account_number", "")),
-    )
-
-
-def parse_clock(raw: Mapping[str, Any]) -> MarketClock:
-    """A Clock object (ET offsets) to a MarketClock."""
-    return MarketClock(
-        ts=parse_ts(raw["timestamp"]),
-        is_open=bool(raw.get("is_open")),
-        next_open=parse_ts(raw["next_open"]),
-        next_close=parse_ts(raw["next_close"]),
-    )
-
-
-def parse_session(raw: Mapping[str, Any]) -> Session:
-    """A Calendar row ("HH:MM" New York wall times, no zone) to a Session."""
-    day = dt.date.fromisoformat(str(raw["date"]))
-    return Session(day=day, open_ns=_ny_ns(day, raw["open"]), close_ns=_ny_ns(day, raw["close"]))
-
-
-def parse_position(raw: Mapping[str, Any]) -> PositionSnapshot:
-    """A Position object to a PositionSnapshot (qty signed by `side` if Alpaca sent it
-    unsigned)."""
-    qty = _dec_req(raw, "qty")
-    if str(raw.get("side", "")).lower() == "short" and qty > 0:
-        qty = -qty
-    return PositionSnapshot(
-        symbol=str(raw["symbol"]),
-        qty=qty,
-        avg_entry_price=_dec(raw.get("avg_entry_price")) or Decimal(0),
-        market_value=_dec(raw.get("market_value")),
-        current_price=_dec(raw.get("current_price")),
-    )
-
-
-def _dec(value: Any) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    return Decimal(str(value))
-
-
-def _dec_req(raw: Mapping[str, Any], key: str) -> Decimal:
-    value = _dec(raw.get(key))
-    if value is None:
-        raise KeyError(key)
-    return value
-
-
-def _ts_opt(value: Any) -> int | None:
-    return parse_ts(value) if isinstance(value, str) and value else None
-
-
-def _int(value: Any, default: int) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _wire(value: Decimal) -> str:
-    """A Decimal as a plain JSON string (no exponent, no float artefacts)."""
-    return format(value.normalize(), "f")
-
-
-def _ny_ns(day: dt.date, hhmm: Any) -> int:
-    text = str(hhmm)
-    hour, minute = (int(text[:2]), int(text[-2:]))
-    local = dt.datetime.combine(day, dt.time(hour, minute), tzinfo=_NY)
-    return int(local.timestamp()) * 1_000_000_000

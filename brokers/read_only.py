@@ -1,8 +1,9 @@
-"""A broker without a submit path: tracking an account's positions and P&L, read-only.
+"""ReadOnlyBroker: the track mode, any LiveBroker with its submit path taken away.
 
-`live.mode: track` wraps the account's broker in this. Every fill on the account is followed
-(none of its orders are this daemon's), and nothing can be sent: `submit`, `cancel` and
-`cancel_open` raise.
+Tracking follows an account without trading it: every fill on the account (a person's, another
+program's) is reported as the inner adapter reports it, and every call that would send an
+order raises InvariantViolation. Being a wrapper, not a flag inside each adapter, it cannot be
+forgotten by one of them.
 """
 
 from __future__ import annotations
@@ -23,69 +24,109 @@ from brokers.orders import CancelOrder, ExecutionEvent, SubmitOrder
 from feeds.bar import Bar
 from feeds.errors import InvariantViolation
 
+_REFUSAL = "track mode never sends orders"
+
 
 class ReadOnlyBroker:
-    """`inner` with every way to send taken away."""
+    """A `brokers.base.LiveBroker` that delegates everything to `inner` but sending.
 
-    read_only = True
-    shares_account = False  # every order on the account is followed, none is foreign
+    `submit`, `cancel` and `cancel_open` raise InvariantViolation("track mode never sends
+    orders") and reach nothing. `shares_account` is False: tracking owns no orders, so every
+    order on the account is followed as its own, not set apart as someone else's.
+    """
 
     def __init__(self, inner: LiveBroker) -> None:
-        self.inner = inner
+        self._inner = inner
+
+    @property
+    def inner(self) -> LiveBroker:
+        """The adapter being tracked through."""
+        return self._inner
 
     @property
     def events_ready(self) -> asyncio.Event:
-        return self.inner.events_ready
+        """The inner adapter's wake-up."""
+        return self._inner.events_ready
 
     @property
     def reconciliations(self) -> int:
-        return self.inner.reconciliations
+        """The inner adapter's count of reconciliations."""
+        return self._inner.reconciliations
 
     @property
     def last_reconcile(self) -> Reconciliation | None:
-        return self.inner.last_reconcile
+        """What the inner adapter's last reconciliation found."""
+        return self._inner.last_reconcile
+
+    @property
+    def read_only(self) -> bool:
+        """True: no submit path."""
+        return True
+
+    @property
+    def shares_account(self) -> bool:
+        """False: every order on the account is followed."""
+        return False
 
     @property
     def account(self) -> AccountSnapshot | None:
-        return self.inner.account
+        """The account at the inner adapter's last reconciliation."""
+        return self._inner.account
 
     @property
     def positions(self) -> dict[str, PositionSnapshot]:
-        return self.inner.positions
+        """Positions at the inner adapter's last reconciliation."""
+        return self._inner.positions
 
     @property
     def fatal(self) -> BaseException | None:
-        return self.inner.fatal
+        """The error that stopped the inner adapter, if one did."""
+        return self._inner.fatal
 
     def health(self) -> BrokerHealth:
-        return self.inner.health()
+        """The inner adapter's health."""
+        return self._inner.health()
 
-    def restore(self, orders: Sequence[RestoredOrder]) -> None:
-        self.inner.restore(orders)
-
-    async def start(self, *, since_ns: int | None = None) -> None:
-        await self.inner.start(since_ns=since_ns)
-
-    def on_bar(self, bar: Bar) -> None:
-        self.inner.on_bar(bar)
+    # -- refused -------------------------------------------------------------------------------
 
     def submit(self, command: SubmitOrder) -> None:
-        raise InvariantViolation(f"read-only broker: {command.client_order_id} not sent")
+        """Raises InvariantViolation: tracking never sends an order."""
+        raise InvariantViolation(f"{_REFUSAL} (submit {command.client_order_id})")
 
     def cancel(self, command: CancelOrder) -> None:
-        raise InvariantViolation(f"read-only broker: {command.client_order_id} not cancelled")
-
-    def poll_events(self) -> list[ExecutionEvent]:
-        return self.inner.poll_events()
-
-    def poll_notices(self) -> list[BrokerNotice]:
-        return self.inner.poll_notices()
-
-    async def drain(self, timeout_s: float) -> bool:
-        return await self.inner.drain(timeout_s)
+        """Raises InvariantViolation: tracking never cancels an order."""
+        raise InvariantViolation(f"{_REFUSAL} (cancel {command.client_order_id})")
 
     async def cancel_open(self, ours: Callable[[str], bool]) -> list[str]:
-        raise InvariantViolation("read-only broker: nothing is cancelled")
+        """Raises InvariantViolation: tracking never cancels an order."""
+        raise InvariantViolation(f"{_REFUSAL} (cancel of the open orders)")
+
+    # -- delegated -----------------------------------------------------------------------------
+
+    def restore(self, orders: Sequence[RestoredOrder]) -> None:
+        """The inner adapter's `restore`."""
+        self._inner.restore(orders)
+
+    async def start(self, *, since_ns: int | None = None) -> None:
+        """The inner adapter's `start`."""
+        await self._inner.start(since_ns=since_ns)
+
+    def on_bar(self, bar: Bar) -> None:
+        """The inner adapter's `on_bar`."""
+        self._inner.on_bar(bar)
+
+    def poll_events(self) -> list[ExecutionEvent]:
+        """The inner adapter's events."""
+        return self._inner.poll_events()
+
+    def poll_notices(self) -> list[BrokerNotice]:
+        """The inner adapter's notices."""
+        return self._inner.poll_notices()
+
+    async def drain(self, timeout_s: float) -> bool:
+        """The inner adapter's `drain` (nothing of this wrapper's is ever in flight)."""
+        return await self._inner.drain(timeout_s)
 
     async def close(self) -> None:
-        await self.inner.close()
+        """The inner adapter's `close`."""
+        await self._inner.close()

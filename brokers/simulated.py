@@ -249,20 +249,15 @@ class SimulatedBroker:
             )
         )
 
-    @property
-    def has_events(self) -> bool:
-        """Events wait to be polled."""
-        return bool(self._events)
-
-    def open_order_ids(self) -> list[str]:
-        """The client order ids of the open orders, oldest first."""
-        return [o.client_order_id for o in sorted(self._by_id.values(), key=lambda o: o.ts)]
-
     def poll_events(self) -> list[ExecutionEvent]:
         """Events since the last call, in the order they happened."""
         events = self._events
         self._events = []
         return events
+
+    def open_order_ids(self) -> list[str]:
+        """The client order ids of the orders still open, in the order they were accepted."""
+        return list(self._by_id)
 
     # -- the market ----------------------------------------------------------------------------
 

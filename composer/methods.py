@@ -1,8 +1,9 @@
 """Composition methods: how capital is split between strategies and, within one, its symbols.
 
-A method is a `CompositionMethod`, built from the settings, the strategies and the universe, chosen
-from the literal mapping `METHODS` keyed by `ComposerSettings.method`. Adding one is a new class
-and one mapping entry (and its name in the `method` Literal of the settings).
+A method is a `composer.allocation.CompositionMethod`, built from the settings, the strategies
+and the universe, chosen from the literal mapping `METHODS` keyed by `ComposerSettings.method`.
+Adding one is a new class and one mapping entry (and its name in the `method` Literal of the
+settings).
 """
 
 from __future__ import annotations
@@ -10,10 +11,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, Final, NamedTuple, Protocol, TypeAlias
+from typing import Any, Final
 
 import numpy as np
 
+from composer.allocation import (
+    Allocation,
+    MethodFactory,
+    equal_allocation,
+    equal_split,
+    strategy_symbols,
+)
 from composer.covariance import risk_parity_weights, shrunk_covariance
 from composer.indicators import RollingMeanStd
 from composer.regime import RegimeDetector
@@ -30,77 +38,6 @@ from feeds.bar import Bar
 from feeds.errors import ConfigError
 
 _log = math.log
-
-
-class Allocation(NamedTuple):
-    """What a method decides at a rebalance.
-
-    Attributes:
-        strategy_weights: strategy id -> capital weight w_s.
-        symbol_weights: strategy id -> symbol -> a_s[sym], the share of the strategy's capital
-            given to each of its symbols.
-    """
-
-    strategy_weights: dict[str, float]
-    symbol_weights: dict[str, dict[str, float]]
-
-
-class CompositionMethod(Protocol):
-    """The contract of a composition method.
-
-    `observes_bars` False tells the composer not to call `on_bar` at all (stateless methods
-    cost nothing per bar); True routes the bars of `observed_symbols` to it, after the
-    strategies have seen each bar.
-    """
-
-    @property
-    def warmup_bars(self) -> int:
-        """Bars per symbol the method's own state needs (0 if it has none)."""
-        ...
-
-    @property
-    def observes_bars(self) -> bool:
-        """Whether `on_bar` must see every bar of the strategies' symbols."""
-        ...
-
-    @property
-    def observed_symbols(self) -> tuple[str, ...]:
-        """The symbols whose bars `on_bar` must see (any symbol of the universe)."""
-        ...
-
-    def on_bar(self, bar: Bar) -> None:
-        """Update the method's per-symbol state with one bar (HOT)."""
-        ...
-
-    def allocate(self, ts: int, signals: Mapping[str, Mapping[str, float]]) -> Allocation:
-        """Decide the allocation at `ts` from each strategy's current signals.
-
-        The composer never mutates the returned dicts, and a method must not mutate them
-        either once returned: returning the same dict objects as at the previous call says
-        "unchanged", and lets the composer reuse its previous targets when the signals did not
-        change either. A method whose allocation changed returns new dicts.
-
-        Args:
-            ts: the slice time (UTC ns).
-            signals: strategy id -> symbol -> signal, for every strategy and each of its
-                symbols, in the configured order of the strategies.
-        """
-        ...
-
-
-MethodFactory: TypeAlias = Callable[
-    [ComposerSettings, Mapping[str, Strategy[Any]], Sequence[str]], CompositionMethod
-]
-"""(settings, strategy id -> strategy, universe) -> method; raises ConfigError on settings
-that do not fit the strategies or the universe, with the key path first in the message."""
-
-
-def _symbols_of(strategies: Mapping[str, Strategy[Any]]) -> dict[str, tuple[str, ...]]:
-    return {sid: tuple(s.symbols) for sid, s in strategies.items()}
-
-
-def _equal_split(symbols_of: Mapping[str, Sequence[str]]) -> dict[str, dict[str, float]]:
-    return {sid: dict.fromkeys(syms, 1.0 / len(syms)) for sid, syms in symbols_of.items()}
 
 
 class _FixedMethod:
@@ -127,9 +64,9 @@ class EqualMethod(_FixedMethod):
         strategies: Mapping[str, Strategy[Any]],
         universe: Sequence[str],
     ) -> None:
-        symbols_of = _symbols_of(strategies)
+        symbols_of = strategy_symbols(strategies)
         n = len(symbols_of)
-        self._allocation = Allocation(dict.fromkeys(symbols_of, 1.0 / n), _equal_split(symbols_of))
+        self._allocation = Allocation(dict.fromkeys(symbols_of, 1.0 / n), equal_split(symbols_of))
 
 
 class StaticMethod(_FixedMethod):
@@ -141,11 +78,11 @@ class StaticMethod(_FixedMethod):
         strategies: Mapping[str, Strategy[Any]],
         universe: Sequence[str],
     ) -> None:
-        symbols_of = _symbols_of(strategies)
+        symbols_of = strategy_symbols(strategies)
         configured = settings.strategy_weights
         self._allocation = Allocation(
             {sid: float(configured.get(sid, 0.0)) for sid in symbols_of},
-            _equal_split(symbols_of),
+            equal_split(symbols_of),
         )
 
 
@@ -175,13 +112,13 @@ class InverseVolMethod:
         strategies: Mapping[str, Strategy[Any]],
         universe: Sequence[str],
     ) -> None:
-        symbols_of = _symbols_of(strategies)
+        symbols_of = strategy_symbols(strategies)
         lookback = settings.vol_lookback
         self.warmup_bars = lookback + 1  # n returns need n + 1 closes
         n = len(symbols_of)
         self._weights = dict.fromkeys(symbols_of, 1.0 / n)
         self._symbols_of = {sid: tuple(syms) for sid, syms in symbols_of.items()}
-        self._equal = _equal_split(symbols_of)
+        self._equal = equal_split(symbols_of)
         self._states = {sym: _VolState(lookback) for syms in symbols_of.values() for sym in syms}
         self.observed_symbols = tuple(self._states)
         self._min_positive_vol = math.inf
@@ -230,10 +167,6 @@ class InverseVolMethod:
         return Allocation(self._weights, split)
 
 
-def _equal_allocation(symbols_of: Mapping[str, Sequence[str]]) -> Allocation:
-    return Allocation(dict.fromkeys(symbols_of, 1.0 / len(symbols_of)), _equal_split(symbols_of))
-
-
 class RiskParityMethod:
     """Equal risk contributions, from a rolling covariance with shrinkage (`risk_parity:`).
 
@@ -261,8 +194,8 @@ class RiskParityMethod:
     ) -> None:
         rp = settings.risk_parity or RiskParitySettings()
         self._shrinkage = rp.shrinkage
-        self._symbols_of = _symbols_of(strategies)
-        self._last = _equal_allocation(self._symbols_of)
+        self._symbols_of = strategy_symbols(strategies)
+        self._last = equal_allocation(self._symbols_of)
         self._equal = self._last
         self._last_version = -1
         self.warmup_bars = rp.lookback + 1
@@ -362,9 +295,9 @@ class PerformanceMethod:
                 "place all the capital"
             )
         self._perf = perf
-        symbols_of = _symbols_of(strategies)
+        symbols_of = strategy_symbols(strategies)
         self._ids = tuple(symbols_of)
-        self._last = _equal_allocation(symbols_of)
+        self._last = equal_allocation(symbols_of)
         self._last_version = -1
         self._paper = PaperReturns(strategies, perf.lookback)
         self.on_bar: Callable[[Bar], None] = self._paper.on_bar
@@ -471,8 +404,8 @@ class RegimeMethod:
                         f"composer.regime.table.{regime}.{sid}: no such strategy; "
                         f"strategies: {', '.join(strategies)}"
                     )
-        symbols_of = _symbols_of(strategies)
-        self._initial = _equal_allocation(symbols_of)
+        symbols_of = strategy_symbols(strategies)
+        self._initial = equal_allocation(symbols_of)
         split = self._initial.symbol_weights
         self._by_regime = {
             regime: Allocation({sid: float(row.get(sid, 0.0)) for sid in symbols_of}, split)

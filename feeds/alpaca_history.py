@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from feeds.alpaca_stream import bar_from_json
+from feeds.alpaca_messages import bar_from_json
 from feeds.bar import NS_PER_SECOND, Bar
 from feeds.errors import ConfigError, SourceError
 

@@ -19,13 +19,10 @@ that sequence is a protocol error and the client reconnects with backoff. Error 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any, Literal, NoReturn, TypeAlias
+from typing import Any, Literal, NoReturn
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -36,19 +33,43 @@ from websockets.exceptions import (
     WebSocketException,
 )
 
-from feeds.bar import Bar
-from feeds.errors import SourceError
-
-FEED_URLS: Mapping[str, str] = MappingProxyType(
-    {
-        feed: f"wss://stream.data.alpaca.markets/v2/{feed}"
-        for feed in ("iex", "sip", "delayed_sip", "test")
-    }
+from feeds.alpaca_messages import (
+    FEED_URLS,
+    HALT_CODES,
+    DataEvent,
+    NoticeLevel,
+    StreamAuthFailed,
+    StreamBar,
+    StreamConnected,
+    StreamDisconnected,
+    StreamError,
+    StreamNotice,
+    StreamSubscriptionRefused,
+    TradingStatus,
+    clip,
+    describe_error,
+    parse_bar,
+    parse_status,
+    subscription_of,
 )
-"""Production URL of each stock feed; ``test`` streams the symbol FAKEPACA around the clock."""
 
-HALT_CODES = frozenset({"H", "P", "Q"})
-"""Trading-status codes that mean no regular trading: halt, volatility pause, quotation only."""
+# Its events, errors and feed URLs are part of this module's surface (`from feeds.alpaca_stream
+# import StreamBar, ...`), though they are defined with the parsers in feeds.alpaca_messages.
+__all__ = [
+    "FEED_URLS",
+    "HALT_CODES",
+    "AlpacaDataStream",
+    "DataEvent",
+    "StreamAuthFailed",
+    "StreamBar",
+    "StreamConnected",
+    "StreamDisconnected",
+    "StreamError",
+    "StreamNotice",
+    "StreamSubscriptionRefused",
+    "TradingStatus",
+]
+
 
 _MAX_FRAME_BYTES = 16 * 1024 * 1024  # news-sized batches; the library default is 1 MiB
 _PING_S = 20.0
@@ -62,106 +83,6 @@ _FATAL_SUBSCRIPTION = {
 _TOO_MANY_REQUESTS = 429
 
 
-# -- events --------------------------------------------------------------------------------
-
-
-NoticeLevel: TypeAlias = Literal["info", "warning", "error"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StreamBar:
-    """A minute bar; ``updated`` is True for a revision (``updatedBars``, same ts) of a bar
-    already sent, which replaces it."""
-
-    bar: Bar
-    updated: bool
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TradingStatus:
-    """A trading-status message (T ``s``).
-
-    Attributes:
-        ts: UTC ns of the status change.
-        code: Alpaca's status code (``sc``), e.g. ``H`` halt, ``T`` trading.
-        halted: ``code`` is in `HALT_CODES`.
-    """
-
-    symbol: str
-    ts: int
-    code: str
-    message: str
-    reason_code: str
-    reason: str
-    halted: bool
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StreamConnected:
-    """Authenticated and subscribed; data follows.
-
-    Attributes:
-        attempt: connection attempts since the previous connection (or since run() started),
-            this one included: 1 means it connected on the first try.
-        reconnect: an earlier connection of this run() had been established, so bars of the
-            minutes in between may be missing (fetch them from history).
-        subscription: Alpaca's reply, channel -> symbols (the complete current set).
-    """
-
-    attempt: int
-    reconnect: bool
-    subscription: dict[str, list[str]]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StreamDisconnected:
-    """The connection failed or ended; the client retries in ``retry_in_s`` seconds."""
-
-    reason: str
-    retry_in_s: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StreamNotice:
-    """Something the daemon should log or count; ``event`` is a stable snake_case name.
-
-    Events: ``connection_limit``, ``stream_error``, ``protocol_error``, ``feed_silent``,
-    ``subscription_incomplete``, ``bad_message``, ``unknown_message`` (once per type).
-    """
-
-    level: NoticeLevel
-    event: str
-    fields: dict[str, Any] = field(default_factory=dict)
-
-
-DataEvent: TypeAlias = (
-    StreamBar | TradingStatus | StreamConnected | StreamDisconnected | StreamNotice
-)
-
-
-# -- errors --------------------------------------------------------------------------------
-
-
-class StreamError(SourceError):
-    """The market-data stream cannot be used; fatal for the caller.
-
-    Attributes:
-        code: Alpaca's error code, when the server sent one.
-    """
-
-    def __init__(self, message: str, *, code: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class StreamAuthFailed(StreamError):
-    """The server refused the keys (402). Retrying would not help."""
-
-
-class StreamSubscriptionRefused(StreamError):
-    """The plan or the keys do not allow this subscription (405, 409, 410, 411)."""
-
-
 class _Reconnect(Exception):
     """Internal: end this connection and retry after at least ``floor_s``."""
 
@@ -169,73 +90,6 @@ class _Reconnect(Exception):
         super().__init__(reason)
         self.reason = reason
         self.floor_s = floor_s
-
-
-# -- parsing -------------------------------------------------------------------------------
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-def parse_rfc3339_ns(text: str) -> int:
-    """An RFC-3339 time with ``Z`` or an offset (fractions up to ns) -> UTC ns.
-
-    Raises:
-        ValueError: not such a time (a naive time is refused, not guessed).
-    """
-    parsed = dt.datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        raise ValueError(f"time {text!r} has no offset")
-    delta = parsed - _EPOCH
-    ns = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
-    # datetime keeps microseconds; add the text's 7th to 9th fraction digits.
-    dot = text.find(".")
-    if dot >= 0:
-        end = dot + 1
-        while end < len(text) and text[end].isdigit():
-            end += 1
-        digits = text[dot + 1 : end]
-        if len(digits) > 6:
-            ns += int(digits[6:9].ljust(3, "0"))
-    return ns
-
-
-def _parse_bar(msg: Mapping[str, Any]) -> Bar:
-    return bar_from_json(str(msg["S"]), msg)
-
-
-def bar_from_json(symbol: str, msg: Mapping[str, Any]) -> Bar:
-    """One of Alpaca's bar objects (``t o h l c v n vw``, stream or REST) as a Bar.
-
-    Raises:
-        KeyError, TypeError, ValueError: a field is missing or not a number.
-    """
-    n = msg.get("n")
-    vw = msg.get("vw")
-    return Bar(
-        symbol=symbol,
-        ts=parse_rfc3339_ns(msg["t"]),
-        open=float(msg["o"]),
-        high=float(msg["h"]),
-        low=float(msg["l"]),
-        close=float(msg["c"]),
-        volume=float(msg["v"]),
-        trade_count=None if n is None else int(n),
-        # None, not NaN: the sanity check rejects a NaN vwap but skips a missing one.
-        vwap=None if vw is None else float(vw),
-    )
-
-
-def _parse_status(msg: Mapping[str, Any]) -> TradingStatus:
-    code = str(msg.get("sc", ""))
-    return TradingStatus(
-        symbol=str(msg["S"]),
-        ts=parse_rfc3339_ns(msg["t"]),
-        code=code,
-        message=str(msg.get("sm", "")),
-        reason_code=str(msg.get("rc", "")),
-        reason=str(msg.get("rm", "")),
-        halted=code in HALT_CODES,
-    )
 
 
 # -- the client ----------------------------------------------------------------------------
@@ -457,7 +311,7 @@ class AlpacaDataStream:
         reply = await self._control(ws, "subscription reply")
         if reply.get("T") != "subscription":
             self._protocol_error("subscription reply", reply)
-        subscription = _subscription_of(reply)
+        subscription = subscription_of(reply)
         self._check_subscription(subscription)
 
         self._connected = True
@@ -518,14 +372,14 @@ class AlpacaDataStream:
         except orjson.JSONDecodeError as e:
             if strict:
                 self._protocol_error("message", frame)
-            self._notice("warning", "bad_message", error=f"not JSON: {e}", frame=_clip(frame))
+            self._notice("warning", "bad_message", error=f"not JSON: {e}", frame=clip(frame))
             return []
         if isinstance(data, dict):
             data = [data]  # tolerated; Alpaca always sends arrays
         if not isinstance(data, list):
             if strict:
                 self._protocol_error("message", data)
-            self._notice("warning", "bad_message", error="not a JSON array", frame=_clip(frame))
+            self._notice("warning", "bad_message", error="not a JSON array", frame=clip(frame))
             return []
         self.messages += len(data)
         out = [m for m in data if isinstance(m, dict)]
@@ -537,17 +391,17 @@ class AlpacaDataStream:
         kind = msg.get("T")
         if kind in ("b", "u"):
             try:
-                bar = _parse_bar(msg)
+                bar = parse_bar(msg)
             except (KeyError, TypeError, ValueError) as e:
-                self._notice("warning", "bad_message", error=_bad(e), message=_clip(msg))
+                self._notice("warning", "bad_message", error=describe_error(e), message=clip(msg))
                 return
             self._flowed = True
             self._sink(StreamBar(bar=bar, updated=kind == "u"))
         elif kind == "s":
             try:
-                status = _parse_status(msg)
+                status = parse_status(msg)
             except (KeyError, TypeError, ValueError) as e:
-                self._notice("warning", "bad_message", error=_bad(e), message=_clip(msg))
+                self._notice("warning", "bad_message", error=describe_error(e), message=clip(msg))
                 return
             self._flowed = True
             self._sink(status)
@@ -606,7 +460,7 @@ class AlpacaDataStream:
         raise _Reconnect(f"error {code} {text}".rstrip())
 
     def _protocol_error(self, stage: str, got: Any) -> NoReturn:
-        shown = self._scrub(_clip(got))
+        shown = self._scrub(clip(got))
         self._notice("error", "protocol_error", url=self._url, stage=stage, got=shown)
         raise _Reconnect(f"unexpected {stage} from {self._url}: {shown}")
 
@@ -634,25 +488,8 @@ class AlpacaDataStream:
         return text
 
 
-def _subscription_of(reply: Mapping[str, Any]) -> dict[str, list[str]]:
-    return {
-        str(k): [str(s) for s in v] for k, v in reply.items() if k != "T" and isinstance(v, list)
-    }
-
-
 def _close_text(e: ConnectionClosed) -> str:
     frame = e.rcvd
     if frame is None:
         return "no close frame"
     return f"code {frame.code}{' ' + frame.reason if frame.reason else ''}"
-
-
-def _bad(e: Exception) -> str:
-    if isinstance(e, KeyError):
-        return f"missing key {e}"
-    return f"{type(e).__name__}: {e}"
-
-
-def _clip(value: Any, limit: int = 200) -> str:
-    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from brokers.alpaca import AlpacaBroker
+from brokers.base import LiveBroker
 from brokers.orders import ExecutionEvent, OrderSide, OrderType, SubmitOrder
 from sandbox import Sandbox
 from tests.conftest import ROOT
@@ -28,7 +28,7 @@ def buy(cid: str, qty: int = 10, symbol: str = "AAA") -> SubmitOrder:
 
 
 async def events_until(
-    broker: AlpacaBroker,
+    broker: LiveBroker,
     done: Callable[[list[ExecutionEvent]], bool],
     seen: list[ExecutionEvent] | None = None,
 ) -> list[ExecutionEvent]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from typing import Any
@@ -10,14 +11,20 @@ from typing import Any
 import pytest
 
 from brokers.alpaca import AlpacaBroker
-from brokers.alpaca_rest import AlpacaRest, KeysRefused, parse_ts
+from brokers.alpaca_json import parse_ts
+from brokers.alpaca_rest import AlpacaRest, KeysRefused
+from brokers.base import BrokerHealth, LiveBroker
 from brokers.orders import (
     OrderAccepted,
+    OrderCanceled,
     OrderFilled,
     OrderPartiallyFilled,
     OrderRejected,
     OrderSide,
+    OrderType,
+    SubmitOrder,
 )
+from brokers.read_only import ReadOnlyBroker
 from brokers.ticks import round_to_tick
 from feeds.errors import InvariantViolation
 from sandbox import Sandbox
@@ -75,6 +82,11 @@ async def make_broker(sandbox: Sandbox, gate: Gate) -> AsyncIterator[BrokerFacto
     yield make
     for broker in made:
         await broker.close()
+
+
+def resting(cid: str) -> SubmitOrder:
+    """A buy limit far below the market: it stays open."""
+    return dataclasses.replace(buy(cid), order_type=OrderType.LIMIT, limit_price=Decimal(1))
 
 
 async def until(predicate: Callable[[], bool]) -> None:
@@ -222,19 +234,22 @@ async def test_unknown_trade_event_is_tolerated_with_a_notice(
 async def test_track_mode_submit_raises_and_sends_nothing(
     sandbox: Sandbox, make_broker: BrokerFactory
 ) -> None:
-    broker = await make_broker(read_only=True)
+    inner = await make_broker()
+    broker: LiveBroker = ReadOnlyBroker(inner)
     with pytest.raises(InvariantViolation, match="track mode never sends orders"):
         broker.submit(buy("t1"))
-    with pytest.raises(InvariantViolation):
-        await broker.cancel_open_orders()
+    with pytest.raises(InvariantViolation, match="track mode never sends orders"):
+        await broker.cancel_open(lambda cid: True)
     assert sandbox.requests[("POST", "/v2/orders")] == 0
-    assert broker.ready
+    assert sandbox.requests[("GET", "/v2/orders")] == 2  # the reconciliation's, no more
+    assert broker.health().reconciled
+    assert (broker.read_only, broker.shares_account) == (True, False)
 
 
 async def test_a_persons_order_still_reports_its_fill_in_track_mode(
     sandbox: Sandbox, make_broker: BrokerFactory
 ) -> None:
-    broker = await make_broker(read_only=True)
+    broker = ReadOnlyBroker(await make_broker())
     person = AlpacaRest(key=KEY, secret=SECRET, url=sandbox.trading_url)
     try:
         await person.submit_order(buy("by-hand", 3, "BBB"))
@@ -243,6 +258,41 @@ async def test_a_persons_order_still_reports_its_fill_in_track_mode(
     await sandbox.step()
     events = await events_until(broker, has(OrderFilled, "by-hand"))
     assert [type(e) for e in events] == [OrderAccepted, OrderFilled]
+
+
+async def test_alpaca_broker_is_a_live_broker(sandbox: Sandbox, make_broker: BrokerFactory) -> None:
+    broker: LiveBroker = await make_broker()  # typed: mypy strict checks the protocol
+    assert (broker.read_only, broker.shares_account) == (False, True)
+    assert broker.health() == BrokerHealth(
+        stream_connected=True, reconciled=True, rest_ok=True, in_flight=0
+    )
+    assert broker.account is not None
+    assert broker.account.cash == sandbox.cash
+    assert broker.account.account_id != ""
+    assert broker.positions == {}
+
+
+async def test_cancel_open_cancels_only_the_orders_it_is_told_are_ours(
+    sandbox: Sandbox, make_broker: BrokerFactory
+) -> None:
+    broker = await make_broker()
+    for cid in ("ours-1", "ours-2"):
+        broker.submit(resting(cid))
+    person = AlpacaRest(key=KEY, secret=SECRET, url=sandbox.trading_url)
+    try:
+        await person.submit_order(resting("by-hand"))
+        events = await events_until(broker, has(OrderAccepted, "by-hand"))
+        assert await broker.drain(10)
+        ids = await broker.cancel_open(lambda cid: cid.startswith("ours-"))
+        assert ids == ["ours-1", "ours-2"]
+        events = await events_until(broker, has(OrderCanceled, "ours-2"), events)
+        canceled = [e.client_order_id for e in events if isinstance(e, OrderCanceled)]
+        assert canceled == ["ours-1", "ours-2"]
+        deletes = [n for (m, path), n in sandbox.requests.items() if m == "DELETE"]
+        assert (sum(deletes), sandbox.requests[("DELETE", "/v2/orders")]) == (2, 0)
+        assert [o.client_order_id for o in await person.orders()] == ["by-hand"]
+    finally:
+        await person.close()
 
 
 async def test_duplicate_submit_never_reaches_alpaca(

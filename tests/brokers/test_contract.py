@@ -1,12 +1,14 @@
-"""The Broker protocol contract, run against every broker implementation.
+"""The Broker protocol contract, run against every adapter that can submit.
 
 Each test takes the `broker` fixture and the `venue` fixture that drives that broker's market
-(bars for the simulated broker; the sandbox, stepped by hand, for the Alpaca adapter).
+(bars for the simulated brokers; the sandbox, stepped by hand, for the Alpaca adapter). The
+live adapters are also checked wrapped in ReadOnlyBroker: it refuses every send.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator, Collection
 from decimal import Decimal
@@ -16,7 +18,7 @@ import pytest
 
 from brokers.alpaca import AlpacaBroker
 from brokers.alpaca_rest import AlpacaRest
-from brokers.base import Broker
+from brokers.base import Broker, LiveBroker
 from brokers.orders import (
     CancelOrder,
     ExecutionEvent,
@@ -30,8 +32,11 @@ from brokers.orders import (
     SubmitOrder,
     TimeInForce,
 )
+from brokers.read_only import ReadOnlyBroker
 from brokers.simulated import SimulatedBroker, SimulatedBrokerSettings
+from brokers.simulated_live import SimulatedLiveBroker
 from feeds.bar import NS_PER_MINUTE, Bar
+from feeds.errors import InvariantViolation
 from sandbox import Sandbox
 from tests.conftest import ROOT
 
@@ -62,11 +67,24 @@ class Venue(Protocol):
         """All events not yet drained, once every order of `cids` has its terminal event."""
 
 
+async def wait_for_terminal(
+    broker: LiveBroker, events: list[ExecutionEvent], cids: Collection[str]
+) -> None:
+    """Poll `broker` into `events`, woken by `events_ready`, until every order of `cids` has
+    its terminal event (within 10 s)."""
+    async with asyncio.timeout(10):
+        while True:
+            events += broker.poll_events()
+            if {e.client_order_id for e in events if isinstance(e, TERMINAL)} >= set(cids):
+                return
+            await broker.events_ready.wait()
+
+
 class SimulatedVenue:
     symbols = ("SPY", "QQQ")
     partial_fills = True
 
-    def __init__(self, broker: SimulatedBroker) -> None:
+    def __init__(self, broker: SimulatedBroker | SimulatedLiveBroker) -> None:
         self.broker = broker
         self._minute = 0
         self._prices = {"SPY": 100.0, "QQQ": 50.0}
@@ -95,6 +113,19 @@ class SimulatedVenue:
         return self.broker.poll_events()
 
 
+class SimulatedLiveVenue(SimulatedVenue):
+    """The simulated broker behind the LiveBroker protocol: woken by `events_ready`."""
+
+    def __init__(self, broker: SimulatedLiveBroker) -> None:
+        super().__init__(broker)
+        self.live = broker
+
+    async def settle(self, cids: Collection[str]) -> list[ExecutionEvent]:
+        events: list[ExecutionEvent] = []
+        await wait_for_terminal(self.live, events, cids)
+        return events
+
+
 class AlpacaVenue:
     """The Alpaca adapter against the sandbox, stepped by hand."""
 
@@ -116,16 +147,7 @@ class AlpacaVenue:
         await self.sandbox.step()
 
     async def settle(self, cids: Collection[str]) -> list[ExecutionEvent]:
-        def done() -> bool:
-            ended = {e.client_order_id for e in self._events if isinstance(e, TERMINAL)}
-            return ended >= set(cids)
-
-        async with asyncio.timeout(10):
-            while True:
-                self._events += self.broker.poll_events()
-                if done():
-                    break
-                await self.broker.events_ready.wait()
+        await wait_for_terminal(self.broker, self._events, cids)
         events, self._events = self._events, []
         return events
 
@@ -134,16 +156,14 @@ async def _fast_sleep(seconds: float) -> None:
     await asyncio.sleep(0)
 
 
-@pytest.fixture(params=["simulated", "alpaca"])
-async def venue(request: pytest.FixtureRequest) -> AsyncIterator[Venue]:
-    if request.param == "simulated":
-        yield SimulatedVenue(
-            SimulatedBroker(
-                SimulatedBrokerSettings(max_volume_participation=0.5),
-                start_cash=Decimal(100_000),
-            )
-        )
-        return
+def simulated() -> SimulatedBroker:
+    return SimulatedBroker(
+        SimulatedBrokerSettings(max_volume_participation=0.5), start_cash=Decimal(100_000)
+    )
+
+
+@contextlib.asynccontextmanager
+async def alpaca_venue() -> AsyncIterator[AlpacaVenue]:
     sandbox = Sandbox(SAMPLE, symbols=["AAA", "BBB"], key="k", secret="s", warm_minutes=1)
     await sandbox.start()
     rest = AlpacaRest(key="k", secret="s", url=sandbox.trading_url, sleep=_fast_sleep)
@@ -161,6 +181,29 @@ async def venue(request: pytest.FixtureRequest) -> AsyncIterator[Venue]:
     finally:
         await broker.close()
         await sandbox.close()
+
+
+@pytest.fixture(params=["simulated", "simulated_live", "alpaca"])
+async def venue(request: pytest.FixtureRequest) -> AsyncIterator[Venue]:
+    if request.param == "simulated":
+        yield SimulatedVenue(simulated())
+    elif request.param == "simulated_live":
+        live = SimulatedLiveBroker(simulated())
+        await live.start()
+        yield SimulatedLiveVenue(live)
+        await live.close()
+    else:
+        async with alpaca_venue() as venue:
+            yield venue
+
+
+@pytest.fixture(params=["simulated_live", "alpaca"])
+async def live_broker(request: pytest.FixtureRequest) -> AsyncIterator[LiveBroker]:
+    if request.param == "simulated_live":
+        yield SimulatedLiveBroker(simulated())
+        return
+    async with alpaca_venue() as venue:
+        yield venue.broker
 
 
 @pytest.fixture
@@ -250,3 +293,17 @@ async def test_fills_never_exceed_the_order(broker: Broker, venue: Venue) -> Non
         if isinstance(e, OrderFilled | OrderPartiallyFilled):
             filled[e.client_order_id] = filled.get(e.client_order_id, Decimal(0)) + e.qty
     assert filled == {"buy": Decimal(30), "sell": Decimal(30)}
+
+
+async def test_read_only_refuses_every_send(live_broker: LiveBroker) -> None:
+    tracked: LiveBroker = ReadOnlyBroker(live_broker)
+    order = submit("never", OrderSide.BUY, 1, 0, symbol="AAA")
+    with pytest.raises(InvariantViolation, match="track mode never sends orders"):
+        tracked.submit(order)
+    with pytest.raises(InvariantViolation, match="track mode never sends orders"):
+        tracked.cancel(CancelOrder(client_order_id="never", ts=0))
+    with pytest.raises(InvariantViolation, match="track mode never sends orders"):
+        await tracked.cancel_open(lambda cid: True)
+    assert await live_broker.drain(1)
+    assert live_broker.poll_events() == []
+    assert live_broker.health().in_flight == 0

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 import pytest
 
+from feeds.alpaca_messages import parse_rfc3339_ns
 from feeds.alpaca_stream import (
     AlpacaDataStream,
     DataEvent,
@@ -18,7 +19,6 @@ from feeds.alpaca_stream import (
     StreamDisconnected,
     StreamNotice,
     StreamSubscriptionRefused,
-    parse_rfc3339_ns,
 )
 from feeds.bar import Bar
 from feeds.replay import ReplaySource
