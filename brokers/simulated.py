@@ -33,10 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
-from typing import Literal
 from zoneinfo import ZoneInfo
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from brokers.orders import (
     CancelOrder,
@@ -51,6 +48,7 @@ from brokers.orders import (
     SubmitOrder,
     TimeInForce,
 )
+from brokers.settings import SimulatedBrokerSettings
 from brokers.ticks import CENT, round_to_tick
 from feeds.bar import NS_PER_SECOND, Bar
 from feeds.calendar import SessionCalendar
@@ -62,27 +60,6 @@ _QTY_QUANTUM = Decimal("1e-9")
 _EXCHANGE_TZ = ZoneInfo("America/New_York")
 _AUCTIONS = (TimeInForce.OPG, TimeInForce.CLS)
 _AUCTION_NAME = {TimeInForce.OPG: "opening", TimeInForce.CLS: "closing"}
-
-
-class SimulatedBrokerSettings(BaseModel):
-    """The `broker:` section: which broker `tradingd run` trades through, and the fill model.
-
-    Attributes:
-        type: the live broker adapter: `alpaca`, or `simulated` (Alpaca's data, simulated
-            fills, no account). Unset, `live.mode` implies it (sim: simulated, else alpaca).
-            A replay always simulates, with the fill model below, whatever the type.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    type: Literal["simulated", "alpaca"] = "simulated"
-    fill_at: Literal["next_open", "close"] = "next_open"
-    slippage_bps: float = Field(default=1.0, ge=0)
-    commission_per_share: Decimal = Field(default=Decimal(0), ge=0)
-    commission_min: Decimal = Field(default=Decimal(0), ge=0)
-    commission_bps: float = Field(default=0.0, ge=0)
-    account: Literal["cash", "margin"] = "cash"
-    max_volume_participation: float | None = Field(default=None, gt=0, le=1)
 
 
 class _Order:
@@ -368,23 +345,9 @@ class SimulatedBroker:
     def _try_fill(self, order: _Order, bar: Bar, ts: int) -> bool:
         """Fill what the bar allows of the order. Returns True if a cash buy waits for the
         proceeds of sells due now (it stays open), False otherwise."""
-        limit = order.limit
-        if limit is None:
-            if order.auction is not None:
-                base = bar.open if order.auction is TimeInForce.OPG else bar.close
-            else:
-                base = bar.close if self._fill_at_close else bar.open
-            raw = base * (1.0 + self._slip) if order.is_buy else base * (1.0 - self._slip)
-            price = round_to_tick(Decimal(repr(raw)))
-        elif order.is_buy:
-            if not bar.low < limit:
-                return False
-            price = round_to_tick(min(Decimal(repr(bar.open)), limit))
-        else:
-            if not bar.high > limit:
-                return False
-            price = round_to_tick(max(Decimal(repr(bar.open)), limit))
-
+        price = self._fill_price(order, bar)
+        if price is None:
+            return False
         qty = order.leaves
         if self._participation is not None:
             left = self._volume_left.get(order.symbol)
@@ -470,6 +433,25 @@ class SimulatedBroker:
                 )
             )
         return False
+
+    def _fill_price(self, order: _Order, bar: Bar) -> Decimal | None:
+        """The price this bar fills the order at (slipped, on the tick), or None when a limit
+        order's price was not traded through."""
+        limit = order.limit
+        if limit is None:
+            if order.auction is not None:
+                base = bar.open if order.auction is TimeInForce.OPG else bar.close
+            else:
+                base = bar.close if self._fill_at_close else bar.open
+            raw = base * (1.0 + self._slip) if order.is_buy else base * (1.0 - self._slip)
+            return round_to_tick(Decimal(repr(raw)))
+        if order.is_buy:
+            if not bar.low < limit:
+                return None
+            return round_to_tick(min(Decimal(repr(bar.open)), limit))
+        if not bar.high > limit:
+            return None
+        return round_to_tick(max(Decimal(repr(bar.open)), limit))
 
     def _sells_due(self, ts: int) -> bool:
         """Whether a market sell decided at or before `ts` is still open (it fills at its

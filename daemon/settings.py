@@ -9,7 +9,7 @@ from typing import Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from brokers.simulated import SimulatedBrokerSettings
+from brokers.settings import SimulatedBrokerSettings
 from composer.settings import ComposerSettings, StrategySpec
 from daemon.service.notify.settings import NotifySettings
 from feeds.replay import DataSettings

@@ -89,6 +89,51 @@ def replay(
             problem.file, problem.row, problem.symbol, problem.time, problem.reason
         )
 
+    _feed(
+        source,
+        engine,
+        broker,
+        recorder,
+        on_bar=on_bar,
+        between_slices=between_slices,
+        progress=progress,
+    )
+    recorder.close()
+    wall = time.perf_counter() - started
+    summary = _summary(
+        loaded=loaded,
+        engine=engine,
+        recorder=recorder,
+        source=source,
+        universe=universe,
+        run_id=run_id,
+        wall=wall,
+    )
+    recorder.write_summary(summary)
+    log.info(
+        "replay_finished",
+        run_id=run_id,
+        out=str(target),
+        **{
+            k: summary[k]
+            for k in ("bars_in", "slices", "orders", "fills", "final_equity", "bars_per_second")
+        },
+    )
+    return ReplayResult(out_dir=target, summary=summary)
+
+
+def _feed(
+    source: ReplaySource,
+    engine: Engine,
+    broker: SimulatedBroker,
+    recorder: Recorder,
+    *,
+    on_bar: Callable[[Bar, str | None], None] | None,
+    between_slices: Callable[[Engine, SimulatedBroker], None] | None,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """Every bar of the source through the engine and the simulated broker, in time order:
+    the per-bar loop (its callables bound once)."""
     engine_on_bar = engine.on_bar
     broker_on_bar = broker.on_bar
     rejected_bar = recorder.rejected_bar
@@ -119,28 +164,6 @@ def replay(
     engine.on_events(broker.poll_events())
     if progress is not None:
         progress(total, total)
-    recorder.close()
-    wall = time.perf_counter() - started
-    summary = _summary(
-        loaded=loaded,
-        engine=engine,
-        recorder=recorder,
-        source=source,
-        universe=universe,
-        run_id=run_id,
-        wall=wall,
-    )
-    recorder.write_summary(summary)
-    log.info(
-        "replay_finished",
-        run_id=run_id,
-        out=str(target),
-        **{
-            k: summary[k]
-            for k in ("bars_in", "slices", "orders", "fills", "final_equity", "bars_per_second")
-        },
-    )
-    return ReplayResult(out_dir=target, summary=summary)
 
 
 def _decide(engine: Engine, broker: SimulatedBroker) -> None:

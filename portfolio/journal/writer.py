@@ -12,7 +12,6 @@ Every sqlite3 or OS error becomes a `JournalError` naming the file.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -40,6 +39,7 @@ from portfolio.journal.codec import (
     encode_targets,
     intent_row,
 )
+from portfolio.journal.lock import take_lock
 from portfolio.journal.reader import JournalReader
 from portfolio.journal.schema import (
     JOURNAL_FILE,
@@ -88,7 +88,7 @@ class Journal:
         self.failed: str | None = None
         self._bars: list[tuple[Any, ...]] = []
         self._closed = False
-        self._lock_fd: int | None = _lock(self.lock_path, self.path)
+        self._lock_fd: int | None = take_lock(self.lock_path, self.path)
         db: sqlite3.Connection | None = None
         try:
             db = self._db = sqlite3.connect(self.path, isolation_level=None)
@@ -477,32 +477,3 @@ class Journal:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _lock(lock_path: Path, path: Path) -> int:
-    """Take the writer's exclusive lock on `lock_path` (creating its directory) and write our
-    pid into it (what the next opener names); held while the returned descriptor is open."""
-    try:
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise JournalError(f"journal {path}: cannot create {lock_path.parent}: {e}") from None
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        raise JournalError(f"journal {path}: cannot open {lock_path}: {e}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
-        os.close(fd)
-        raise JournalError(f"journal {path} is in use by another tradingd (pid {pid})") from None
-    except OSError as e:
-        os.close(fd)
-        raise JournalError(f"journal {path}: cannot lock {lock_path}: {e}") from None
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-    except OSError as e:
-        os.close(fd)
-        raise JournalError(f"journal {path}: cannot write {lock_path}: {e}") from None
-    return fd

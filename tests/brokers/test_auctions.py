@@ -22,7 +22,8 @@ from brokers.orders import (
     SubmitOrder,
     TimeInForce,
 )
-from brokers.simulated import SimulatedBroker, SimulatedBrokerSettings
+from brokers.settings import SimulatedBrokerSettings
+from brokers.simulated import SimulatedBroker
 from feeds.bar import NS_PER_DAY, NS_PER_MINUTE, Bar
 from feeds.calendar import SessionCalendar
 

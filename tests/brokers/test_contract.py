@@ -33,7 +33,8 @@ from brokers.orders import (
     TimeInForce,
 )
 from brokers.read_only import ReadOnlyBroker
-from brokers.simulated import SimulatedBroker, SimulatedBrokerSettings
+from brokers.settings import SimulatedBrokerSettings
+from brokers.simulated import SimulatedBroker
 from brokers.simulated_live import SimulatedLiveBroker
 from feeds.bar import NS_PER_MINUTE, Bar
 from feeds.errors import InvariantViolation

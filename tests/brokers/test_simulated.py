@@ -22,7 +22,8 @@ from brokers.orders import (
     SubmitOrder,
     TimeInForce,
 )
-from brokers.simulated import SimulatedBroker, SimulatedBrokerSettings
+from brokers.settings import SimulatedBrokerSettings
+from brokers.simulated import SimulatedBroker
 from brokers.ticks import round_to_tick
 from feeds.bar import NS_PER_DAY, NS_PER_MINUTE, Bar
 

@@ -7,7 +7,8 @@ import random
 from decimal import Decimal
 
 from brokers.orders import OrderFilled, OrderPartiallyFilled, OrderRejected
-from brokers.simulated import SimulatedBroker, SimulatedBrokerSettings
+from brokers.settings import SimulatedBrokerSettings
+from brokers.simulated import SimulatedBroker
 from composer.targets import Targets
 from feeds.bar import NS_PER_MINUTE, Bar
 from portfolio.ledger import Ledger
