@@ -42,11 +42,13 @@ from brokers.orders import (
 from brokers.ticks import CENT, round_to_tick
 from feeds.bar import Bar
 from feeds.days import next_local_midnight_ns
+from feeds.limits import MAX_BPS, MAX_MONEY
 
 _ZERO = Decimal(0)
 _WHOLE = Decimal(1)
 _QTY_QUANTUM = Decimal("1e-9")
 _EXCHANGE_TZ = ZoneInfo("America/New_York")
+MAX_COMMISSION_PER_SHARE = Decimal(100)
 
 
 class SimulatedBrokerSettings(BaseModel):
@@ -56,10 +58,10 @@ class SimulatedBrokerSettings(BaseModel):
 
     type: Literal["simulated"] = "simulated"
     fill_at: Literal["next_open", "close"] = "next_open"
-    slippage_bps: float = Field(default=1.0, ge=0)
-    commission_per_share: Decimal = Field(default=Decimal(0), ge=0)
-    commission_min: Decimal = Field(default=Decimal(0), ge=0)
-    commission_bps: float = Field(default=0.0, ge=0)
+    slippage_bps: float = Field(default=1.0, ge=0, lt=MAX_BPS, allow_inf_nan=False)
+    commission_per_share: Decimal = Field(default=Decimal(0), ge=0, le=MAX_COMMISSION_PER_SHARE)
+    commission_min: Decimal = Field(default=Decimal(0), ge=0, le=MAX_MONEY)
+    commission_bps: float = Field(default=0.0, ge=0, le=MAX_BPS, allow_inf_nan=False)
     account: Literal["cash", "margin"] = "cash"
     max_volume_participation: float | None = Field(default=None, gt=0, le=1)
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from brokers.simulated import SimulatedBrokerSettings
 from composer.settings import ComposerSettings, StrategySpec
+from feeds.limits import MAX_MONEY, MAX_SECONDS, check_date, check_money_places
 from feeds.replay import DataSettings
 from feeds.sanity import SanitySettings
 from portfolio.rebalance import RebalanceSettings
@@ -25,13 +26,23 @@ class RunSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    start_cash: Decimal = Field(Decimal(100_000), gt=0)
+    start_cash: Decimal = Field(Decimal(100_000), gt=0, le=MAX_MONEY)
     # Client order ids start with this. None: "td" and a hash of the resolved config, so a
     # restart of the same config makes the same ids (idempotent) and another config does not.
     order_id_prefix: str | None = None
     start: date | None = None
     end: date | None = None  # inclusive
     out_dir: str = "out"
+
+    @field_validator("start_cash")
+    @classmethod
+    def _cents(cls, value: Decimal) -> Decimal:
+        return check_money_places(value)
+
+    @field_validator("start", "end")
+    @classmethod
+    def _date_in_range(cls, value: date | None) -> date | None:
+        return check_date(value)
 
     @field_validator("order_id_prefix")
     @classmethod
@@ -93,16 +104,16 @@ class LiveSettings(BaseModel):
     trade_stream_url: str | None = None
     data_stream_url: str | None = None
     data_url: str | None = None
-    slice_grace_s: float = Field(3.0, gt=0)
-    silence_s: float = Field(120.0, gt=0)
-    backoff_min_s: float = Field(1.0, gt=0)
-    backoff_max_s: float = Field(60.0, gt=0)
+    slice_grace_s: float = Field(3.0, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
+    silence_s: float = Field(120.0, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
+    backoff_min_s: float = Field(1.0, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
+    backoff_max_s: float = Field(60.0, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
     warmup: bool = True
-    request_timeout_s: float = Field(10.0, gt=0)
+    request_timeout_s: float = Field(10.0, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
     max_requests_per_minute: int = Field(190, gt=0, le=200)
-    clock_poll_s: float = Field(60.0, gt=0)
+    clock_poll_s: float = Field(60.0, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
     cancel_on_stop: bool = True
-    stop_deadline_s: float = Field(10.0, gt=0)
+    stop_deadline_s: float = Field(10.0, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
 
     @field_validator("trading_url", "trade_stream_url", "data_stream_url", "data_url")
     @classmethod
