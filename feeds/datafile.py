@@ -46,7 +46,10 @@ def read_table(path: Path) -> tuple[pa.Table, I64Array | None]:
         raise SourceError(f"{path}: empty file")
     text = _text(path, data)
     header_line = _header_line(text)
-    header = next(csv.reader([header_line]), [])
+    try:
+        header = next(csv.reader([header_line]), [])
+    except csv.Error as e:
+        raise SourceError(f"{path}: the header line: {e}") from None
     _check_delimiter(path, header_line, header)
     try:
         table = pacsv.read_csv(
@@ -123,7 +126,8 @@ def _text(path: Path, data: bytes) -> str:
 
 def _header_line(text: str) -> str:
     """The first non-blank line: the reader skips blank lines before the header too."""
-    for line in io.StringIO(text):
+    # Lines end at \n, \r\n or a lone \r, as for the reader.
+    for line in io.StringIO(text, newline=None):
         if line.strip():
             return line.rstrip("\r\n")
     return ""

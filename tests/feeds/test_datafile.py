@@ -127,3 +127,20 @@ def test_a_path_with_control_characters(tmp_path: Path, name: str, shown: str) -
     with pytest.raises(SourceError) as e:
         ReplaySource(tmp_path / name)
     assert str(e.value) == f"{tmp_path}/{shown}: no such file or folder"
+
+
+@pytest.mark.parametrize("when", ["2263-01-01", "1600-01-01", "9999-12-31T23:59:59+14:00"])
+def test_a_time_beyond_int64_ns_is_a_row_problem(tmp_path: Path, when: str) -> None:
+    (tmp_path / "SPY.csv").write_text(f"{HEADER}{ROW}{when},1,1,1,1,1\n")
+    source = ReplaySource(tmp_path)
+    assert len(source) == 1
+    assert [(p.row, p.reason) for p in source.problems] == [(3, "unparseable_time")]
+
+
+def test_lone_carriage_returns_end_lines(tmp_path: Path) -> None:
+    """Old Mac line ends (a lone \\r) end lines for the header as for the reader."""
+    assert source_error(tmp_path / "SPY.csv", b"\ropen,high,low,close,volume\n") == (
+        "empty file (no data rows)"
+    )
+    (tmp_path / "SPY.csv").write_bytes((HEADER + ROW).replace("\n", "\r").encode())
+    assert len(ReplaySource(tmp_path)) == 1
