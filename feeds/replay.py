@@ -197,6 +197,7 @@ class ReplaySource:
         self._symbol_codes: dict[str, int] = {}
         self._present: set[int] = set()  # codes with rows (after the symbol filter)
         self._span: tuple[int, int] | None = None  # first and last time of those rows
+        self._spacing: dict[int, int] = {}  # symbol code -> typical gap (`spacing`)
 
         parts = [self._load(i, f, stem) for i, (f, stem) in enumerate(self._list_files(path))]
         found = {self._symbol_table[c] for c in self._present}
@@ -217,11 +218,7 @@ class ReplaySource:
 
     def spacing(self) -> dict[str, int]:
         """Symbol -> the typical gap between its bars, in ns (`feeds.spacing.typical_spacing`)."""
-        rows = self._rows
-        return {
-            self._symbol_table[code]: gap
-            for code, gap in typical_spacing(rows.ts, rows.symbol).items()
-        }
+        return {self._symbol_table[code]: gap for code, gap in self._spacing.items()}
 
     def describe(self, origin: int) -> tuple[str, int]:
         """(file path as given, row number) of the row a bar came from."""
@@ -429,6 +426,7 @@ class ReplaySource:
         ts = rows.ts
         n = len(ts)
         if n == 0:
+            self._spacing = {}
             return rows
         position = np.arange(n)
         starts = np.flatnonzero(
@@ -442,6 +440,8 @@ class ReplaySource:
                 position[lo:hi] = position[lo:hi][::-1]
         rows = rows.take(position)
         ts = rows.ts
+        # Each symbol's stream is contiguous here: its spacing costs one pass, no sort.
+        self._spacing = typical_spacing(ts, rows.symbol)
         # k-way merge that leaves out-of-order rows in place: sort by (running max of the
         # symbol's ts, symbol), stable on the stream order.
         sym_starts = np.flatnonzero(np.r_[True, rows.symbol[1:] != rows.symbol[:-1]])

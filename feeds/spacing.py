@@ -33,30 +33,29 @@ TIMEFRAME_NS: dict[str, int] = {
 """The bar interval of each timeframe, in ns."""
 
 _DAY_SLACK_NS = 60 * NS_PER_MINUTE  # a daylight-saving change makes a day 23 or 25 hours
+_SAMPLE_GAPS = 100_000  # gaps judged per symbol: a year of minute bars is about 98,000
 
 
 def typical_spacing(ts: I64Array, symbols: I64Array) -> dict[int, int]:
     """The most frequent gap between consecutive distinct times of each symbol, in ns.
 
     Args:
-        ts: bar times, in time order within each symbol (a row out of order only adds an odd
-            gap or two, which does not change the most frequent one).
+        ts: bar times, grouped by symbol (each symbol's bars contiguous), in time order within
+            a symbol (a row out of order only adds an odd gap or two, which does not change the
+            most frequent one).
         symbols: the symbol code of each bar.
 
     Returns:
-        symbol code -> gap (ties go to the shorter gap); symbols with fewer than two distinct
-        times are left out.
+        symbol code -> gap (ties go to the shorter gap), judged on the symbol's first
+        `_SAMPLE_GAPS` gaps; symbols with fewer than two distinct times are left out.
     """
     if len(ts) < 2:
         return {}
-    order = np.argsort(symbols, kind="stable")
-    ts = ts[order]
-    symbols = symbols[order]
     starts = np.flatnonzero(np.r_[True, symbols[1:] != symbols[:-1]])
     ends = np.r_[starts[1:], len(ts)]
     out: dict[int, int] = {}
     for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
-        gaps = np.diff(ts[lo:hi])
+        gaps = np.diff(ts[lo : min(hi, lo + _SAMPLE_GAPS + 1)])
         gaps = gaps[gaps > 0]
         if len(gaps) == 0:
             continue
