@@ -18,6 +18,7 @@ from portfolio.rebalance import RebalanceSettings
 from portfolio.risk import RiskSettings
 
 _PREFIX = re.compile(r"^[A-Za-z0-9]{1,16}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9.\-/]{0,15}$")
 
 
@@ -38,6 +39,16 @@ class RunSettings(BaseModel):
     @classmethod
     def _cents(cls, value: Decimal) -> Decimal:
         return check_money_places(value)
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _a_date_as_written(cls, value: object) -> object:
+        # pydantic would read a number (or numeric text) as seconds since 1970: 0 is 1970-01-01.
+        if isinstance(value, str) and not _DATE.match(value.strip()):
+            raise ValueError(f"{value!r} is not a date: write it as YYYY-MM-DD")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError(f"got the number {value}: write the date as YYYY-MM-DD")
+        return value
 
     @field_validator("start", "end")
     @classmethod

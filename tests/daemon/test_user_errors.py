@@ -183,6 +183,8 @@ def test_data_that_does_not_fit_the_timeframe(
             "broker.slippage_bps: must be at least 0 and less than 10,000, got 20000",
         ),
         ({"run": {"start": "0001-01-01"}}, "run.start: must be from 1900-01-01 to 2199-12-31"),
+        ({"run": {"end": 0}}, "run.end: got the number 0: write the date as YYYY-MM-DD"),
+        ({"run": {"end": "1700000000"}}, "run.end: '1700000000' is not a date: write it as"),
         ({"sanity": {"calendar": "MOON"}}, "sanity.calendar: unknown exchange calendar 'MOON'"),
     ],
     ids=[
@@ -196,6 +198,8 @@ def test_data_that_does_not_fit_the_timeframe(
         "nan",
         "slippage",
         "year-1",
+        "end-0",
+        "end-epoch-text",
         "calendar",
     ],
 )
