@@ -8,6 +8,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from feeds.limits import MAX_LEVERAGE, MAX_WINDOW_BARS
+
+MAX_STRATEGY_WEIGHT = 1_000_000.0
+"""The largest relative capital weight of a strategy (static weights, regime table)."""
+MINUTES_PER_YEAR = 366 * 24 * 60
+""""every: minutes" buckets of up to a (leap) year."""
+MAX_PERIODS_PER_YEAR = 10_000_000.0
+"""Bars per year of vol targeting: one-second bars of regular sessions are about 5.9 million."""
+
+_Weight = Annotated[float, Field(ge=0, le=MAX_STRATEGY_WEIGHT, allow_inf_nan=False)]
+
 
 class StrategySpec(BaseModel):
     """One configured strategy, listed under its id in `strategies:`.
@@ -56,7 +67,7 @@ class RebalanceSchedule(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     every: Literal["slice", "minutes", "daily"] = "slice"
-    minutes: int | None = Field(default=None, gt=0)
+    minutes: int | None = Field(default=None, gt=0, le=MINUTES_PER_YEAR)
     at: datetime.time | None = None
     timezone: str = "America/New_York"
 
@@ -126,7 +137,7 @@ class RiskParitySettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     across: Literal["symbols", "strategies"] = "symbols"
-    lookback: int = Field(default=60, ge=2)
+    lookback: int = Field(default=60, ge=2, le=MAX_WINDOW_BARS)
     shrinkage: float = Field(default=0.1, ge=0.0, le=1.0, allow_inf_nan=False)
 
 
@@ -149,7 +160,7 @@ class PerformanceSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    lookback: int = Field(default=60, ge=2)
+    lookback: int = Field(default=60, ge=2, le=MAX_WINDOW_BARS)
     shrink: float = Field(default=0.5, ge=0.0, le=1.0, allow_inf_nan=False)
     floor: float = Field(default=0.0, ge=0.0, lt=1.0, allow_inf_nan=False)
     cap: float = Field(default=1.0, gt=0.0, le=1.0, allow_inf_nan=False)
@@ -193,12 +204,12 @@ class RegimeSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     symbol: str = Field(min_length=1)
-    trend_lookback: int = Field(default=50, ge=1)
-    vol_lookback: int = Field(default=20, ge=2)
+    trend_lookback: int = Field(default=50, ge=1, le=MAX_WINDOW_BARS)
+    vol_lookback: int = Field(default=20, ge=2, le=MAX_WINDOW_BARS)
     vol_percentile: float = Field(default=0.7, gt=0.0, lt=1.0, allow_inf_nan=False)
-    vol_history: int = Field(default=250, ge=1)
-    min_dwell: int = Field(default=5, ge=1)
-    table: dict[str, dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]]]
+    vol_history: int = Field(default=250, ge=1, le=MAX_WINDOW_BARS)
+    min_dwell: int = Field(default=5, ge=1, le=MAX_WINDOW_BARS)
+    table: dict[str, dict[str, _Weight]]
 
     @field_validator("table")
     @classmethod
@@ -240,8 +251,10 @@ class VolTargetSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     annual_vol: float = Field(gt=0.0, allow_inf_nan=False)
-    lookback: int = Field(default=60, ge=2)
-    periods_per_year: float = Field(default=252.0, gt=0.0, allow_inf_nan=False)
+    lookback: int = Field(default=60, ge=2, le=MAX_WINDOW_BARS)
+    periods_per_year: float = Field(
+        default=252.0, gt=0.0, le=MAX_PERIODS_PER_YEAR, allow_inf_nan=False
+    )
 
 
 class ComposerSettings(BaseModel):
@@ -273,11 +286,9 @@ class ComposerSettings(BaseModel):
     method: Literal["equal", "static", "inverse_vol", "risk_parity", "performance", "regime"] = (
         "equal"
     )
-    strategy_weights: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
-        default_factory=dict
-    )
-    max_gross: float = Field(default=1.0, gt=0, allow_inf_nan=False)
-    vol_lookback: int = Field(default=20, ge=2)
+    strategy_weights: dict[str, _Weight] = Field(default_factory=dict)
+    max_gross: float = Field(default=1.0, gt=0, le=MAX_LEVERAGE, allow_inf_nan=False)
+    vol_lookback: int = Field(default=20, ge=2, le=MAX_WINDOW_BARS)
     rebalance: RebalanceSchedule = RebalanceSchedule()
     risk_parity: RiskParitySettings | None = None
     performance: PerformanceSettings | None = None

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from composer.indicators import Lag, RollingMax, RollingMeanStd, RollingMin
 from composer.strategy import Strategy, strategy
 from feeds.bar import Bar
+from feeds.limits import MAX_WINDOW_BARS
 
 
 class StrategyParams(BaseModel):
@@ -34,8 +35,12 @@ class StrategyParams(BaseModel):
 
 
 class SmaCrossParams(StrategyParams):
-    fast: int = Field(default=10, ge=1, description="bars in the fast SMA of closes")
-    slow: int = Field(default=30, ge=2, description="bars in the slow SMA of closes")
+    fast: int = Field(
+        default=10, ge=1, le=MAX_WINDOW_BARS, description="bars in the fast SMA of closes"
+    )
+    slow: int = Field(
+        default=30, ge=2, le=MAX_WINDOW_BARS, description="bars in the slow SMA of closes"
+    )
 
     @model_validator(mode="after")
     def _fast_below_slow(self) -> SmaCrossParams:
@@ -115,7 +120,9 @@ class SmaCross(Strategy[SmaCrossParams]):
 
 
 class MomentumParams(StrategyParams):
-    lookback: int = Field(default=20, ge=1, description="bars back to compare the close with")
+    lookback: int = Field(
+        default=20, ge=1, le=MAX_WINDOW_BARS, description="bars back to compare the close with"
+    )
     threshold: float = Field(
         default=0.0,
         ge=0.0,
@@ -159,7 +166,10 @@ class Momentum(Strategy[MomentumParams]):
 
 class MeanReversionParams(StrategyParams):
     window: int = Field(
-        default=20, ge=2, description="closes in the rolling mean and std (this one too)"
+        default=20,
+        ge=2,
+        le=MAX_WINDOW_BARS,
+        description="closes in the rolling mean and std (this one too)",
     )
     entry_z: float = Field(
         default=2.0, gt=0.0, allow_inf_nan=False, description="|z| beyond which a position opens"
@@ -234,10 +244,16 @@ class MeanReversion(Strategy[MeanReversionParams]):
 
 class BreakoutParams(StrategyParams):
     entry: int = Field(
-        default=20, ge=1, description="bars of the channel a close must break to enter"
+        default=20,
+        ge=1,
+        le=MAX_WINDOW_BARS,
+        description="bars of the channel a close must break to enter",
     )
     exit: int = Field(
-        default=10, ge=1, description="bars of the channel a close must break to exit"
+        default=10,
+        ge=1,
+        le=MAX_WINDOW_BARS,
+        description="bars of the channel a close must break to exit",
     )
 
 

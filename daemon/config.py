@@ -8,19 +8,24 @@ and the key path: `config/risk_balanced.yaml: risk.max_gross: must be greater th
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Annotated, Any, get_args, get_origin
 
+import annotated_types
 import orjson
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
-from composer.registry import StrategyRegistry, UnknownStrategyError
+from composer.registry import StrategyRegistry, UnknownStrategyError, load_registry
+from composer.settings import StrategySpec
 from composer.strategy import Strategy
 from daemon.settings import Settings
-from feeds.errors import ConfigError
+from feeds.errors import ConfigError, printable
 
 Loc = tuple[str | int, ...]
 # Settings added after the digest's first use (0.1.0) enter it only when set away from their
@@ -29,6 +34,8 @@ Loc = tuple[str | int, ...]
 _NOT_DIGESTED = {"notify"}
 _ADDED_LATER: tuple[tuple[str, str], ...] = (("live", "max_decision_age_s"),)
 _SECRET_WORDS = ("secret", "token", "password", "api_key", "apikey")
+_BOUND_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
+_SHOWN = 40  # characters of a rejected value quoted in a message
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,24 +71,43 @@ def read_overlays(paths: Sequence[str]) -> tuple[dict[str, Any], dict[Loc, str]]
     return merged, origins
 
 
-def load_config(paths: Sequence[str], overrides: Mapping[Loc, Any] | None = None) -> LoadedConfig:
+def load_config(
+    paths: Sequence[str],
+    overrides: Mapping[Loc, Any] | None = None,
+    *,
+    registry: StrategyRegistry | None = None,
+) -> LoadedConfig:
     """Read, merge and validate the overlays; `overrides` (from the command line) win last.
 
+    Every strategy's type and params are checked too (against `registry`, by default the
+    built-ins and the installed plugins), so a config that loads is one a replay can build.
+
     Raises:
-        ConfigError: one message per problem, each naming the file and the key path.
+        ConfigError: one line naming the file and the key path of each problem.
     """
     tree, origins = read_overlays(paths)
     for loc, value in (overrides or {}).items():
         node: dict[str, Any] = tree
-        for key in loc[:-1]:
-            node = node.setdefault(str(key), {})
+        for depth, key in enumerate(loc[:-1], 1):
+            child = node.setdefault(str(key), {})
+            if not isinstance(child, dict):
+                where = loc[:depth]
+                raise ConfigError(
+                    f"{_origin(origins, where, paths)}: {_dotted(where)}: must be a mapping of "
+                    f"keys, not {_kind(child)} (the command line sets {_dotted(loc)})"
+                )
+            node = child
         node[str(loc[-1])] = value
         origins[loc] = "command line"
     try:
         settings = Settings.model_validate(tree)
     except ValidationError as e:
         raise ConfigError(_describe(e, Settings, origins, tuple(paths), ())) from None
-    return LoadedConfig(settings=settings, files=tuple(paths), origins=origins)
+    loaded = LoadedConfig(settings=settings, files=tuple(paths), origins=origins)
+    registry = registry if registry is not None else load_registry()
+    for sid, spec in settings.strategies.items():
+        _params(loaded, registry, sid, spec)
+    return loaded
 
 
 def build_strategies(
@@ -90,8 +116,6 @@ def build_strategies(
     """Instantiate the configured strategies; errors name the file and key path."""
     built: dict[str, Strategy[Any]] = {}
     for sid, spec in loaded.settings.strategies.items():
-        name = spec.type or sid
-        where: Loc = ("strategies", sid, "type") if spec.type else ("strategies", sid)
         symbols = spec.symbols if spec.symbols is not None else list(universe)
         unknown = [s for s in symbols if s not in universe]
         if unknown:
@@ -100,18 +124,28 @@ def build_strategies(
                 f"{loaded.origin(loc)}: {_dotted(loc)}: not in the universe: {', '.join(unknown)}"
                 f"; universe: {', '.join(universe)}"
             )
-        try:
-            cls = registry.get(name)
-        except UnknownStrategyError as e:
-            raise ConfigError(f"{loaded.origin(where)}: {_dotted(where)}: {e}") from None
-        try:
-            built[sid] = registry.create(name, spec.params, symbols)
-        except ValidationError as e:
-            prefix: Loc = ("strategies", sid, "params")
-            raise ConfigError(
-                _describe(e, cls.params_model, loaded.origins, loaded.files, prefix)
-            ) from None
+        cls, params = _params(loaded, registry, sid, spec)
+        built[sid] = cls(params, symbols)
     return built
+
+
+def _params(
+    loaded: LoadedConfig, registry: StrategyRegistry, sid: str, spec: StrategySpec
+) -> tuple[type[Strategy[Any]], BaseModel]:
+    """The class of a configured strategy and its validated params."""
+    name = spec.type or sid
+    where: Loc = ("strategies", sid, "type") if spec.type else ("strategies", sid)
+    try:
+        cls = registry.get(name)
+    except UnknownStrategyError as e:
+        raise ConfigError(f"{loaded.origin(where)}: {_dotted(where)}: {e}") from None
+    try:
+        return cls, cls.params_model.model_validate(dict(spec.params))
+    except ValidationError as e:
+        prefix: Loc = ("strategies", sid, "params")
+        raise ConfigError(
+            _describe(e, cls.params_model, loaded.origins, loaded.files, prefix)
+        ) from None
 
 
 def redacted(settings: Settings) -> dict[str, Any]:
@@ -201,7 +235,8 @@ def _describe(
         message = _message(err, model, loc)
         where = _origin(origins, full, files)
         lines.append(f"{where}: {_dotted(full)}: {message}" if full else f"{where}: {message}")
-    return "\n".join(lines)
+    # One line, as every error of the command line: several problems are joined by "; ".
+    return "; ".join(lines)
 
 
 def _message(err: Any, model: type[BaseModel], loc: Loc) -> str:
@@ -212,7 +247,12 @@ def _message(err: Any, model: type[BaseModel], loc: Loc) -> str:
         return f"unknown key{known}"
     if kind == "missing":
         return "required, not set"
-    msg = str(err["msg"])
+    if kind in (*_BOUND_ERRORS, "finite_number"):
+        bounds = _bounds(model, loc)
+        if bounds:
+            finite = "a finite number " if kind == "finite_number" else ""
+            return f"must be {finite}{bounds}, got {_shown(err.get('input'))}"
+    msg = printable(str(err["msg"]))
     for old, new in (("Input should be", "must be"), ("Value error, ", ""), ("Input ", "")):
         msg = msg.replace(old, new)
     return msg
@@ -239,6 +279,64 @@ def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
     return []
 
 
+def _bounds(model: type[BaseModel], loc: Loc) -> str | None:
+    """The allowed range of the field at `loc`, in words: `from 1 to 100,000`, `greater than
+    0 and at most 1,000,000,000,000`; None if the field is not found."""
+    field = _field_at(model, loc)
+    if field is None:
+        return None
+    low = high = ""
+    for m in field.metadata:
+        if isinstance(m, annotated_types.Ge):
+            low = f"at least {_number(m.ge)}"
+        elif isinstance(m, annotated_types.Gt):
+            low = f"greater than {_number(m.gt)}"
+        elif isinstance(m, annotated_types.Le):
+            high = f"at most {_number(m.le)}"
+        elif isinstance(m, annotated_types.Lt):
+            high = f"less than {_number(m.lt)}"
+    if low.startswith("at least") and high.startswith("at most"):
+        return f"from {low.removeprefix('at least ')} to {high.removeprefix('at most ')}"
+    return " and ".join(part for part in (low, high) if part) or None
+
+
+def _field_at(model: type[BaseModel], loc: Loc) -> FieldInfo | None:
+    """The field (or the constrained dict value type) at `loc` of `model`."""
+    current: Any = model
+    field: FieldInfo | None = None
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return None
+            current = field.annotation
+        elif get_origin(current) is dict:
+            current = get_args(current)[1]
+            if get_origin(current) is Annotated:
+                found = [a for a in current.__metadata__ if isinstance(a, FieldInfo)]
+                field = found[0] if found else None
+                current = get_args(current)[0]
+            else:
+                field = None
+        else:
+            return None
+    return field
+
+
+def _number(value: Any) -> str:
+    """A bound for a person: whole numbers as integers, with thousands separators from 10,000."""
+    if isinstance(value, int | float | Decimal) and math.isfinite(value) and value == int(value):
+        whole = int(value)
+        return f"{whole:,}" if abs(whole) >= 10_000 else str(whole)
+    return str(value)
+
+
+def _shown(value: Any) -> str:
+    text = printable(str(value))
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+
+
 def _unwrap(annotation: Any) -> Any:
     """`X | None` -> X, so the walk can go on into optional sub-models."""
     args = [a for a in get_args(annotation) if a is not type(None)]
@@ -248,7 +346,7 @@ def _unwrap(annotation: Any) -> Any:
 
 
 def _dotted(loc: Loc) -> str:
-    return ".".join(str(p) for p in loc)
+    return printable(".".join(str(p) for p in loc))
 
 
 def _kind(value: Any) -> str:

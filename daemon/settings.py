@@ -12,12 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from brokers.settings import SimulatedBrokerSettings
 from composer.settings import ComposerSettings, StrategySpec
 from daemon.service.notify.settings import NotifySettings
+from feeds.limits import MAX_MONEY, MAX_SECONDS, check_date, check_money_places
 from feeds.replay import DataSettings
 from feeds.sanity import SanitySettings
 from portfolio.rebalance import RebalanceSettings
 from portfolio.risk import RiskSettings
 
 _PREFIX = re.compile(r"^[A-Za-z0-9]{1,16}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9.\-/]{0,15}$")
 
 
@@ -26,13 +28,33 @@ class RunSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    start_cash: Decimal = Field(Decimal(100_000), gt=0)
+    start_cash: Decimal = Field(Decimal(100_000), gt=0, le=MAX_MONEY)
     # Client order ids start with this. None: "td" and a hash of the resolved config, so a
     # restart of the same config makes the same ids (idempotent) and another config does not.
     order_id_prefix: str | None = None
     start: date | None = None
     end: date | None = None  # inclusive
     out_dir: str = "out"
+
+    @field_validator("start_cash")
+    @classmethod
+    def _cents(cls, value: Decimal) -> Decimal:
+        return check_money_places(value)
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _a_date_as_written(cls, value: object) -> object:
+        # pydantic would read a number (or numeric text) as seconds since 1970: 0 is 1970-01-01.
+        if isinstance(value, str) and not _DATE.match(value.strip()):
+            raise ValueError(f"{value!r} is not a date: write it as YYYY-MM-DD")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError(f"got the number {value}: write the date as YYYY-MM-DD")
+        return value
+
+    @field_validator("start", "end")
+    @classmethod
+    def _date_in_range(cls, value: date | None) -> date | None:
+        return check_date(value)
 
     @field_validator("order_id_prefix")
     @classmethod
@@ -97,17 +119,17 @@ class LiveSettings(BaseModel):
     trade_stream_url: str | None = None
     data_stream_url: str | None = None
     data_url: str | None = None
-    slice_grace_s: float = Field(3.0, gt=0)
-    silence_s: float = Field(120.0, gt=0)
-    backoff_min_s: float = Field(1.0, gt=0)
-    backoff_max_s: float = Field(60.0, gt=0)
+    slice_grace_s: float = Field(3.0, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
+    silence_s: float = Field(120.0, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
+    backoff_min_s: float = Field(1.0, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
+    backoff_max_s: float = Field(60.0, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
     warmup: bool = True
-    request_timeout_s: float = Field(10.0, gt=0)
+    request_timeout_s: float = Field(10.0, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
     max_requests_per_minute: int = Field(190, gt=0, le=200)
-    clock_poll_s: float = Field(60.0, gt=0)
+    clock_poll_s: float = Field(60.0, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
     cancel_on_stop: bool = True
-    stop_deadline_s: float = Field(10.0, gt=0)
-    max_decision_age_s: float | None = Field(None, gt=0)
+    stop_deadline_s: float = Field(10.0, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
+    max_decision_age_s: float | None = Field(None, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
 
     @field_validator("trading_url", "trade_stream_url", "data_stream_url", "data_url")
     @classmethod

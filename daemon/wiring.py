@@ -99,6 +99,12 @@ def order_id_prefix(loaded: LoadedConfig) -> str:
 
 
 def open_source(loaded: LoadedConfig, *, warmup_from: date | None = None) -> ReplaySource:
+    """The configured data, over the run's range (from `warmup_from` when given).
+
+    Raises:
+        SourceError: the data cannot be read, the range leaves no bar, or the bars are not
+            spaced as `data.timeframe` says.
+    """
     settings = loaded.settings
     run = settings.run
     first = warmup_from or run.start
@@ -108,6 +114,7 @@ def open_source(loaded: LoadedConfig, *, warmup_from: date | None = None) -> Rep
         start_ns=day_start_ns(first) if first else None,
         end_ns=day_start_ns(run.end + timedelta(days=1)) if run.end else None,
         timezone=settings.data.timezone,
+        timeframe=settings.data.timeframe,
     )
 
 

@@ -12,6 +12,9 @@ It lives here because `feeds` is the bottom of the import graph; every package m
     \\- InvariantViolation       the process stops; a restart reconciles
 
 Risk denials are events, not exceptions.
+
+A message is one line (the command line prints it after `tradingd: error: `): text from a file,
+a key or a path goes in through `printable`.
 """
 
 
@@ -33,3 +36,11 @@ class SourceError(DataError):
 
 class InvariantViolation(TradingdError):
     """Something that must never happen did; the process stops and a restart reconciles."""
+
+
+def printable(text: str) -> str:
+    """`text` with its control characters (newlines, tabs, NUL, ...) escaped as in a Python
+    literal, so that a message quoting it stays on one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -20,8 +20,6 @@ stream entirely in descending time order (newest first) is reversed.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import repeat
@@ -31,16 +29,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from feeds.bar import Bar
-from feeds.errors import SourceError
+from feeds.datafile import check_unique_columns, has_symbol_column, read_table
+from feeds.days import describe_range, describe_span
+from feeds.errors import SourceError, printable
 from feeds.sanity import Reason
+from feeds.spacing import check_spacing, typical_spacing
 from feeds.timeframes import TIMEFRAME_NS, Timeframe, bar_spacing_ns
 from feeds.timestamps import BoolArray, F64Array, I64Array, parse_numbers, parse_times
 
+__all__ = ["DataSettings", "ReplaySource", "RowProblem", "Timeframe"]
 _TIME_NAMES = ("timestamp", "date", "time", "datetime", "t")
 _REQUIRED = (
     ("open", ("open", "o")),
@@ -156,11 +156,15 @@ class ReplaySource:
         start_ns: keep bars starting at or after this time.
         end_ns: keep bars starting before this time.
         timezone: zone of naive timestamps (see `DataSettings`).
+        timeframe: the configured bar interval; when given, bars spaced otherwise are refused
+            (`feeds.spacing.check_spacing`).
 
     Raises:
         SourceError: the path is missing; a folder has no .csv/.parquet file; a file is empty,
-            unreadable or lacks a required column; a requested symbol is in no file. The
-            message starts with the file path.
+            unreadable, not a comma-separated UTF-8 text, ragged, or lacks a required column or
+            names one twice; a requested symbol is in no file; `start_ns`/`end_ns` leave no
+            bar (the message names both ranges); the bars do not fit `timeframe`. The message
+            starts with the file path.
 
     Attributes:
         symbols: the symbols the files have rows of (after the symbol filter, before the time
@@ -177,6 +181,7 @@ class ReplaySource:
         start_ns: int | None = None,
         end_ns: int | None = None,
         timezone: str | None = None,
+        timeframe: Timeframe | None = None,
     ) -> None:
         if timezone is not None:
             _check_zone(timezone)
@@ -192,6 +197,8 @@ class ReplaySource:
         self._symbol_table: list[str] = []
         self._symbol_codes: dict[str, int] = {}
         self._present: set[int] = set()  # codes with rows (after the symbol filter)
+        self._span: tuple[int, int] | None = None  # first and last time of those rows
+        self._spacing: dict[int, int] = {}  # symbol code -> typical gap (`spacing`)
 
         parts = [self._load(i, f, stem) for i, (f, stem) in enumerate(self._list_files(path))]
         found = {self._symbol_table[c] for c in self._present}
@@ -202,6 +209,17 @@ class ReplaySource:
         self.symbols: tuple[str, ...] = tuple(sorted(found))
         self._rows = self._order(_Columns.concat(parts))
         self._symbol_names = np.array([*self._symbol_table, ""], dtype=object)
+        if len(self._rows.ts) == 0 and (start_ns is not None or end_ns is not None):
+            raise SourceError(
+                f"{path}: no bars in {describe_range(start_ns, end_ns)} (the range asked); "
+                f"the data {describe_span(self._span)}"
+            )
+        if timeframe is not None:
+            check_spacing(str(path), self.spacing(), timeframe)
+
+    def spacing(self) -> dict[str, int]:
+        """Symbol -> the typical gap between its bars, in ns (`feeds.spacing.typical_spacing`)."""
+        return {self._symbol_table[code]: gap for code, gap in self._spacing.items()}
 
     def describe(self, origin: int) -> tuple[str, int]:
         """(file path as given, row number) of the row a bar came from."""
@@ -248,32 +266,38 @@ class ReplaySource:
     # -- loading ---------------------------------------------------------------------------
 
     def _list_files(self, path: Path) -> list[tuple[Path, str | None]]:
-        if not path.exists():
-            raise SourceError(f"{path}: no such file or folder")
-        if path.is_file():
-            return [(path, None)]
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _SUFFIXES)
+        try:
+            if not path.exists():
+                raise SourceError(f"{printable(str(path))}: no such file or folder")
+            if path.is_file():
+                return [(path, None)]
+            files = sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _SUFFIXES
+            )
+        except (OSError, ValueError) as e:  # a name the OS refuses, a folder we may not list
+            raise SourceError(f"{printable(str(path))}: cannot read: {e}") from None
         if not files:
             raise SourceError(f"{path}: folder has no .csv or .parquet files")
         stems = [(f, f.stem.strip().upper()) for f in files]
         if self._wanted is not None:
             # Skip other symbols' files unread, unless they may carry a `symbol` column.
-            stems = [(f, s) for f, s in stems if s in self._wanted or _has_symbol_column(f)]
+            stems = [(f, s) for f, s in stems if s in self._wanted or has_symbol_column(f)]
         return list(stems)
 
     def _load(self, file_index: int, path: Path, stem: str | None) -> _Columns:
         name = str(path)
         self._files.append(name)
-        table, lines = _read_table(path)
+        table, lines = read_table(path)
         n = table.num_rows
         if n == 0:
             raise SourceError(f"{name}: empty file (no data rows)")
         self.rows_read += n
-        by_lower = {c.strip().lower(): c for c in table.column_names}
         # Resolve every column first, so that one message names all the missing ones.
         wanted = [("timestamp", _TIME_NAMES, True), ("symbol", ("symbol",), stem is None)]
         wanted += [(label, names, True) for label, names in _REQUIRED]
         wanted += [(label, names, False) for label, names in _OPTIONAL]
+        check_unique_columns(path, table.column_names, only=[c for _, ns, _ in wanted for c in ns])
+        by_lower = {c.strip().lower(): c for c in table.column_names}
         columns: dict[str, pa.Array] = {}
         missing = []
         for label, names, required in wanted:
@@ -283,7 +307,7 @@ class ReplaySource:
             elif required:
                 missing.append(repr(label))
         if missing:
-            found = ", ".join(table.column_names)
+            found = ", ".join(printable(c) for c in table.column_names)
             what = "column" if len(missing) == 1 else "columns"
             raise SourceError(
                 f"{name}: missing {what} {', '.join(missing)} (columns found: {found})"
@@ -311,6 +335,12 @@ class ReplaySource:
         else:
             keep_symbol = np.ones(n, np.bool_)
         self._present.update(np.unique(codes[keep_symbol]).tolist())
+        timed = ts[keep_symbol & ok_time]
+        if len(timed):
+            lo, hi = int(timed.min()), int(timed.max())
+            self._span = (
+                (lo, hi) if self._span is None else (min(lo, self._span[0]), max(hi, self._span[1]))
+            )
         in_range = np.ones(n, np.bool_)
         if self._start_ns is not None:
             in_range &= ts >= self._start_ns
@@ -403,6 +433,7 @@ class ReplaySource:
         ts = rows.ts
         n = len(ts)
         if n == 0:
+            self._spacing = {}
             return rows
         position = np.arange(n)
         starts = np.flatnonzero(
@@ -416,6 +447,8 @@ class ReplaySource:
                 position[lo:hi] = position[lo:hi][::-1]
         rows = rows.take(position)
         ts = rows.ts
+        # Each symbol's stream is contiguous here: its spacing costs one pass, no sort.
+        self._spacing = typical_spacing(ts, rows.symbol)
         # k-way merge that leaves out-of-order rows in place: sort by (running max of the
         # symbol's ts, symbol), stable on the stream order.
         sym_starts = np.flatnonzero(np.r_[True, rows.symbol[1:] != rows.symbol[:-1]])
@@ -445,46 +478,3 @@ def _check_zone(value: str) -> None:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as e:
         raise ValueError(f"unknown time zone {value!r}") from e
-
-
-def _has_symbol_column(path: Path) -> bool:
-    try:
-        if path.suffix.lower() == ".parquet":
-            names = pq.read_schema(path).names
-        else:
-            with path.open(newline="", encoding="utf-8-sig") as f:
-                names = next(csv.reader(f), [])
-    except (OSError, pa.ArrowException, UnicodeDecodeError):
-        return True  # let the real read report the problem
-    return any(n.strip().lower() == "symbol" for n in names)
-
-
-def _read_table(path: Path) -> tuple[pa.Table, I64Array | None]:
-    """Read a whole file, every CSV column as text; also CSV line numbers if not row + 1."""
-    try:
-        if path.suffix.lower() == ".parquet":
-            return pq.read_table(path), None
-        data = path.read_bytes()
-    except (OSError, pa.ArrowException) as e:
-        raise SourceError(f"{path}: cannot read: {e}") from e
-    if not data.strip():
-        raise SourceError(f"{path}: empty file")
-    header = next(csv.reader(io.StringIO(data.split(b"\n", 1)[0].decode("utf-8-sig"))), [])
-    try:
-        table = pacsv.read_csv(
-            pa.BufferReader(data),
-            convert_options=pacsv.ConvertOptions(
-                column_types={name: pa.string() for name in header},
-                strings_can_be_null=True,
-            ),
-        )
-    except pa.ArrowException as e:
-        raise SourceError(f"{path}: cannot read CSV: {e}") from e
-    lines = None
-    if b"\n\n" in data or b"\n\r\n" in data:
-        # Blank lines are skipped by the reader: map rows to their real line numbers.
-        numbers = [i + 1 for i, line in enumerate(data.split(b"\n")) if line.strip(b"\r") != b""]
-        lines = np.array(numbers[1 : table.num_rows + 1], dtype=np.int64)
-    else:
-        lines = np.arange(2, table.num_rows + 2, dtype=np.int64)
-    return table, lines

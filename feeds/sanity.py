@@ -29,16 +29,22 @@ the order they are applied:
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import operator
 import sys
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from feeds.bar import NS_PER_DAY, Bar
+from feeds.bar import NS_PER_DAY, NS_PER_SECOND, Bar
 from feeds.calendar import SessionCalendar
+from feeds.errors import DataError
+from feeds.limits import MAX_WINDOW_BARS
+
+_DEFAULT_CALENDAR = "XNYS"
+MAX_SIGMAS = 1_000.0
 
 
 class SanitySettings(BaseModel):
@@ -46,18 +52,39 @@ class SanitySettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    jump_sigmas: float = Field(default=10.0, gt=0)
+    jump_sigmas: float = Field(default=10.0, gt=0, le=MAX_SIGMAS, allow_inf_nan=False)
     """Reject (or flag) a close-to-close log return beyond this many rolling std devs."""
-    jump_window: int = Field(default=100, ge=2)
+    jump_window: int = Field(default=100, ge=2, le=MAX_WINDOW_BARS)
     """Number of past returns the rolling std is taken over."""
-    jump_min_obs: int = Field(default=30, ge=2)
+    jump_min_obs: int = Field(default=30, ge=2, le=MAX_WINDOW_BARS)
     """No jump check before this many returns of the symbol."""
     jump_action: Literal["reject", "flag"] = "reject"
     session: Literal["regular", "extended", "any"] = "regular"
     """Session a bar must lie in (intraday bars only)."""
-    calendar: str = "XNYS"
-    stale_after_slices: int = Field(default=10, ge=1)
+    calendar: str = _DEFAULT_CALENDAR
+    stale_after_slices: int = Field(default=10, ge=1, le=MAX_WINDOW_BARS)
     """A symbol with no accepted bar for this many slices is stale (used by the engine)."""
+
+    @field_validator("calendar")
+    @classmethod
+    def _known_calendar(cls, value: str) -> str:
+        if value != _DEFAULT_CALENDAR:  # the default is known: no need to load the calendars
+            import exchange_calendars as xcals
+
+            if value not in xcals.get_calendar_names():
+                raise ValueError(
+                    f"unknown exchange calendar {value!r} (an exchange_calendars code, e.g. XNYS)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _min_obs_within_window(self) -> SanitySettings:
+        if self.jump_min_obs > self.jump_window:
+            raise ValueError(
+                f"jump_min_obs ({self.jump_min_obs}) is above jump_window ({self.jump_window}): "
+                "the jump check would never run"
+            )
+        return self
 
 
 class Reason(StrEnum):
@@ -305,9 +332,16 @@ class SanityChecker:
     def _load_day(self, ts: int) -> None:
         cal = self._calendar
         assert cal is not None  # set in __init__ whenever the session is checked
-        self._day_lo, self._day_hi = cal.day_window(ts)
         regular = self._session == "regular"
-        bounds = cal.bounds(ts) if regular else cal.extended_bounds(ts)
+        try:
+            self._day_lo, self._day_hi = cal.day_window(ts)
+            bounds = cal.bounds(ts) if regular else cal.extended_bounds(ts)
+        except ValueError as e:
+            moment = dt.datetime.fromtimestamp(ts // NS_PER_SECOND, dt.UTC)
+            raise DataError(
+                f"{e}; a bar at {moment:%Y-%m-%dT%H:%M:%SZ} is out of the calendar's years "
+                "(sanity.session: any replays bars without a session check)"
+            ) from None
         if bounds is None:
             self._open_ns, self._last_start_ns = 0, -1
         else:

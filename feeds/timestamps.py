@@ -118,7 +118,8 @@ def parse_time_text(text: str, timezone: str | None) -> int | None:
     frac = re.search(r"\.(\d{7,9})", text)
     if frac is not None:
         ns += int(frac.group(1).ljust(9, "0")[6:9])
-    return ns
+    # A date beyond 1677..2262 has no int64 ns timestamp: not a time this reader can keep.
+    return ns if -_I64_MAX <= ns <= _I64_MAX else None
 
 
 def parse_numbers(column: pa.Array) -> tuple[F64Array, BoolArray, BoolArray]:

@@ -13,6 +13,7 @@ from brokers.ticks import round_to_tick
 from composer.targets import Targets
 from feeds.bar import NS_PER_SECOND
 from feeds.errors import ConfigError, InvariantViolation
+from feeds.limits import MAX_BPS, MAX_MONEY
 from portfolio.ledger import Ledger
 
 MAX_CLIENT_ORDER_ID_LEN = 48
@@ -40,11 +41,11 @@ class RebalanceSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    min_trade_notional: Decimal = Field(default=Decimal(100), ge=0)
+    min_trade_notional: Decimal = Field(default=Decimal(100), ge=0, le=MAX_MONEY)
     no_trade_band: float = Field(default=0.02, ge=0, lt=1)
     fractional: bool = False
     order_type: Literal["market", "limit"] = "market"
-    limit_offset_bps: float = Field(default=10.0, ge=0)
+    limit_offset_bps: float = Field(default=10.0, ge=0, lt=MAX_BPS)
     # Slippage and commission push a buy's cost above its price x qty; without a margin, a
     # fully invested cash account would have its buys rejected.
     cash_buffer: float = Field(default=0.005, ge=0, lt=1)

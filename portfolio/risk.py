@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from brokers.orders import OrderSide, SubmitOrder
 from feeds.days import next_local_midnight_ns
+from feeds.limits import MAX_LEVERAGE, MAX_MONEY
 from portfolio.events import KillSwitchTripped, OrderClipped, OrderDenied, RiskEvent
 from portfolio.ledger import Ledger, Position
 
@@ -42,9 +43,9 @@ class RiskSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_weight: float = Field(default=0.25, gt=0)
-    max_gross: float = Field(default=1.0, gt=0)
-    max_order_notional: Decimal = Field(default=Decimal(1_000_000), gt=0)
+    max_weight: float = Field(default=0.25, gt=0, le=MAX_LEVERAGE, allow_inf_nan=False)
+    max_gross: float = Field(default=1.0, gt=0, le=MAX_LEVERAGE, allow_inf_nan=False)
+    max_order_notional: Decimal = Field(default=Decimal(1_000_000), gt=0, le=MAX_MONEY)
     allow_short: bool = False
     daily_loss_limit: float = Field(default=0.05, gt=0, lt=1)
     max_drawdown: float = Field(default=0.20, gt=0, lt=1)

@@ -148,7 +148,8 @@ def test_a_config_error_is_one_line_and_exit_2(
     assert stdout == ""
     assert "Traceback" not in err
     assert err.strip().splitlines() == [
-        f"tradingd: error: {bad}: risk.max_drawdown: must be greater than 0"
+        f"tradingd: error: {bad}: risk.max_drawdown: must be greater than 0 and less than 1, "
+        "got -0.1"
     ]
 
 

@@ -49,7 +49,9 @@ def test_a_list_is_replaced_whole(tmp_path: Path) -> None:
 def test_a_negative_risk_limit_names_the_overlay_and_the_key(tmp_path: Path) -> None:
     base = write_yaml(tmp_path / "base.yaml", BASE)
     risk = write_yaml(tmp_path / "risk_balanced.yaml", {"risk": {"max_gross": -1}})
-    assert config_error([base, risk]) == (f"{risk}: risk.max_gross: must be greater than 0")
+    assert config_error([base, risk]) == (
+        f"{risk}: risk.max_gross: must be greater than 0 and at most 10, got -1"
+    )
 
 
 def test_a_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:

@@ -400,10 +400,34 @@ def test_data_settings() -> None:
 
 
 def test_symbol_outside_the_time_range_is_known_but_yields_nothing(tmp_path: Path) -> None:
-    f = write(tmp_path / "x.csv", HEADER + "SPY,2024-01-02T14:30:00Z,1,1,1,1,1\n")
-    src = ReplaySource(f, symbols=["SPY"], start_ns=T0 + NS_PER_DAY)
-    assert src.symbols == ("SPY",)
-    assert keys(src) == []
+    later = "2024-01-03T14:30:00Z"
+    f = write(
+        tmp_path / "x.csv",
+        HEADER + f"SPY,2024-01-02T14:30:00Z,1,1,1,1,1\nQQQ,{later},1,1,1,1,1\n",
+    )
+    src = ReplaySource(f, symbols=["SPY", "QQQ"], start_ns=T0 + NS_PER_DAY)
+    assert src.symbols == ("QQQ", "SPY")
+    assert keys(src) == [("QQQ", T0 + NS_PER_DAY)]
+
+
+def test_a_range_without_bars_names_the_range_asked_and_the_data_s(tmp_path: Path) -> None:
+    f = write(
+        tmp_path / "x.csv",
+        HEADER + "SPY,2024-01-02,1,1,1,1,1\nSPY,2024-01-03,1,1,1,1,1\n",
+    )
+    with pytest.raises(SourceError) as e:
+        ReplaySource(f, start_ns=ny_ns(1990, 1, 1), end_ns=ny_ns(1991, 1, 1))
+    assert str(e.value) == (
+        f"{f}: no bars in 1990-01-01 .. 1990-12-31 (the range asked); "
+        "the data covers 2024-01-02 .. 2024-01-03"
+    )
+    with pytest.raises(SourceError, match=r"no bars in 2025-01-01 \.\. the last bar"):
+        ReplaySource(f, start_ns=ny_ns(2025, 1, 1))
+    # Without a range, a source with no bar is not an error here (its rows' problems tell).
+    g = write(tmp_path / "y.csv", HEADER + "SPY,never,1,1,1,1,1\n")
+    assert len(ReplaySource(g)) == 0
+    with pytest.raises(SourceError, match="the data has no bar with a readable time"):
+        ReplaySource(g, end_ns=ny_ns(2025, 1, 1))
 
 
 def test_empty_symbol_list_is_refused(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from feeds.bar import NS_PER_MINUTE, NS_PER_SECOND
 from feeds.calendar import SessionCalendar
-from feeds.errors import ConfigError
+from feeds.errors import ConfigError, SourceError
 from sandbox import Market
 from sandbox.market import spacing_text
 from tests.sandbox.kit import DATA, write_bars
@@ -65,7 +65,8 @@ def test_no_bars_and_too_many_warm_minutes_are_refused(tmp_path: Path) -> None:
     write_bars(tmp_path / "AAA.csv", OPEN, dt.timedelta(minutes=1), 4)
     calendar = SessionCalendar()
     after = dt.date(2030, 1, 2)
-    with pytest.raises(ConfigError, match="no bars to play"):
+    # The source names the range asked and what the data cover.
+    with pytest.raises(SourceError, match="no bars in 2030-01-02 .. the last bar"):
         Market(tmp_path, symbols=None, start=after, warm_minutes=0, calendar=calendar)
     with pytest.raises(ConfigError, match="5 warm minutes asked for, but the data hold 4"):
         market(tmp_path, warm_minutes=5)
