@@ -159,9 +159,13 @@ class RiskGate:
         In order: the kill switch (orders that increase |position| are denied; one that
         crosses zero is clipped to the close), no shorting (a sell beyond the held quantity,
         counting open sells, is clipped to it, or denied if nothing is held), then clips to
-        `max_order_notional`, `max_weight` and `max_gross` after the trade. The position is the
-        held quantity plus open orders; other symbols count as held, at `prices` (or their last
-        mark). The weight limits never clip an order below the part that reduces the position.
+        `max_order_notional`, `max_weight` and `max_gross` after the trade. A symbol's position
+        is its held quantity plus its open orders (`open_qty`: every order sent and not yet
+        terminal, at its remaining quantity, so the orders approved earlier in the same slice
+        too), as if they fill; for `max_gross` every other symbol counts that way, at `prices`
+        (or its last mark). If an open order of another symbol has no price at all, the gross
+        after the trade is unknown and the order is clipped to the part that reduces the
+        position ("no_price"). The weight limits never clip an order below that part.
 
         Returns:
             (the order to send or None, the OrderClipped/OrderDenied event or None). A clipped
@@ -226,17 +230,17 @@ class RiskGate:
                 if qty > allowed:
                     qty = allowed
                     reasons.append("max_weight")
-                others = _ZERO
-                for other, p in ledger.positions.items():
-                    if other != symbol:
-                        opx = prices.get(other)
-                        mark = Decimal(repr(opx)) if opx is not None else p.last_price
-                        others += abs(p.qty * mark)
-                gross_room = Decimal(repr(settings.max_gross)) * equity - others
-                allowed = max(floor, gross_room / price - sign * current)
-                if qty > allowed:
-                    qty = allowed
-                    reasons.append("max_gross")
+                others = _others_gross(symbol, ledger, prices, open_qty)
+                if others is None:
+                    # An open order nothing prices: the gross after this order is unknown.
+                    qty = floor
+                    reasons.append("no_price")
+                else:
+                    gross_room = Decimal(repr(settings.max_gross)) * equity - others
+                    allowed = max(floor, gross_room / price - sign * current)
+                    if qty > allowed:
+                        qty = allowed
+                        reasons.append("max_gross")
 
         if not reasons:
             return order, None
@@ -264,3 +268,32 @@ class RiskGate:
             reason=reason,
             ts=order.ts,
         )
+
+
+def _others_gross(
+    symbol: str, ledger: Ledger, prices: Mapping[str, float], open_qty: Mapping[str, Decimal]
+) -> Decimal | None:
+    """Sum of |held + open quantity| x price over every symbol but `symbol`; None if an open
+    order's symbol has no price (neither in `prices` nor as a held position's mark).
+
+    Open orders count as if they fill, as the rebalancer counts them: an open sell of a held
+    position frees room, an open buy takes it.
+    """
+    positions = ledger.positions
+    total = _ZERO
+    for other, pos in positions.items():
+        if other != symbol:
+            qty = pos.qty
+            pending = open_qty.get(other)
+            if pending is not None:
+                qty += pending
+            opx = prices.get(other)
+            mark = Decimal(repr(opx)) if opx is not None else pos.last_price
+            total += abs(qty * mark)
+    for other, pending in open_qty.items():
+        if other != symbol and other not in positions:
+            opx = prices.get(other)
+            if opx is None:
+                return None
+            total += abs(pending * Decimal(repr(opx)))
+    return total
