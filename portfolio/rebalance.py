@@ -13,7 +13,7 @@ from brokers.ticks import round_to_tick
 from composer.targets import Targets
 from feeds.bar import NS_PER_SECOND
 from feeds.errors import ConfigError, InvariantViolation
-from portfolio.ledger import Ledger
+from portfolio.ledger import Ledger, Position
 
 MAX_CLIENT_ORDER_ID_LEN = 48
 MAX_ID_PREFIX_LEN = 16
@@ -33,6 +33,22 @@ def base36(n: int) -> str:
         digits.append(_BASE36[r])
         if not n:
             return "".join(reversed(digits))
+
+
+def _undoes_open_order(pending: Decimal | None, pos: Position | None, target_qty: Decimal) -> bool:
+    """Whether the trade to `target_qty` would only take back part of an open order's remainder.
+
+    That is when the target lies between the held quantity (included) and the held plus the
+    open quantity. Such a trade cannot amend the open order: it would sell what is not held
+    yet (the risk gate denies it as no_short) or trade against the order still working. The
+    order is left to fill, and a later rebalance trades the difference.
+    """
+    if not pending:
+        return False
+    held = pos.qty if pos is not None else _ZERO
+    if pending > 0:
+        return held <= target_qty < held + pending
+    return held + pending < target_qty <= held
 
 
 class RebalanceSettings(BaseModel):
@@ -124,7 +140,10 @@ class Rebalancer:
         Held symbols absent from `targets` count as target 0. A symbol is left alone when its
         current weight is within the no-trade band of its target, or when the trade is smaller
         than `min_trade_notional`; except that a target of exactly 0 always closes a
-        non-zero position. Target quantities round toward zero (whole shares unless
+        non-zero position. Nor does a non-zero target between the held quantity and the held
+        plus open quantity trade: that order would only take back part of a still-open order
+        (a sell of shares not held yet, say); the open order fills and a later rebalance
+        trades the rest. Target quantities round toward zero (whole shares unless
         fractional). A symbol without a price (in `prices` or as the ledger's last mark) is
         skipped. Buys are then scaled down, all by one factor, to the cash they can have (see
         `_fit_to_cash`), so a target of 1.0 leaves `cash_buffer` of equity for slippage and
@@ -184,7 +203,8 @@ class Rebalancer:
         equity = ledger.equity
         deltas: list[tuple[str, Decimal, Decimal]] = []
         for symbol, target_w, px in candidates:
-            current = open_qty.get(symbol, _ZERO)
+            pending = open_qty.get(symbol)
+            current = _ZERO if pending is None else pending
             pos = positions.get(symbol)
             if pos is not None:
                 current += pos.qty
@@ -200,6 +220,8 @@ class Rebalancer:
             if not delta:
                 continue
             if target_qty and abs(delta) * price < self._min_notional:
+                continue
+            if pending is not None and _undoes_open_order(pending, pos, target_qty):
                 continue
             deltas.append((symbol, delta, price))
 

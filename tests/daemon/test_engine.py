@@ -277,3 +277,17 @@ def test_a_margin_replay_never_exceeds_the_risk_gross_after_its_fills(
     for row, ratio in zip(rows, ratios, strict=True):
         assert float(row["gross_exposure"]) <= 0.8 * float(row["equity"]) + 0.01, (row, ratio)
     assert max(ratios) > 0.79  # the limit binds: the test would see a breach
+
+
+def test_a_lower_target_does_not_sell_back_an_open_buy(tmp_path: Path, recorder: Any) -> None:
+    tree = always_long_config(tmp_path)
+    tree["rebalance"] = {"min_trade_notional": 0, "no_trade_band": 0.0, "fractional": False}
+    loaded = load_config([str(write_yaml(tmp_path / "c.yaml", tree))])
+    listener = Collect()
+    engine, _ = build_engine(loaded, ["AAA"], listener)
+    engine.on_bar(bar("AAA", 0, close=100.0))
+    assert [(o.side.value, o.qty) for o in engine.close_slice()] == [("buy", Decimal(1000))]
+    # The buy has not filled yet; at 101 the target is 990 shares.
+    engine.on_bar(bar("AAA", 1, close=101.0))
+    assert engine.close_slice() == []
+    assert [d.risk for d in listener.decisions] == ["approved"]  # no no_short denial
