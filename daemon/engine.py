@@ -359,6 +359,7 @@ class Engine:
     def _orders_for(self, targets: Targets, slice_ts: int, decision_ts: int) -> list[SubmitOrder]:
         ledger = self.ledger
         prices = self.last_close
+        # A live view: each approved order is in it (for the next check) once submitted.
         open_qty = self.order_book.open_qty()
         intents = self.rebalancer.orders(targets, ledger, prices, open_qty, decision_ts)
         counters = self.counters
@@ -376,7 +377,6 @@ class Engine:
             if approved is not None:
                 counters.orders += 1
                 self.order_book.on_submit(approved)
-                open_qty = self.order_book.open_qty()
                 approved_orders.append(approved)
             symbol = intent.symbol
             self.listener.on_decision(
