@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from brokers.orders import OrderSide, SubmitOrder
 from feeds.days import next_local_midnight_ns
 from portfolio.events import KillSwitchTripped, OrderClipped, OrderDenied, RiskEvent
+from portfolio.exposure import Exposure
 from portfolio.ledger import Ledger
 
 _ZERO = Decimal(0)
@@ -87,6 +88,7 @@ class RiskGate:
         self._tz = ZoneInfo(settings.day_timezone)
         self._next_day_ns = -(1 << 62)  # the first mark starts a day
         self._quantum = _FRACTION if fractional else _WHOLE
+        self._max_gross_f = settings.max_gross
 
     def reset(self, ledger: Ledger | None = None) -> None:
         """Unlatch the kill switch (an operator's decision). It trips again at the next mark
@@ -153,6 +155,7 @@ class RiskGate:
         ledger: Ledger,
         prices: Mapping[str, float],
         open_qty: Mapping[str, Decimal],
+        exposure: Exposure | None = None,
     ) -> tuple[SubmitOrder | None, RiskEvent | None]:
         """Approve, clip or deny one order.
 
@@ -166,6 +169,11 @@ class RiskGate:
         (or its last mark). If an open order of another symbol has no price at all, the gross
         after the trade is unknown and the order is clipped to the part that reduces the
         position ("no_price"). The weight limits never clip an order below that part.
+
+        Args:
+            exposure: the gross of `ledger`, `prices` and `open_qty` in floats, kept by the
+                caller across one rebalance: an order it shows surely within `max_gross`
+                skips the exact sum over every symbol (the decision is the same).
 
         Returns:
             (the order to send or None, the OrderClipped/OrderDenied event or None). A clipped
@@ -230,17 +238,21 @@ class RiskGate:
                 if qty > allowed:
                     qty = allowed
                     reasons.append("max_weight")
-                others = _others_gross(symbol, ledger, prices, open_qty)
-                if others is None:
-                    # An open order nothing prices: the gross after this order is unknown.
-                    qty = floor
-                    reasons.append("no_price")
-                else:
-                    gross_room = Decimal(repr(settings.max_gross)) * equity - others
-                    allowed = max(floor, gross_room / price - sign * current)
-                    if qty > allowed:
-                        qty = allowed
-                        reasons.append("max_gross")
+                gross = self._gross_allowed(
+                    order,
+                    qty=qty,
+                    floor=floor,
+                    current=current,
+                    price=price,
+                    equity=equity,
+                    ledger=ledger,
+                    prices=prices,
+                    open_qty=open_qty,
+                    exposure=exposure,
+                )
+                if gross is not None:
+                    qty, reason = gross
+                    reasons.append(reason)
 
         if not reasons:
             return order, None
@@ -257,6 +269,38 @@ class RiskGate:
             reason=",".join(reasons),
             ts=order.ts,
         )
+
+    def _gross_allowed(
+        self,
+        order: SubmitOrder,
+        *,
+        qty: Decimal,
+        floor: Decimal,
+        current: Decimal,
+        price: Decimal,
+        equity: Decimal,
+        ledger: Ledger,
+        prices: Mapping[str, float],
+        open_qty: Mapping[str, Decimal],
+        exposure: Exposure | None,
+    ) -> tuple[Decimal, str] | None:
+        """The `max_gross` step: (the clipped quantity, the reason), or None to keep `qty`."""
+        symbol = order.symbol
+        after = current + qty if order.side is OrderSide.BUY else qty - current
+        if exposure is not None and exposure.surely_within(
+            symbol, float(after) * float(price), self._max_gross_f * float(equity)
+        ):
+            return None
+        others = _others_gross(symbol, ledger, prices, open_qty)
+        if others is None:
+            # An open order nothing prices: the gross after this order is unknown.
+            return floor, "no_price"
+        sign = 1 if order.side is OrderSide.BUY else -1
+        gross_room = Decimal(repr(self.settings.max_gross)) * equity - others
+        allowed = max(floor, gross_room / price - sign * current)
+        if qty > allowed:
+            return allowed, "max_gross"
+        return None
 
     @staticmethod
     def _denied(order: SubmitOrder, reason: str) -> OrderDenied:
