@@ -35,6 +35,7 @@ from feeds.bar import NS_PER_SECOND, Bar
 from feeds.errors import InvariantViolation
 from feeds.sanity import SanityChecker
 from portfolio.events import KillSwitchTripped, OrderClipped, OrderDenied, RiskEvent
+from portfolio.exposure import Exposure
 from portfolio.ledger import Ledger
 from portfolio.order_book import OrderBook
 from portfolio.rebalance import Rebalancer
@@ -385,12 +386,17 @@ class Engine:
     def _orders_for(self, targets: Targets, slice_ts: int, decision_ts: int) -> list[SubmitOrder]:
         ledger = self.ledger
         prices = self.last_close
+        # A live view: each approved order is in it (for the next check) once submitted.
         open_qty = self.order_book.open_qty()
         intents = self.rebalancer.orders(targets, ledger, prices, open_qty, decision_ts)
+        if not intents:
+            return []
+        # The book's gross in floats across this rebalance: most gross checks settle in O(1).
+        exposure = Exposure(ledger, prices, open_qty)
         counters = self.counters
         approved_orders: list[SubmitOrder] = []
         for intent in intents:
-            approved, event = self.risk.check(intent, ledger, prices, open_qty)
+            approved, event = self.risk.check(intent, ledger, prices, open_qty, exposure)
             if approved is None:
                 verdict = "denied"
                 counters.denied_orders += 1
@@ -402,7 +408,7 @@ class Engine:
             if approved is not None:
                 counters.orders += 1
                 self.order_book.on_submit(approved)
-                open_qty = self.order_book.open_qty()
+                exposure.refresh(approved.symbol)
                 approved_orders.append(approved)
             symbol = intent.symbol
             self.listener.on_decision(

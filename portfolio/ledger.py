@@ -18,6 +18,7 @@ from brokers.orders import Fill, OrderSide
 _ZERO = Decimal(0)
 # Sound while gross exposure stays below ~1e6 x the high water (far beyond any real leverage).
 _MIRROR_MARGIN = 1e-9
+_ULP = 2.0**-52  # twice the unit roundoff of a float
 
 
 @dataclass(slots=True)
@@ -303,6 +304,18 @@ class Ledger:
             self.drawdown = 1.0 if drawdown > 1.0 else (drawdown if drawdown > 0.0 else 0.0)
         else:
             self.drawdown = 0.0
+
+    def equity_float_error(self) -> float:
+        """An upper bound of |equity - equity_float| (floats only: O(positions), no Decimal).
+
+        The mirror sums cash and each position's qty x price in floats, each term within
+        ~3 ulp of its Decimal and the running sum within n ulp of the terms' magnitudes: the
+        bound is twice (positions + 8) ulp of |cash| + gross.
+        """
+        total = abs(self._cash_f)
+        for _pos, qty_f, px, _key in self._held.values():
+            total += abs(qty_f * px)
+        return total * (len(self._held) + 8) * _ULP
 
     def gross_exposure_float(self) -> float:
         """Float mirror of `gross_exposure`, for per-slice reports (cheap: no Decimal)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
 from typing import Literal
@@ -14,13 +15,19 @@ from composer.targets import Targets
 from feeds.bar import NS_PER_SECOND
 from feeds.errors import ConfigError, InvariantViolation
 from feeds.limits import MAX_BPS, MAX_MONEY
-from portfolio.ledger import Ledger
+from portfolio.ledger import Ledger, Position
 
 MAX_CLIENT_ORDER_ID_LEN = 48
 MAX_ID_PREFIX_LEN = 16
 _ZERO = Decimal(0)
 _WHOLE = Decimal(1)
 _FRACTION = Decimal("1e-9")
+# The float pre-check (`no_trade_in_float`): its floats are within ~1e-15 (relative) of the
+# exact values; within this relative slack of a boundary, the exact path decides.
+_SLACK = 1e-12
+_FRACTION_F = 1e-9 * (1.0 + _SLACK)  # at least the Decimal quantum 1e-9
+# Beyond this many shares the pre-check steps aside (floats lose whole shares near 2**53).
+_MAX_FLOAT_QTY = 1e15
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
@@ -34,6 +41,104 @@ def base36(n: int) -> str:
         digits.append(_BASE36[r])
         if not n:
             return "".join(reversed(digits))
+
+
+def _undoes_open_order(pending: Decimal | None, pos: Position | None, target_qty: Decimal) -> bool:
+    """Whether the trade to `target_qty` would only take back part of an open order's remainder.
+
+    That is when the target lies between the held quantity (included) and the held plus the
+    open quantity. Such a trade cannot amend the open order: it would sell what is not held
+    yet (the risk gate denies it as no_short) or trade against the order still working. The
+    order is left to fill, and a later rebalance trades the difference.
+    """
+    if not pending:
+        return False
+    held = pos.qty if pos is not None else _ZERO
+    if pending > 0:
+        return held <= target_qty < held + pending
+    return held + pending < target_qty <= held
+
+
+def exact_trade(
+    target_w: float,
+    equity: Decimal,
+    price: Decimal,
+    current: Decimal,
+    *,
+    quantum: Decimal,
+    min_notional: Decimal,
+) -> tuple[Decimal, Decimal] | None:
+    """The exact rule for a non-zero target weight: (target quantity, delta), or None for no
+    order (the quantity does not change, or the trade is below `min_notional`).
+
+    The target quantity is `target_w` x `equity` / `price`, rounded toward zero to `quantum`.
+    """
+    target_qty = (Decimal(repr(target_w)) * equity / price).quantize(quantum, rounding=ROUND_DOWN)
+    delta = target_qty - current
+    if not delta:
+        return None
+    if target_qty and abs(delta) * price < min_notional:
+        return None
+    return target_qty, delta
+
+
+def no_trade_in_float(
+    t: float,
+    t_err: float,
+    px: float,
+    *,
+    held: Decimal | None,
+    held_f: float,
+    pending: Decimal | None,
+    whole: bool,
+    min_notional_f: float,
+) -> bool:
+    """True only when `exact_trade` surely returns None, decided in floats.
+
+    False means "not settled here" (an order, or too close to a boundary to tell): the caller
+    takes the exact path. Beyond `t_err`, the floats here are within a few units in the last
+    place of what `exact_trade` computes in Decimal (~1e-15 relative); a case within `_SLACK`
+    (1e-12, relative) of a boundary (the rounding of the quantity, `min_notional`, a zero
+    change) is left to the exact path, so the answer never differs from it.
+
+    Args:
+        t: the unrounded target quantity in floats, target_w x equity_f / px.
+        t_err: an upper bound of |t - target_w x equity / price| (the exact value), at least
+            `_SLACK` x |t|.
+        px: the price (`exact_trade` prices at Decimal(repr(px))).
+        held: the held quantity (None: nothing held); held_f its float (0.0 if None).
+        pending: the signed open quantity, or None.
+        whole: quantities are whole shares (else multiples of 1e-9).
+        min_notional_f: float(min_trade_notional) x (1 - 4 x _SLACK).
+    """
+    if not (abs(t) < _MAX_FLOAT_QTY and t_err < _MAX_FLOAT_QTY):  # NaN, inf: not here
+        return False
+    pending_f = 0.0 if pending is None else float(pending)
+    current_f = held_f + pending_f
+    err = _SLACK * (abs(held_f) + abs(pending_f))  # bounds |current_f - the exact current|
+    if whole:
+        k = math.trunc(t - t_err)
+        if k != math.trunc(t + t_err):
+            return False  # the rounding to a whole share is too close to call
+        # k is the exact target quantity; delta = k - current.
+        delta_f = k - current_f
+        err += _SLACK * (abs(k) + abs(delta_f))
+        if k and (abs(delta_f) + err) * px < min_notional_f:
+            return True  # below min notional (or no change at all)
+        if abs(delta_f) <= err:
+            # Maybe no change: decide it exactly (no min notional, or a target of 0 shares).
+            current = _ZERO if pending is None else pending
+            if held is not None:
+                current += held
+            return current == k
+        return False
+    # Fractional: the target rounds by less than one quantum; it is surely non-zero when
+    # |t| is at least two quanta, and then only min notional can stop the trade.
+    if abs(t) - t_err < 2 * _FRACTION_F:
+        return False
+    d_f = t - current_f
+    bound = abs(d_f) * (1.0 + _SLACK) + t_err + err + _FRACTION_F
+    return bound * px < min_notional_f
 
 
 class RebalanceSettings(BaseModel):
@@ -90,6 +195,9 @@ class Rebalancer:
         self._buy_markup = _WHOLE + self._offset if settings.order_type == "limit" else _WHOLE
         self._cash_buffer = Decimal(repr(settings.cash_buffer))
         self._min_notional = settings.min_trade_notional
+        self._whole = not settings.fractional
+        # Below this float, a trade's notional is surely below min_trade_notional.
+        self._min_notional_f = float(settings.min_trade_notional) * (1.0 - 4 * _SLACK)
         self._cash_limited = cash_limited
         # All orders of one rebalance share the time stamp: convert it once.
         self._stamp_s = -1
@@ -125,7 +233,10 @@ class Rebalancer:
         Held symbols absent from `targets` count as target 0. A symbol is left alone when its
         current weight is within the no-trade band of its target, or when the trade is smaller
         than `min_trade_notional`; except that a target of exactly 0 always closes a
-        non-zero position. Target quantities round toward zero (whole shares unless
+        non-zero position. Nor does a non-zero target between the held quantity and the held
+        plus open quantity trade: that order would only take back part of a still-open order
+        (a sell of shares not held yet, say); the open order fills and a later rebalance
+        trades the rest. Target quantities round toward zero (whole shares unless
         fractional). A symbol without a price (in `prices` or as the ledger's last mark) is
         skipped. Buys are then scaled down, all by one factor, to the cash they can have (see
         `_fit_to_cash`), so a target of 1.0 leaves `cash_buffer` of equity for slippage and
@@ -140,30 +251,8 @@ class Rebalancer:
         candidates = self._candidates(targets.weights, ledger, prices, open_qty)
         if not candidates:
             return []
-
         candidates.sort()
-        positions = ledger.positions
-        equity = ledger.equity
-        deltas: list[tuple[str, Decimal, Decimal]] = []
-        for symbol, target_w, px in candidates:
-            current = open_qty.get(symbol, _ZERO)
-            pos = positions.get(symbol)
-            if pos is not None:
-                current += pos.qty
-            price = Decimal(repr(px))
-            if target_w == 0.0:
-                if current:
-                    deltas.append((symbol, -current, price))
-                continue
-            target_qty = (Decimal(repr(target_w)) * equity / price).quantize(
-                self._quantum, rounding=ROUND_DOWN
-            )
-            delta = target_qty - current
-            if not delta:
-                continue
-            if target_qty and abs(delta) * price < self._min_notional:
-                continue
-            deltas.append((symbol, delta, price))
+        deltas, equity = self._deltas(candidates, ledger, open_qty)
 
         # Sells first, so their proceeds are there when the buys fill; candidates were sorted.
         sells = [d for d in deltas if d[1] < 0]
@@ -175,7 +264,7 @@ class Rebalancer:
                 ledger=ledger,
                 prices=prices,
                 open_qty=open_qty,
-                equity=equity,
+                equity=ledger.equity if equity is None else equity,
             )
         return [
             self._order(symbol, delta, price, ts, seq)
@@ -189,15 +278,21 @@ class Rebalancer:
         prices: Mapping[str, float],
         open_qty: Mapping[str, Decimal],
     ) -> list[tuple[str, float, float]]:
-        """(symbol, target weight, price) of each symbol outside its no-trade band, and of each
-        held symbol without a target (target 0); in the order found, not yet sorted."""
-        # Hot: the band test runs in floats on the ledger's mirrors; most symbols stop there on
-        # most slices, and only those that will trade are converted to Decimal.
+        """(symbol, target weight, price) of every symbol that may trade, decided in floats.
+
+        Hot: every symbol, every rebalance. The band test runs on the ledger's float mirrors;
+        most symbols stop there, or, with a narrow band, at the float pre-check of the exact
+        rule (`no_trade_in_float`, from the float equity and its error bound). Only what is
+        left is converted to Decimal.
+        """
         equity_f = ledger.equity_float
         band = self._band
         positions = ledger.positions
         qty_float = ledger.qty_float
         get_price = prices.get
+        whole = self._whole
+        min_notional_f = self._min_notional_f
+        rel_err = -1.0  # the relative error of the float equity, once needed
         candidates: list[tuple[str, float, float]] = []
         for symbol, target_w in weights.items():
             px = get_price(symbol)
@@ -215,12 +310,29 @@ class Rebalancer:
                 continue
             if equity_f <= 0.0:
                 continue  # weights of nothing: only closes make sense
-            current_f = qty_float.get(symbol, 0.0)
+            held_f = qty_float.get(symbol, 0.0)
+            current_f = held_f
+            pending = None
             if open_qty:
                 pending = open_qty.get(symbol)
                 if pending is not None:
                     current_f += float(pending)
             if abs(current_f * px / equity_f - target_w) <= band:
+                continue
+            if rel_err < 0.0:
+                rel_err = _SLACK + ledger.equity_float_error() / equity_f
+            t = target_w * equity_f / px
+            pos = positions.get(symbol)
+            if no_trade_in_float(
+                t,
+                abs(t) * rel_err,
+                px,
+                held=None if pos is None else pos.qty,
+                held_f=held_f,
+                pending=pending,
+                whole=whole,
+                min_notional_f=min_notional_f,
+            ):
                 continue
             candidates.append((symbol, target_w, px))
         if not positions.keys() <= weights.keys():
@@ -232,6 +344,46 @@ class Rebalancer:
                     if px > 0.0:
                         candidates.append((symbol, 0.0, px))
         return candidates
+
+    def _deltas(
+        self,
+        candidates: list[tuple[str, float, float]],
+        ledger: Ledger,
+        open_qty: Mapping[str, Decimal],
+    ) -> tuple[list[tuple[str, Decimal, Decimal]], Decimal | None]:
+        """The exact rule for each candidate: [(symbol, signed quantity, price)] of the trades,
+        and the exact equity if it was needed (None: not computed)."""
+        positions = ledger.positions
+        equity: Decimal | None = None
+        deltas: list[tuple[str, Decimal, Decimal]] = []
+        for symbol, target_w, px in candidates:
+            pending = open_qty.get(symbol)
+            current = _ZERO if pending is None else pending
+            pos = positions.get(symbol)
+            if pos is not None:
+                current += pos.qty
+            price = Decimal(repr(px))
+            if target_w == 0.0:
+                if current:
+                    deltas.append((symbol, -current, price))
+                continue
+            if equity is None:
+                equity = ledger.equity
+            trade = exact_trade(
+                target_w,
+                equity,
+                price,
+                current,
+                quantum=self._quantum,
+                min_notional=self._min_notional,
+            )
+            if trade is None:
+                continue
+            target_qty, delta = trade
+            if pending is not None and _undoes_open_order(pending, pos, target_qty):
+                continue
+            deltas.append((symbol, delta, price))
+        return deltas, equity
 
     def _fit_to_cash(
         self,

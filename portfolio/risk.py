@@ -19,6 +19,7 @@ from brokers.orders import OrderSide, SubmitOrder
 from feeds.days import next_local_midnight_ns
 from feeds.limits import MAX_LEVERAGE, MAX_MONEY
 from portfolio.events import KillSwitchTripped, OrderClipped, OrderDenied, RiskEvent
+from portfolio.exposure import Exposure
 from portfolio.ledger import Ledger, Position
 
 _ZERO = Decimal(0)
@@ -88,6 +89,7 @@ class RiskGate:
         self._tz = ZoneInfo(settings.day_timezone)
         self._next_day_ns = -(1 << 62)  # the first mark starts a day
         self._quantum = _FRACTION if fractional else _WHOLE
+        self._max_gross_f = settings.max_gross
 
     def reset(self, ledger: Ledger | None = None) -> None:
         """Unlatch the kill switch (an operator's decision). It trips again at the next mark
@@ -154,15 +156,25 @@ class RiskGate:
         ledger: Ledger,
         prices: Mapping[str, float],
         open_qty: Mapping[str, Decimal],
+        exposure: Exposure | None = None,
     ) -> tuple[SubmitOrder | None, RiskEvent | None]:
         """Approve, clip or deny one order.
 
         In order: the kill switch (orders that increase |position| are denied; one that
         crosses zero is clipped to the close), no shorting (a sell beyond the held quantity,
         counting open sells, is clipped to it, or denied if nothing is held), then clips to
-        `max_order_notional`, `max_weight` and `max_gross` after the trade. The position is the
-        held quantity plus open orders; other symbols count as held, at `prices` (or their last
-        mark). The weight limits never clip an order below the part that reduces the position.
+        `max_order_notional`, `max_weight` and `max_gross` after the trade. A symbol's position
+        is its held quantity plus its open orders (`open_qty`: every order sent and not yet
+        terminal, at its remaining quantity, so the orders approved earlier in the same slice
+        too), as if they fill; for `max_gross` every other symbol counts that way, at `prices`
+        (or its last mark). If an open order of another symbol has no price at all, the gross
+        after the trade is unknown and the order is clipped to the part that reduces the
+        position ("no_price"). The weight limits never clip an order below that part.
+
+        Args:
+            exposure: the gross of `ledger`, `prices` and `open_qty` in floats, kept by the
+                caller across one rebalance: an order it shows surely within `max_gross`
+                skips the exact sum over every symbol (the decision is the same).
 
         Returns:
             (the order to send or None, the OrderClipped/OrderDenied event or None). A clipped
@@ -209,13 +221,15 @@ class RiskGate:
         floor = min(qty, reducing)  # the weight limits never block a reduction
         if qty > floor:
             qty = self._clip_to_weights(
+                order,
                 qty,
                 floor=floor,
-                signed_current=sign * current,
+                current=current,
                 price=price,
-                symbol=symbol,
                 ledger=ledger,
                 prices=prices,
+                open_qty=open_qty,
+                exposure=exposure,
                 reasons=reasons,
             )
 
@@ -237,44 +251,81 @@ class RiskGate:
 
     def _clip_to_weights(
         self,
+        order: SubmitOrder,
         qty: Decimal,
         *,
         floor: Decimal,
-        signed_current: Decimal,
+        current: Decimal,
         price: Decimal,
-        symbol: str,
         ledger: Ledger,
         prices: Mapping[str, float],
+        open_qty: Mapping[str, Decimal],
+        exposure: Exposure | None,
         reasons: list[str],
     ) -> Decimal:
         """`qty` clipped to `max_weight` and `max_gross` after the trade, never below `floor`
         (the part that reduces the position); appends the reason of each clip to `reasons`.
 
-        `signed_current` is the position (held plus open) on the order's side: positive when
-        the order adds to it."""
-        settings = self.settings
+        `current` is the symbol's position, held plus open."""
         equity = ledger.equity
         if equity <= 0:
             reasons.append("no_equity")
             return floor
+        sign = 1 if order.side is OrderSide.BUY else -1
         # Largest |position| allowed on the order's side, then what the order may add.
-        max_abs = Decimal(repr(settings.max_weight)) * equity / price
-        allowed = max(floor, max_abs - signed_current)
+        max_abs = Decimal(repr(self.settings.max_weight)) * equity / price
+        allowed = max(floor, max_abs - sign * current)
         if qty > allowed:
             qty = allowed
             reasons.append("max_weight")
-        others = _ZERO
-        for other, p in ledger.positions.items():
-            if other != symbol:
-                opx = prices.get(other)
-                mark = Decimal(repr(opx)) if opx is not None else p.last_price
-                others += abs(p.qty * mark)
-        gross_room = Decimal(repr(settings.max_gross)) * equity - others
-        allowed = max(floor, gross_room / price - signed_current)
-        if qty > allowed:
-            qty = allowed
-            reasons.append("max_gross")
+        gross = self._gross_allowed(
+            order,
+            qty=qty,
+            floor=floor,
+            current=current,
+            price=price,
+            equity=equity,
+            ledger=ledger,
+            prices=prices,
+            open_qty=open_qty,
+            exposure=exposure,
+        )
+        if gross is not None:
+            qty, reason = gross
+            reasons.append(reason)
         return qty
+
+    def _gross_allowed(
+        self,
+        order: SubmitOrder,
+        *,
+        qty: Decimal,
+        floor: Decimal,
+        current: Decimal,
+        price: Decimal,
+        equity: Decimal,
+        ledger: Ledger,
+        prices: Mapping[str, float],
+        open_qty: Mapping[str, Decimal],
+        exposure: Exposure | None,
+    ) -> tuple[Decimal, str] | None:
+        """The `max_gross` step: (the clipped quantity, the reason), or None to keep `qty`."""
+        symbol = order.symbol
+        after = current + qty if order.side is OrderSide.BUY else qty - current
+        if exposure is not None and exposure.surely_within(
+            symbol, float(after) * float(price), self._max_gross_f * float(equity)
+        ):
+            return None
+        others = _others_gross(symbol, ledger, prices, open_qty)
+        if others is None:
+            # An open order nothing prices: the gross after this order is unknown.
+            return floor, "no_price"
+        sign = 1 if order.side is OrderSide.BUY else -1
+        gross_room = Decimal(repr(self.settings.max_gross)) * equity - others
+        allowed = max(floor, gross_room / price - sign * current)
+        if qty > allowed:
+            return allowed, "max_gross"
+        return None
 
     @staticmethod
     def _denied(order: SubmitOrder, reason: str) -> OrderDenied:
@@ -296,3 +347,32 @@ def _price(order: SubmitOrder, pos: Position | None, prices: Mapping[str, float]
     if pos is not None:
         return pos.last_price
     return order.limit_price
+
+
+def _others_gross(
+    symbol: str, ledger: Ledger, prices: Mapping[str, float], open_qty: Mapping[str, Decimal]
+) -> Decimal | None:
+    """Sum of |held + open quantity| x price over every symbol but `symbol`; None if an open
+    order's symbol has no price (neither in `prices` nor as a held position's mark).
+
+    Open orders count as if they fill, as the rebalancer counts them: an open sell of a held
+    position frees room, an open buy takes it.
+    """
+    positions = ledger.positions
+    total = _ZERO
+    for other, pos in positions.items():
+        if other != symbol:
+            qty = pos.qty
+            pending = open_qty.get(other)
+            if pending is not None:
+                qty += pending
+            opx = prices.get(other)
+            mark = Decimal(repr(opx)) if opx is not None else pos.last_price
+            total += abs(qty * mark)
+    for other, pending in open_qty.items():
+        if other != symbol and other not in positions:
+            opx = prices.get(other)
+            if opx is None:
+                return None
+            total += abs(pending * Decimal(repr(opx)))
+    return total

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +14,14 @@ from brokers.orders import ExecutionEvent
 from composer.targets import Targets
 from daemon.config import load_config
 from daemon.engine import Decision
+from daemon.logs import EventLog
+from daemon.replay.driver import replay
 from daemon.wiring import build_engine
 from feeds.bar import NS_PER_DAY, Bar
 from feeds.errors import InvariantViolation
 from portfolio.events import KillSwitchTripped
 from portfolio.ledger import Ledger
-from tests.daemon.helpers import always_long_config, write_yaml
+from tests.daemon.helpers import always_long_config, write_daily_csv, write_yaml
 
 DAY0 = 1_609_736_400_000_000_000  # 2021-01-04 00:00 America/New_York
 
@@ -209,3 +214,80 @@ def test_resetting_the_kill_switch_rebases_drawdown(tmp_path: Path, recorder: An
     assert engine.risk.kill_reason is None
     assert engine.ledger.drawdown == 0.0
     assert engine.ledger.high_water == engine.ledger.equity
+
+
+def leveraged_config(data: Path, *, risk_gross: float) -> dict[str, Any]:
+    """Three symbols, each targeted at 0.5 (composer gross 1.5) on a margin account, whole
+    shares, with the risk gate's `max_gross` below the composer's."""
+    tree = always_long_config(data, max_weight=0.6, max_gross=risk_gross)
+    tree["composer"] = {"method": "static", "strategy_weights": {"long": 1.5}, "max_gross": 1.5}
+    tree["rebalance"] = {"min_trade_notional": 0, "no_trade_band": 0.0, "fractional": False}
+    return tree
+
+
+def test_three_half_buys_in_one_flat_slice_stay_within_max_gross(
+    tmp_path: Path, recorder: Any
+) -> None:
+    loaded = load_config(
+        [str(write_yaml(tmp_path / "c.yaml", leveraged_config(tmp_path, risk_gross=1.0)))]
+    )
+    listener = Collect()
+    symbols = ["AAA", "BBB", "CCC"]
+    engine, broker = build_engine(loaded, symbols, listener)
+    for symbol in symbols:
+        engine.on_bar(bar(symbol, 0))
+        broker.on_bar(bar(symbol, 0))
+    orders = engine.close_slice()
+    assert [(d.symbol, d.risk) for d in listener.decisions] == [
+        ("AAA", "approved"),
+        ("BBB", "approved"),
+        ("CCC", "denied"),
+    ]
+    assert listener.decisions[2].risk_event is not None
+    assert listener.decisions[2].risk_event.reason == "max_gross"
+    for order in orders:
+        broker.submit(order)
+    for symbol in symbols:
+        broker.on_bar(bar(symbol, 1))
+    engine.on_events(broker.poll_events())
+    ledger = engine.ledger
+    assert ledger.gross_exposure == Decimal(100_000)
+    assert ledger.gross_exposure <= ledger.equity
+
+
+def test_a_margin_replay_never_exceeds_the_risk_gross_after_its_fills(
+    tmp_path: Path, recorder: Any
+) -> None:
+    """Every slice wants 1.5x gross; the gate allows 0.8x. Prices fall and open at the last
+    close, so each fill happens at its decision's price and the gross can only drift down
+    between decisions: every equity row must be within 0.8x equity (to the cent of the row)."""
+    data = tmp_path / "data"
+    days = 30
+    for symbol, start, step in (("AAA", 100.0, 1.0), ("BBB", 50.0, 0.5), ("CCC", 20.0, 0.2)):
+        write_daily_csv(data / f"{symbol}.csv", [round(start - step * i, 2) for i in range(days)])
+    tree = leveraged_config(data, risk_gross=0.8)
+    loaded = load_config([str(write_yaml(tmp_path / "c.yaml", tree))])
+    out = tmp_path / "out"
+    result = replay(loaded, out_dir=out, log=EventLog(io.StringIO()))
+    assert result.summary["orders"] > days  # it traded on most slices, not only the first
+    with (out / "equity.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == days
+    ratios = [float(r["gross_exposure"]) / float(r["equity"]) for r in rows]
+    for row, ratio in zip(rows, ratios, strict=True):
+        assert float(row["gross_exposure"]) <= 0.8 * float(row["equity"]) + 0.01, (row, ratio)
+    assert max(ratios) > 0.79  # the limit binds: the test would see a breach
+
+
+def test_a_lower_target_does_not_sell_back_an_open_buy(tmp_path: Path, recorder: Any) -> None:
+    tree = always_long_config(tmp_path)
+    tree["rebalance"] = {"min_trade_notional": 0, "no_trade_band": 0.0, "fractional": False}
+    loaded = load_config([str(write_yaml(tmp_path / "c.yaml", tree))])
+    listener = Collect()
+    engine, _ = build_engine(loaded, ["AAA"], listener)
+    engine.on_bar(bar("AAA", 0, close=100.0))
+    assert [(o.side.value, o.qty) for o in engine.close_slice()] == [("buy", Decimal(1000))]
+    # The buy has not filled yet; at 101 the target is 990 shares.
+    engine.on_bar(bar("AAA", 1, close=101.0))
+    assert engine.close_slice() == []
+    assert [d.risk for d in listener.decisions] == ["approved"]  # no no_short denial

@@ -197,7 +197,9 @@ def test_counters_move_with_the_calls() -> None:
 def test_known_reasons_match_the_code_that_gives_them() -> None:
     assert set(BAR_REJECT_REASONS) == {r.value for r in Reason} | {"unknown_symbol"}
     risk_source = (ROOT / "portfolio" / "risk.py").read_text()
-    given = set(re.findall(r'(?:_denied\(order, |reasons\.append\()"(\w+)"', risk_source))
+    given = set(
+        re.findall(r'(?:_denied\(order, |reasons\.append\(|return \w+, )"(\w+)"', risk_source)
+    )
     assert given == set(DENY_REASONS)
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import random
 from decimal import Decimal
+from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from brokers.orders import OrderPartiallyFilled, OrderSide
 from portfolio.ledger import Ledger, Position
@@ -163,3 +166,42 @@ def test_a_repeated_close_after_a_fill_is_still_marked() -> None:
     ledger.apply_fill(fill(BUY, 10, "100.00"))
     ledger.mark({"SPY": 100.0})
     assert str(ledger.positions["SPY"].last_price) == "100.0"  # converted from the close
+
+
+STEPS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("fill"),
+            st.sampled_from(["AAA", "BBB", "CCC", "DDD"]),
+            st.sampled_from([BUY, SELL]),
+            st.one_of(
+                st.integers(min_value=1, max_value=10**6).map(D),
+                st.integers(min_value=1, max_value=10**15).map(lambda n: D(n).scaleb(-9)),
+            ),
+            st.integers(min_value=1, max_value=10**8).map(lambda c: D(c).scaleb(-4)),
+        ),
+        st.tuples(
+            st.just("mark"),
+            st.sampled_from(["AAA", "BBB", "CCC", "DDD"]),
+            st.floats(min_value=1e-3, max_value=1e5, allow_nan=False),
+        ),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(min_value=-(10**12), max_value=10**12).map(lambda c: D(c).scaleb(-2)), STEPS)
+def test_the_float_equity_is_within_its_error_bound(cash: Decimal, steps: list[Any]) -> None:
+    """Leveraged, short, fractional, far from the cent grid: the float mirror of equity stays
+    within `equity_float_error` of the exact equity (the rebalancer's float check relies on it)."""
+    ledger = Ledger(cash)
+    for n, step in enumerate(steps):
+        if step[0] == "fill":
+            _, symbol, side, qty, price = step
+            ledger.apply_fill(fill(side, str(qty), str(price), symbol=symbol, execution_id=f"x{n}"))
+        else:
+            _, symbol, px = step
+            ledger.mark({symbol: px})
+        error = abs(ledger.equity - Decimal(ledger.equity_float))
+        assert error <= Decimal(ledger.equity_float_error())

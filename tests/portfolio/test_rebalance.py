@@ -67,6 +67,29 @@ def test_open_orders_count_as_current() -> None:
     ]
 
 
+def test_no_trade_only_takes_back_part_of_an_open_order() -> None:
+    prices = {"SPY": 100.0}
+    kw: dict[str, Any] = {"no_trade_band": 0.0, "min_trade_notional": 0}
+    # A buy of 500 is still open: a slightly lower target would sell shares not held yet.
+    assert rebalance({"SPY": 0.495}, Ledger(D(100_000)), prices, {"SPY": D(500)}, **kw) == []
+    held = ledger_with(100_000, SPY=(300, 100.0))
+    assert rebalance({"SPY": 0.45}, held, prices, {"SPY": D(200)}, **kw) == []
+    assert rebalance({"SPY": 0.3}, held, prices, {"SPY": D(200)}, **kw) == []  # target = held
+    # Below what is held the sell trades, and counts the open buy as if it fills.
+    assert trades(rebalance({"SPY": 0.25}, held, prices, {"SPY": D(200)}, **kw)) == [
+        ("SPY", SELL, D(250))
+    ]
+    # The same for an open sell and a slightly higher target.
+    assert rebalance({"SPY": 0.2}, held, prices, {"SPY": D(-150)}, **kw) == []
+    assert trades(rebalance({"SPY": 0.35}, held, prices, {"SPY": D(-150)}, **kw)) == [
+        ("SPY", BUY, D(200))
+    ]
+    # A close (target 0) still nets the open order out.
+    assert trades(rebalance({"SPY": 0.0}, Ledger(D(100_000)), prices, {"SPY": D(500)})) == [
+        ("SPY", SELL, D(500))
+    ]
+
+
 def test_trades_below_min_notional_are_skipped() -> None:
     ledger = ledger_with(100_000, SPY=(100, 100.0))
     kw: dict[str, Any] = {"no_trade_band": 0.0, "min_trade_notional": D(500)}

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from brokers.orders import OrderSide, SubmitOrder
 from portfolio.events import KillSwitchTripped, OrderClipped, OrderDenied, RiskEvent
 from portfolio.ledger import Ledger
+from portfolio.order_book import OrderBook
 from portfolio.risk import RiskGate, RiskSettings
 from tests.portfolio.factories import ledger_with, market
 
@@ -235,3 +236,60 @@ def test_settings_reject_bad_values(bad: dict[str, Any]) -> None:
 def test_unknown_timezone_message_names_it() -> None:
     with pytest.raises(ValidationError, match="unknown IANA time zone 'Mars/Olympus'"):
         RiskSettings(day_timezone="Mars/Olympus")
+
+
+def test_three_half_buys_in_one_flat_slice_stay_within_max_gross() -> None:
+    """Each approved order is in the order book before the next is checked (as the engine
+    does it), so the gate sees the slice's earlier buys in other symbols."""
+    g = gate(max_weight=0.6, max_gross=1.0)
+    ledger = Ledger(D(100_000))
+    prices = {"AAA": 100.0, "BBB": 50.0, "CCC": 20.0}
+    book = OrderBook()
+    results = []
+    for n, (symbol, qty) in enumerate((("AAA", 500), ("BBB", 1000), ("CCC", 2500))):
+        order, event = g.check(
+            market(BUY, qty, symbol=symbol, cid=f"o{n}"), ledger, prices, book.open_qty()
+        )
+        results.append((order, event))
+        if order is not None:
+            book.on_submit(order)
+    assert [approved(r) for r in results] == [D(500), D(1000), None]
+    _, event = results[2]
+    assert isinstance(event, OrderDenied)
+    assert event.reason == "max_gross"
+    gross = sum(abs(q) * D(repr(prices[s])) for s, q in book.open_qty().items())
+    assert gross <= ledger.equity
+
+
+def test_the_third_half_buy_is_clipped_to_the_gross_room_left() -> None:
+    g = gate(max_weight=0.6, max_gross=1.2)
+    ledger = Ledger(D(100_000))
+    prices = {"AAA": 100.0, "BBB": 100.0, "SPY": 100.0}
+    open_qty = {"AAA": D(500), "BBB": D(500)}  # approved earlier in the slice
+    result = check(g, market(BUY, 500), ledger, prices, open_qty)
+    assert approved(result) == D(200)
+    assert isinstance(result[1], OrderClipped)
+    assert result[1].reason == "max_gross"
+
+
+def test_open_orders_of_other_symbols_count_at_their_remaining_quantity() -> None:
+    g = gate(max_weight=0.9, max_gross=1.0)
+    ledger = ledger_with(100_000, AAA=(200, 100.0))  # 20,000 held
+    prices = {"SPY": 100.0, "AAA": 100.0, "BBB": 50.0}
+    # AAA: 300 more on order (50,000 held and open); BBB: 400 open, not held (20,000).
+    open_qty = {"AAA": D(300), "BBB": D(400)}
+    assert approved(check(g, market(BUY, 500), ledger, prices, open_qty)) == D(300)
+    # An open sell of a held position frees its room, as if it fills.
+    assert approved(check(g, market(BUY, 500), ledger, prices, {"AAA": D(-200)})) == D(500)
+
+
+def test_an_open_order_without_any_price_limits_to_the_reducing_part() -> None:
+    g = gate(max_weight=0.9)
+    ledger = ledger_with(100_000, SPY=(100, 100.0))
+    open_qty = {"ZZZ": D(10)}  # restored from the journal, no bar seen yet
+    result = check(g, market(BUY, 50), ledger, {"SPY": 100.0}, open_qty)
+    assert result[0] is None
+    assert isinstance(result[1], OrderDenied)
+    assert result[1].reason == "no_price"
+    order = market(SELL, 50)
+    assert check(g, order, ledger, {"SPY": 100.0}, open_qty) == (order, None)

@@ -66,7 +66,7 @@ def test_no_bars_and_too_many_warm_minutes_are_refused(tmp_path: Path) -> None:
     calendar = SessionCalendar()
     after = dt.date(2030, 1, 2)
     # The source names the range asked and what the data cover.
-    with pytest.raises(SourceError, match="no bars in 2030-01-02 .. the last bar"):
+    with pytest.raises(SourceError, match=r"no bars in 2030-01-02 \.\. the last bar"):
         Market(tmp_path, symbols=None, start=after, warm_minutes=0, calendar=calendar)
     with pytest.raises(ConfigError, match="5 warm minutes asked for, but the data hold 4"):
         market(tmp_path, warm_minutes=5)
