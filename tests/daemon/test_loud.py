@@ -37,6 +37,7 @@ from tests.daemon.livekit import (
     DEADLINE_S,
     ENV,
     ROOT,
+    DaemonProcess,
     Session,
     live_config,
     quiet_log,
@@ -51,9 +52,12 @@ from tests.daemon.test_audit import (
     minute_bars,
     minute_config,
 )
+from tests.daemon.test_drills import BUSY, config_file, decided, settle
 
 BUGGY = textwrap.dedent(
     """
+    import os
+    from pathlib import Path
     from typing import ClassVar
     from pydantic import BaseModel, ConfigDict
     from composer.strategy import Strategy, strategy
@@ -73,7 +77,8 @@ BUGGY = textwrap.dedent(
             return 0
 
         def on_bar(self, bar: Bar) -> None:
-            if Buggy.armed:
+            flag = os.environ.get("BUGGY_ARMED")
+            if Buggy.armed or (flag is not None and Path(flag).exists()):
                 raise ZeroDivisionError("a bug planted by the test")
             self.signals[bar.symbol] = 1.0
     """
@@ -138,6 +143,27 @@ async def test_a_bug_in_the_engine_stops_the_daemon_logged_counted_exit_1(
     [stopped] = events(daemon, "daemon_stopped")
     assert stopped["failed_tasks"] == ["engine"]
     assert (daemon.out_dir / "summary.json").exists()  # the stop still ran in full
+
+
+@pytest.mark.slow
+async def test_tradingd_run_exits_1_with_the_traceback_as_json_after_a_bug(
+    tmp_path: Path, sandbox: Sandbox, buggy: Any
+) -> None:
+    live_config(tmp_path, sandbox, strategies={"b": {"type": "buggy"}})
+    flag = tmp_path / "armed"
+    env = {"PYTHONPATH": str(tmp_path / "buggy-site"), "BUGGY_ARMED": str(flag)}
+    daemon = DaemonProcess(tmp_path / "paper.yaml", tmp_path / "out", env=env)
+    await daemon.start()
+    flag.touch()
+    assert await sandbox.step()
+    assert await daemon.wait_exit() == 1, daemon.tail()
+    failed = await daemon.wait_event("task_failed")
+    assert failed["level"] == "error"
+    assert failed["task"] == "engine"
+    assert "ZeroDivisionError: a bug planted by the test" in failed["traceback"]
+    stopped = await daemon.wait_event("daemon_stopped")
+    assert stopped["failed_tasks"] == ["engine"]
+    assert not any(e["event"] == "unparsed" for e in daemon.events)  # every line is JSON
 
 
 async def test_a_task_that_fails_posts_its_name_and_errors_at_the_stop_are_logged() -> None:
@@ -403,6 +429,34 @@ async def test_a_restart_with_the_same_out_restores_the_missing_fills(
         restored = list(csv.DictReader(handle))
     assert [r["execution_id"] for r in restored] == [r["execution_id"] for r in booked]
     assert restored == booked
+
+
+@pytest.mark.slow
+async def test_kill_9_and_restarts_into_one_out_keep_every_journaled_fill_once(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    config = config_file(tmp_path, sandbox, strategies=BUSY)
+    out = tmp_path / "out"
+    first = DaemonProcess(config, out, env={"TRADINGD_CRASH_AT": "after_fill:3"})
+    await first.start()
+    for _ in range(12):
+        assert await sandbox.step()
+        if not await decided(first, sandbox.last_minute_ns or 0):
+            break
+    assert await first.wait_exit() == -9, first.tail()
+    again = DaemonProcess(config, out)
+    await again.start()
+    for _ in range(3):
+        assert await sandbox.step()
+        assert await decided(again, sandbox.last_minute_ns or 0)
+    await settle(again, sandbox)
+    assert await again.terminate() == 0, again.tail()
+    with JournalReader.open(tmp_path / "state") as reader:
+        journaled = [f.execution_id for f in reader.state().fills]
+    with open(out / "fills.csv", newline="") as handle:
+        written = [row["execution_id"] for row in csv.DictReader(handle)]
+    assert len(journaled) > 3
+    assert sorted(written) == sorted(journaled)  # every fill once, across the kill
 
 
 # -- leaving the universe -------------------------------------------------------------------------
