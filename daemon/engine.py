@@ -38,7 +38,7 @@ from portfolio.events import KillSwitchTripped, OrderClipped, OrderDenied, RiskE
 from portfolio.exposure import Exposure
 from portfolio.ledger import Ledger
 from portfolio.order_book import OrderBook
-from portfolio.rebalance import Rebalancer
+from portfolio.rebalance import Rebalancer, base36
 from portfolio.risk import RiskGate
 
 
@@ -341,13 +341,16 @@ class Engine:
     def resume(self) -> None:
         self.halted = False
 
-    def flatten(self, ts: int) -> list[SubmitOrder]:
+    def flatten(self, ts: int, *, sequence: int | None = None) -> list[SubmitOrder]:
         """Close every position now (market orders through the risk gate, which lets
         reductions pass), and halt so the next slice does not buy back.
 
         Args:
             ts: now, UTC ns: the orders' decision time. Never a minute's first second, where
                 slice decisions stamp their client order ids.
+            sequence: the flatten's number in the journal (`Journal.next_sequence`): the ids
+                are stamped `F{base36(sequence)}`, unique per call (two flattens in the same
+                second both act). None: stamped with `ts`'s second (a replay without journal).
         """
         self.halted = True
         if (ts // NS_PER_SECOND) % 60 == 0:
@@ -355,7 +358,8 @@ class Engine:
         slice_ts = self.last_decided_ts if self.last_decided_ts > -(2**63) else ts
         held = {s for s, p in self.ledger.positions.items() if p.qty}
         targets = Targets(ts=slice_ts, weights=dict.fromkeys(sorted(held | set(self.symbols)), 0.0))
-        return self._orders_for(targets, slice_ts, ts)
+        stamp = None if sequence is None else "F" + base36(sequence)
+        return self._orders_for(targets, slice_ts, ts, stamp)
 
     def reset_kill_switch(self) -> None:
         """Unlatch the kill switch on purpose: drawdown and the day's loss count from here."""
@@ -383,12 +387,16 @@ class Engine:
                     assert_never(event)
             self.listener.on_execution(event, applied)
 
-    def _orders_for(self, targets: Targets, slice_ts: int, decision_ts: int) -> list[SubmitOrder]:
+    def _orders_for(
+        self, targets: Targets, slice_ts: int, decision_ts: int, stamp: str | None = None
+    ) -> list[SubmitOrder]:
         ledger = self.ledger
         prices = self.last_close
         # A live view: each approved order is in it (for the next check) once submitted.
         open_qty = self.order_book.open_qty()
-        intents = self.rebalancer.orders(targets, ledger, prices, open_qty, decision_ts)
+        intents = self.rebalancer.orders(
+            targets, ledger, prices, open_qty, decision_ts, stamp=stamp
+        )
         if not intents:
             return []
         # The book's gross in floats across this rebalance: most gross checks settle in O(1).

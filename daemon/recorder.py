@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -28,6 +29,7 @@ import orjson
 
 from brokers.orders import (
     ExecutionEvent,
+    Fill,
     OrderAccepted,
     OrderCanceled,
     OrderFilled,
@@ -155,11 +157,23 @@ class Recorder:
         self._last_strategy_weights: dict[str, float] | None = None
         self.started = False
 
-    def start(self) -> None:
-        """Create the output folder and open the files."""
+    def start(self, *, journaled_fills: Sequence[Fill] | None = None) -> None:
+        """Create the output folder and open the files.
+
+        Args:
+            journaled_fills: a live run's journal's fills, in order. A fills.csv this folder
+                already has (a restart with the same `--out`) is then kept, and the fills it
+                lacks (booked just before a kill, say) are appended, each once.
+        """
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.started = True
-        self._fills = self._open_csv("fills.csv", _FILL_COLUMNS)
+        fills = self.out_dir / "fills.csv"
+        if journaled_fills is not None and fills.exists():
+            self._fills = self._open_csv("fills.csv", _FILL_COLUMNS, keep=True)
+            self._append_missing(fills, journaled_fills)
+        else:
+            self._fills = self._open_csv("fills.csv", _FILL_COLUMNS)
+        self._fills_file = self._files[-1]
         self._rejected = self._open_csv(
             "rejected_bars.csv", ["file", "row", "symbol", "time", "reason"]
         )
@@ -170,12 +184,29 @@ class Recorder:
         self._equity_out = self._open_csv("equity.csv", _EQUITY_COLUMNS)
         self._risk = self._open_csv("risk_events.csv", _RISK_COLUMNS)
 
-    def _open_csv(self, name: str, header: list[str]) -> Any:  # a csv writer
-        handle = (self.out_dir / name).open("w", newline="", encoding="utf-8")
+    def _open_csv(self, name: str, header: list[str], *, keep: bool = False) -> Any:
+        """A csv writer on a new file, or (keep) on the end of the file there."""
+        path = self.out_dir / name
+        if keep:
+            _cut_partial_line(path)
+        fresh = not keep or path.stat().st_size == 0
+        handle = path.open("a" if keep else "w", newline="", encoding="utf-8")
         self._files.append(handle)
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(header)
+        if fresh:
+            writer.writerow(header)
         return writer
+
+    def _append_missing(self, path: Path, journaled: Sequence[Fill]) -> None:
+        """Append the journal's fills that fills.csv lacks, in the journal's order."""
+        with path.open(newline="", encoding="utf-8") as handle:
+            written = {row.get("execution_id") for row in csv.DictReader(handle)}
+        missing = [f for f in journaled if f.execution_id not in written]
+        for fill in missing:
+            self._fill_row(fill)
+        self._files[-1].flush()
+        if missing:
+            self.log.warning("fills_restored", file=str(path), fills=len(missing))
 
     def flush(self) -> None:
         for handle in self._files:
@@ -337,7 +368,8 @@ class Recorder:
         if row is not None and row.status in _TERMINAL:
             self._write_ended()
 
-    def _on_fill(self, event: OrderFilled | OrderPartiallyFilled, row: _OrderRow | None) -> None:
+    def _fill_row(self, event: Fill) -> str:
+        """Write one row of fills.csv; returns the fill's time as written."""
         when = self._iso(event.ts)
         self._fills.writerow(
             [
@@ -351,6 +383,13 @@ class Recorder:
                 event.execution_id,
             ]
         )
+        return when
+
+    def _on_fill(self, event: OrderFilled | OrderPartiallyFilled, row: _OrderRow | None) -> None:
+        when = self._fill_row(event)
+        if self.flush_each_slice:
+            # Live: on disk as it is booked (the journal has it; a kill must not lose the row).
+            self._fills_file.flush()
         if row is not None:
             row.filled_qty += event.qty
             row.notional += event.qty * event.price
@@ -424,3 +463,11 @@ class Recorder:
             str(avg),
             row.detail,
         ]
+
+
+def _cut_partial_line(path: Path) -> None:
+    """Drop an unfinished last line (a write cut by a kill) so appended rows start clean."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)

@@ -203,17 +203,23 @@ class Rebalancer:
         self._stamp_s = -1
         self._stamp = ""
 
-    def client_order_id(self, ts: int, symbol: str, seq: int) -> str:
+    def client_order_id(self, ts: int, symbol: str, seq: int, stamp: str | None = None) -> str:
         """`{id_prefix}-{base36(ts seconds)}-{symbol}-{seq}`: the same inputs, the same id.
+
+        Args:
+            stamp: replaces the time stamp (a flatten's `F` and its journal sequence number:
+                unique per call, where two calls can fall in the same second).
 
         Raises:
             InvariantViolation: if the id is longer than 48 characters or not ASCII.
         """
-        ts_s = ts // NS_PER_SECOND
-        if ts_s != self._stamp_s:
-            self._stamp = base36(ts_s)
-            self._stamp_s = ts_s
-        cid = f"{self.id_prefix}-{self._stamp}-{symbol}-{seq}"
+        if stamp is None:
+            ts_s = ts // NS_PER_SECOND
+            if ts_s != self._stamp_s:
+                self._stamp = base36(ts_s)
+                self._stamp_s = ts_s
+            stamp = self._stamp
+        cid = f"{self.id_prefix}-{stamp}-{symbol}-{seq}"
         if len(cid) > MAX_CLIENT_ORDER_ID_LEN or not cid.isascii():
             raise InvariantViolation(
                 f"client order id {cid!r} is not at most {MAX_CLIENT_ORDER_ID_LEN} ASCII chars"
@@ -227,6 +233,8 @@ class Rebalancer:
         prices: Mapping[str, float],
         open_qty: Mapping[str, Decimal],
         ts: int,
+        *,
+        stamp: str | None = None,
     ) -> list[SubmitOrder]:
         """The orders that move the book (positions plus open orders) toward `targets`.
 
@@ -244,6 +252,7 @@ class Rebalancer:
 
         Args:
             ts: the decision time (the slice's close), UTC ns; it becomes `SubmitOrder.ts`.
+            stamp: the ids' stamp instead of the time's (see `client_order_id`).
 
         Returns:
             Sells first, then buys, each in symbol order; ids numbered in that order.
@@ -267,7 +276,7 @@ class Rebalancer:
                 equity=ledger.equity if equity is None else equity,
             )
         return [
-            self._order(symbol, delta, price, ts, seq)
+            self._order(symbol, delta, price, ts, seq, stamp=stamp)
             for seq, (symbol, delta, price) in enumerate(sells + buys)
         ]
 
@@ -425,7 +434,9 @@ class Rebalancer:
                 fitted.append((symbol, qty, price))
         return fitted
 
-    def _order(self, symbol: str, delta: Decimal, price: Decimal, ts: int, seq: int) -> SubmitOrder:
+    def _order(
+        self, symbol: str, delta: Decimal, price: Decimal, ts: int, seq: int, *, stamp: str | None
+    ) -> SubmitOrder:
         buy = delta > 0
         limit = None
         order_type = OrderType.MARKET
@@ -437,7 +448,7 @@ class Rebalancer:
             else:
                 limit = round_to_tick(price * (1 - self._offset), ROUND_FLOOR)
         return SubmitOrder(
-            client_order_id=self.client_order_id(ts, symbol, seq),
+            client_order_id=self.client_order_id(ts, symbol, seq, stamp),
             symbol=symbol,
             side=OrderSide.BUY if buy else OrderSide.SELL,
             qty=abs(delta),

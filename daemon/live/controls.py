@@ -28,6 +28,8 @@ class Controls:
         unsent: ends orders that could not be sent (the journal refused their intents).
         guard: the journal (None for a replay: nothing is journaled).
         on_kill_reset: the kill switch's latch was journaled as reset.
+        on_bug: told of an unexpected error in a control (a bug, not a refusal) before it is
+            raised on: the live daemon stops on it.
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class Controls:
         unsent: Callable[[list[SubmitOrder], str], None] | None = None,
         guard: JournalGuard | None = None,
         on_kill_reset: Callable[[], None] | None = None,
+        on_bug: Callable[[Exception], None] | None = None,
     ) -> None:
         self.engine = engine
         self.telemetry = telemetry
@@ -48,6 +51,7 @@ class Controls:
         self.unsent = unsent
         self.guard = guard
         self.on_kill_reset = on_kill_reset
+        self.on_bug = on_bug
 
     def halt(self, ts: int) -> dict[str, Any]:
         self.engine.halt()
@@ -93,13 +97,15 @@ class Controls:
             raise TradingdError(
                 "this daemon sends no orders (it tracks an account): nothing to flatten with"
             )
-        orders = self.engine.flatten(ts)
+        sequence = self._flatten_sequence()
+        orders = self.engine.flatten(ts, sequence=sequence)
         self.telemetry.halted(True)
-        self.log.warning("flatten", by="control", orders=len(orders))
+        self.log.warning("flatten", by="control", orders=len(orders), sequence=sequence)
         stamp = orders[0].ts if orders else ts
+        fields = {} if sequence is None else {"sequence": sequence}  # the audit's too
 
         def write(journal: Any) -> None:
-            journal.control("flatten", stamp, orders=orders)  # write-ahead: the intents
+            journal.control("flatten", stamp, orders=orders, **fields)  # write-ahead
             journal.set_halted(True, "flatten", stamp)
 
         if self.guard is None or self.guard.write(write):
@@ -107,6 +113,14 @@ class Controls:
         elif self.unsent is not None:
             self.unsent(orders, "journal unavailable: not sent")
         return {"halted": True, "orders": [o.client_order_id for o in orders]}
+
+    def _flatten_sequence(self) -> int | None:
+        """This flatten's number from the journal (its ids are unique per call, not per
+        second); None without a journal, or when it cannot be written (nothing is sent then)."""
+        numbers: list[int] = []
+        if self.guard is not None:
+            self.guard.write(lambda journal: numbers.append(journal.next_sequence("flatten")))
+        return numbers[0] if numbers else None
 
     def reset_kill_switch(self, ts: int) -> dict[str, Any]:
         was = self.engine.risk.kill_reason
@@ -122,7 +136,21 @@ class Controls:
         return {"kill_switch": False, "was": was}
 
     def apply(self, action: str, ts: int) -> dict[str, Any]:
-        """One control by name (halt, resume, flatten, reset_kill_switch)."""
+        """One control by name (halt, resume, flatten, reset_kill_switch).
+
+        Raises:
+            TradingdError: the control was refused (or is unknown).
+        """
+        try:
+            return self._apply(action, ts)
+        except TradingdError:
+            raise
+        except Exception as e:
+            if self.on_bug is not None:
+                self.on_bug(e)
+            raise
+
+    def _apply(self, action: str, ts: int) -> dict[str, Any]:
         match action:
             case "halt":
                 return self.halt(ts)

@@ -32,6 +32,8 @@ from daemon.live.market import Backfilled, MarketData
 from daemon.live.orders import OrderPath, SliceLog
 from daemon.live.recovery import Recovery, reopen_orders, restored_orders
 from daemon.live.slicer import Slicer
+from daemon.live.startup import check_start, log_leaving_universe
+from daemon.live.tasks import EXIT_TASK_FAILED, DaemonTasks, TaskFailures
 from daemon.logs import EventLog
 from daemon.service.http import CONTROL_TOKEN_ENV, HttpServer
 from daemon.service.systemd import Notifier
@@ -47,8 +49,6 @@ from portfolio.ledger import Ledger
 
 _NEVER = 2**63 - 1
 _ALWAYS = -(2**63)
-# Tasks that end by design; any other that ends means the daemon is not healthy.
-_ONE_SHOT_TASKS = frozenset({"backfill"})
 
 
 class LiveDaemon:
@@ -152,8 +152,10 @@ class LiveDaemon:
             unsent=self.orders.unsent,
             guard=self.guard,
             on_kill_reset=self._kill_reset_journaled,
+            on_bug=lambda e: self.loop.post(Fatal(e, "control")),
         )
-        self._tasks: list[asyncio.Task[Any]] = []
+        self.failures = TaskFailures(log=log, telemetry=self.telemetry)
+        self.tasks = DaemonTasks(self.failures, self.loop.post)
         self._started = False
         self._broker_started = False
 
@@ -217,9 +219,7 @@ class LiveDaemon:
 
     def alive(self) -> bool:
         """Every long-running task is still running (none died)."""
-        return not any(
-            task.done() for task in self._tasks if task.get_name() not in _ONE_SHOT_TASKS
-        )
+        return self.tasks.alive()
 
     def readiness(self) -> dict[str, bool]:
         """What must hold before the daemon may trade: each name false blocks readiness."""
@@ -244,23 +244,23 @@ class LiveDaemon:
         )
 
     def halt(self) -> dict[str, Any]:
-        return self.controls.halt(self.clock.now_ns())
+        return self.controls.apply("halt", self.clock.now_ns())
 
     def resume(self) -> dict[str, Any]:
         """Trade again. Refused while the journal cannot be written (the write is the probe)."""
-        return self.controls.resume(self.clock.now_ns())
+        return self.controls.apply("resume", self.clock.now_ns())
 
     def flatten(self) -> dict[str, Any]:
         """Close every position now, and halt (resume to trade again)."""
-        return self.controls.flatten(self.clock.now_ns())
+        return self.controls.apply("flatten", self.clock.now_ns())
 
     def reset_kill_switch(self) -> dict[str, Any]:
-        return self.controls.reset_kill_switch(self.clock.now_ns())
+        return self.controls.apply("reset_kill_switch", self.clock.now_ns())
 
     # -- run ------------------------------------------------------------------------------------
 
     async def run(self) -> int:
-        """Run until stopped. Returns the exit code (0 on a clean stop).
+        """Run until stopped. Returns the exit code: 0 on a clean stop, 1 after a bug in a task.
 
         Raises:
             TradingdError: a fatal problem (refused keys, a feed the plan lacks, ...), after the
@@ -277,6 +277,8 @@ class LiveDaemon:
                 await self.loop.run()
         except TradingdError as e:
             fatal = e
+        except Exception as e:  # a bug, not a known condition: logged with its traceback
+            self.failures.report(self._task_of(e), e, action="the daemon stops (exit 1)")
         finally:
             await self._shutdown(fatal)
             if self.install_signals:
@@ -284,23 +286,19 @@ class LiveDaemon:
                     loop.remove_signal_handler(sig)
         if fatal is not None:
             raise fatal
-        return 0
+        return EXIT_TASK_FAILED if self.failures.reported else 0
+
+    def _task_of(self, error: BaseException) -> str:
+        """Which task `error` (raised out of the start, the engine loop or the stop) came from."""
+        started = self.loop.failed_task if self._started else "start"
+        return "broker" if error is self.broker.fatal else started
 
     def _post(self, item: DataEvent | Backfilled) -> None:
         self.loop.post(item)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         """A task the daemon owns: awaited at the stop; a failure stops the daemon."""
-        task = asyncio.create_task(coro, name=name)
-        task.add_done_callback(self._task_done)
-        self._tasks.append(task)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        if task.cancelled():
-            return
-        error = task.exception()
-        if error is not None:
-            self.loop.post(Fatal(error))
+        self.tasks.spawn(coro, name)
 
     async def _start(self) -> None:
         live = self.settings.live
@@ -315,7 +313,16 @@ class LiveDaemon:
         )
         journal = self.guard.journal = Journal(Path(self.settings.state.dir))
         journaled = journal.reader().state()
-        self.recorder.start()
+        await check_start(
+            journal,
+            fresh=journaled.segments == 0,
+            account=None if self.mode == "sim" else self.rest.account,
+            trading_url=self.urls["trading"],
+            out_dir=self.out_dir,
+            out_root=Path(self.settings.run.out_dir),
+            log=self.log,
+        )
+        self.recorder.start(journaled_fills=journaled.fills)
         await self._start_http()
         self._spawn(self.telemetry.measure_loop_lag(), "loop-lag")
         if self.systemd.enabled and self.systemd.watchdog_interval_s is not None:
@@ -353,6 +360,8 @@ class LiveDaemon:
             self._begin_segment(clock.ts)
             if startup:
                 self.log.info("startup_events_skipped", events=len(startup))
+        if not broker.read_only:
+            log_leaving_universe(self.ledger, self.symbols, self.log)
         self.loop.reconciliations = broker.reconciliations
         last = broker.last_reconcile
         self.telemetry.reconciliation(len(last.differences) if last else 0)
@@ -440,10 +449,9 @@ class LiveDaemon:
             self.log.error("stop_deadline_passed", deadline_s=deadline)
         except TradingdError as e:
             self.log.error("stop_incomplete", error=str(e))
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        except Exception as e:
+            self.failures.report(self._task_of(e), e, action="found at the stop")
+        await self.tasks.stop()
         await broker.close()
         await self.rest.close()
         if self.recorder.started:
@@ -463,6 +471,7 @@ class LiveDaemon:
             cancelled_orders=cancelled,
             seconds=round(self.clock.monotonic() - started, 3),
             error=str(fatal) if fatal else None,
+            failed_tasks=[task for task, _ in self.failures.reported],
         )
 
     async def _cancel_own_orders(self) -> int:

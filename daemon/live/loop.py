@@ -42,9 +42,14 @@ class BrokerWake:
 
 @dataclass(frozen=True, slots=True)
 class Fatal:
-    """A task of the daemon failed: the loop raises it, and the daemon stops."""
+    """A task of the daemon failed: the loop raises it, and the daemon stops.
+
+    Attributes:
+        task: the task's name (`failures.TASKS` for the metric's label).
+    """
 
     error: BaseException
+    task: str
 
 
 Item = DataEvent | BrokerWake | Backfilled | Fatal
@@ -90,6 +95,7 @@ class EngineLoop:
         self.progress = asyncio.Event()
         self.reconciliations = 0
         self._catching_up = False
+        self.failed_task = "engine"  # whose error `run` raised: this loop's own, or a task's
         self._bar_arrived_at = clock.monotonic()
         self._after_reconcile: Callable[[], None] = (
             self._follow_account if follow_account else self._check_positions
@@ -166,6 +172,7 @@ class EngineLoop:
             case StreamNotice():
                 self.log.log(item.level, item.event, **item.fields)
             case Fatal():
+                self.failed_task = item.task
                 raise item.error
             case _:
                 assert_never(item)

@@ -264,7 +264,8 @@ class _Replay:
                 engine.reset_kill_switch()
             case "flatten":
                 live = self.decisions.pop((ts, "flatten"), None)
-                self._compare(ts, live, None, engine.flatten(ts))
+                sequence = payload.get("sequence")  # ids unique per flatten (a journal count)
+                self._compare(ts, live, None, engine.flatten(ts, sequence=sequence))
             case "adopt":
                 # The broker's account taken as the truth (a restart's reconciliation).
                 engine.ledger.adopt(

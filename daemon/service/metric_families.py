@@ -32,6 +32,20 @@ OTHER: Final = "other"
 BAR_REJECT_REASONS: Final = (*(reason.value for reason in Reason), "unknown_symbol")
 """The sanity checks' reasons, and the engine's own for a symbol outside the universe."""
 ORDER_REJECT_REASONS: Final = ("rejected", "not_sent", "halted", "insufficient_buying_power")
+TASKS: Final = (
+    "engine",
+    "start",
+    "data-stream",
+    "backfill",
+    "broker",
+    "broker-pump",
+    "clock",
+    "loop-lag",
+    "watchdog",
+    "control",
+)
+"""The live daemon's long-lived tasks (and its start-up), as `tradingd_task_failures_total`
+labels them."""
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _ACK_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -129,6 +143,7 @@ class DaemonMetrics:
     differences: Counter
     ready: Gauge
     loop_lag: Histogram
+    task_failures: Bounded[Counter]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -332,6 +347,15 @@ def _daemon(f: _Factory) -> DaemonMetrics:
             "tradingd_event_loop_lag_seconds",
             "How late the event loop woke a periodic timer.",
             _LAG_BUCKETS,
+        ),
+        task_failures=Bounded(
+            f.counter(
+                "tradingd_task_failures",
+                "Unexpected errors (bugs) that ended one of the daemon's tasks; each one stops "
+                "the daemon.",
+                ("task",),
+            ),
+            TASKS,
         ),
     )
 

@@ -172,6 +172,10 @@ class Telemetry:
         if differences > 0:
             self._daemon.differences.inc(differences)
 
+    def task_failed(self, task: str) -> None:
+        """One of the daemon's tasks ended on an unexpected error (`TASKS` names them)."""
+        self._daemon.task_failures[task].inc()
+
     def halted(self, on: bool) -> None:
         self._daemon.halted.set(1 if on else 0)
 

@@ -336,7 +336,7 @@ async def test_a_journal_from_another_session_is_refused(
     await fresh.start()
     try:
         again = LiveDaemon(live_config(tmp_path, fresh), log=quiet_log(), env=ENV)
-        with pytest.raises(ConfigError, match="another account or sandbox session"):
+        with pytest.raises(ConfigError, match="belongs to account"):
             await asyncio.wait_for(again.run(), DEADLINE_S)
         assert not fresh.order_posts
     finally:
