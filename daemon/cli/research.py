@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.cli.log import command_log
+from daemon.cli.options import out_folder
 from daemon.config import Loc, load_config
 from daemon.logs import EventLog
 from daemon.replay.driver import progress_bar, replay
@@ -22,6 +23,8 @@ def replay_command(args: argparse.Namespace) -> int:
     # run; the system allocator gives them back: about 60 MB less resident on a year of
     # minute bars, at no measurable cost in speed.
     pa.set_memory_pool(pa.system_memory_pool())
+    if args.out is not None:
+        out_folder("--out", args.out)
     loaded = load_config(args.configs, _overrides(args))
     log = command_log(args, loaded.settings.log)
     if args.serve:
@@ -60,8 +63,10 @@ def walkforward_command(args: argparse.Namespace) -> int:
     from daemon.replay.walkforward.driver import walk_forward
     from daemon.replay.walkforward.jobs import default_workers
 
+    out = out_folder(
+        "--out", args.out or Path("out") / f"walkforward-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    )
     log = command_log(args)
-    out = args.out or Path("out") / f"walkforward-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     result = walk_forward(
         args.configs,
         train_days=args.train,

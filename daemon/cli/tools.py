@@ -8,8 +8,11 @@ import contextlib
 import yaml
 
 from daemon.cli.log import command_log
+from daemon.cli.options import out_folder
 from daemon.config import load_config, redacted
 from feeds.errors import ConfigError
+
+LAST_SYNTH_YEAR = 2200
 
 
 def synth_command(args: argparse.Namespace) -> int:
@@ -17,6 +20,17 @@ def synth_command(args: argparse.Namespace) -> int:
     from feeds.synth import write_synthetic
 
     symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
+    if not symbols:
+        raise ConfigError(f"command line: --symbols {args.symbols!r}: no symbol named")
+    # The calendar library covers the years pandas can stamp (to 2262) less its margin; ~250
+    # sessions a year, so a span past LAST_SYNTH_YEAR could not be built.
+    most = max((LAST_SYNTH_YEAR - args.start.year) * 250, 0)
+    if args.sessions > most:
+        raise ConfigError(
+            f"command line: --sessions {args.sessions}: from {args.start} the NYSE calendar "
+            f"(to {LAST_SYNTH_YEAR}) holds at most {most:,} sessions"
+        )
+    out_folder("--out", args.out)
     paths = write_synthetic(
         args.out,
         symbols=symbols,
@@ -43,6 +57,7 @@ def download_command(args: argparse.Namespace) -> int:
 
     if args.end < args.start:
         raise ConfigError(f"command line: --end {args.end} is before --start {args.start}")
+    out_folder("--out", args.out)
     key, secret = credentials(os.environ)
     symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
     history = HistoricalBars(

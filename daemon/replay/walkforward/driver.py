@@ -36,6 +36,10 @@ _Candidate: TypeAlias = tuple[int, GridPoint, int]
 _Curve: TypeAlias = tuple[tuple[str, float], ...]
 
 
+# The replay summary's figures where higher is better, which a grid search can maximize.
+OBJECTIVES: tuple[str, ...] = ("sharpe", "total_return", "final_equity")
+
+
 def walk_forward(
     config_paths: Sequence[str],
     *,
@@ -65,7 +69,7 @@ def walk_forward(
         out_dir: where the outputs go; each replay writes into `out_dir/jobs/<name>`.
         seed: recorded in the summary. The event path draws no random numbers, so the results
             depend on the inputs alone; the seed is kept for reproducibility records.
-        objective: a numeric key of the replay summary; higher is better.
+        objective: one of OBJECTIVES, a key of the replay summary; higher is better.
         warmup_days: sessions read before each window to fill lookbacks; None computes it from
             the strategies' and the composer's `warmup_bars` (plus a margin).
 
@@ -78,6 +82,11 @@ def walk_forward(
         raise ConfigError("--train and --test must be at least 1 session")
     if workers < 1:
         raise ConfigError("--workers must be at least 1")
+    if objective not in OBJECTIVES:
+        raise ConfigError(
+            f"command line: --objective {objective}: not a figure walk-forward can maximize; "
+            f"choose one of {', '.join(OBJECTIVES)}"
+        )
     paths, base_overrides, loaded = _load_base(config_paths, overrides)
 
     every, sessions, universe = read_sessions(loaded)
