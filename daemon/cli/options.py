@@ -116,6 +116,14 @@ def port(text: str) -> int:
     return value
 
 
+def any_port(text: str) -> int:
+    """A port to listen on, or 0: any free port (the server logs the one it got)."""
+    value = whole(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("a port must be within 1..65535 (or 0: any free port)")
+    return value
+
+
 def minutes(text: str) -> int:
     value = whole(text)
     if value < 0:

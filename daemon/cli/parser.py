@@ -86,8 +86,8 @@ def _add_replay(sub: _Commands, runs: options.Parser) -> None:
     )
     rp.add_argument(
         "--port",
-        type=options.checked("--port", options.port),
-        help="with --serve: the HTTP port (default http.port)",
+        type=options.checked("--port", options.any_port),
+        help="with --serve: the HTTP port (default http.port; 0: any free port)",
     )
     rp.set_defaults(func=replay_command)
 

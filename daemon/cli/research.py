@@ -34,7 +34,13 @@ def replay_command(args: argparse.Namespace) -> int:
         from daemon.replay.paced import PacedReplay
 
         paced = PacedReplay(
-            loaded, log=log, env=os.environ, speed=args.speed, out_dir=args.out, port=args.port
+            loaded,
+            log=log,
+            env=os.environ,
+            speed=args.speed,
+            out_dir=args.out,
+            port=args.port,
+            install_signals=True,
         )
         result = asyncio.run(paced.run())
     else:

@@ -46,7 +46,7 @@ def replay(
     source: ReplaySource | None = None,
     listeners: Sequence[EngineListener] = (),
     on_bar: Callable[[Bar, str | None], None] | None = None,
-    between_slices: Callable[[Engine, SimulatedBroker], None] | None = None,
+    between_slices: Callable[[Engine, SimulatedBroker], bool] | None = None,
 ) -> ReplayResult:
     """Run one replay and write its files.
 
@@ -57,7 +57,8 @@ def replay(
         listeners: more engine listeners beside the recorder (metrics, say).
         on_bar: called with each bar and its quarantine reason (None when accepted).
         between_slices: called after each slice was decided and its orders handed over: a
-            paced replay sleeps there and applies an operator's controls.
+            paced replay sleeps there and applies an operator's controls. True from it stops
+            the replay there (the files cover the slices decided).
 
     Raises:
         ConfigError, SourceError: before anything is written.
@@ -129,7 +130,7 @@ def _feed(
     recorder: Recorder,
     *,
     on_bar: Callable[[Bar, str | None], None] | None,
-    between_slices: Callable[[Engine, SimulatedBroker], None] | None,
+    between_slices: Callable[[Engine, SimulatedBroker], bool] | None,
     progress: Callable[[int, int], None] | None,
 ) -> None:
     """Every bar of the source through the engine and the simulated broker, in time order:
@@ -146,8 +147,8 @@ def _feed(
         if ts > slice_ts:
             if engine.slice_ts is not None:
                 _decide(engine, broker)
-                if between_slices is not None:
-                    between_slices(engine, broker)
+                if between_slices is not None and between_slices(engine, broker):
+                    break
             slice_ts = ts
         reason = engine_on_bar(bar)
         if on_bar is not None:

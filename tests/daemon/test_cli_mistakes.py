@@ -172,7 +172,9 @@ def test_sandbox_refuses_daily_data() -> None:
 
 def test_replay_serve_port_out_of_range() -> None:
     message = mistake("replay", BASE, "--serve", "--port", "99999")
-    assert message == "command line: --port 99999: a port must be within 1..65535"
+    assert message == (
+        "command line: --port 99999: a port must be within 1..65535 (or 0: any free port)"
+    )
 
 
 @pytest.mark.parametrize(
