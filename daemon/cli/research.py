@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ def replay_command(args: argparse.Namespace) -> int:
         f"  orders {s['orders']:,}  fills {s['fills']:,}  denied {s['denied_orders']:,}"
         f"  kill switch {kill}\n"
         f"  equity {s['start_equity']} -> {s['final_equity']}  return {s['total_return']:+.2%}"
-        f"  max drawdown {s['max_drawdown']:.2%}  sharpe {s['sharpe']:.2f}\n"
+        f"  max drawdown {s['max_drawdown']:.2%}  sharpe {_ratio(s['sharpe'])}\n"
         f"  {s['wall_seconds']:.2f} s, {s['bars_per_second']:,} bars/s\n"
         f"  wrote {result.out_dir}/"
     )
@@ -91,7 +92,7 @@ def walkforward_command(args: argparse.Namespace) -> int:
         f"walk-forward: {s['folds']} folds ({args.train} train / {args.test} test sessions), "
         f"{s['grid_points']} grid points, {s['mode']} x {s['workers']}\n"
         f"  out of sample {s['first_test']} .. {s['last_test']}: "
-        f"return {s['total_return']:+.2%}  cagr {s['cagr']:+.2%}  sharpe {s['sharpe']:.2f}  "
+        f"return {s['total_return']:+.2%}  cagr {s['cagr']:+.2%}  sharpe {_ratio(s['sharpe'])}  "
         f"max drawdown {s['max_drawdown']:.2%}\n"
         f"  {s['wall_seconds']:.1f} s\n"
         f"  wrote {result.out_dir}/ (equity.csv, folds.csv, summary.json)"
@@ -105,6 +106,11 @@ def report_command(args: argparse.Namespace) -> int:
     """`tradingd report`: report.html for a replay's or a walk-forward's folder."""
     print(_write_report(args.out_dir, command_log(args)))
     return 0
+
+
+def _ratio(value: float | None) -> str:
+    """A ratio as the summary line shows it; n/a when undefined (a flat series' Sharpe)."""
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.2f}"
 
 
 def _overrides(args: argparse.Namespace) -> dict[Loc, Any]:

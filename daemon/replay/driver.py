@@ -22,6 +22,7 @@ from daemon.config import LoadedConfig
 from daemon.engine import Engine, EngineListener, ListenerFanout
 from daemon.logs import EventLog
 from daemon.recorder import Recorder
+from daemon.research.metrics import figure
 from daemon.timeutil import iso_utc
 from daemon.wiring import build_engine, day_start_ns, open_source
 from feeds.bar import Bar
@@ -70,7 +71,7 @@ def replay(
     universe = list(settings.symbols or source.symbols)
     run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{loaded.digest}"
     target = out_dir if out_dir is not None else Path(settings.run.out_dir) / run_id
-    recorder = Recorder(target, log)
+    recorder = Recorder(target, log, quiet=True)
     trade_from = day_start_ns(settings.run.start) if warmup_from and settings.run.start else None
     listener: EngineListener = ListenerFanout(recorder, *listeners) if listeners else recorder
     engine, broker = build_engine(loaded, universe, listener, trade_from_ts=trade_from)
@@ -229,7 +230,7 @@ def _summary(
         "final_equity": str(final_equity.quantize(Decimal("0.01"))),
         "total_return": round(float(final_equity / start_equity - 1), 6),
         "max_drawdown": round(figures.max_drawdown, 6),
-        "sharpe": round(figures.sharpe(), 4),
+        "sharpe": figure(figures.sharpe(), 4),
         "positions": {
             sym: str(pos.qty) for sym, pos in sorted(ledger.positions.items()) if pos.qty != 0
         },

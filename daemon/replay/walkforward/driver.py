@@ -248,7 +248,7 @@ def _run_folds(
                 params=point,
                 train_objective=score,
                 test_return=float(summary["total_return"]),
-                test_sharpe=float(summary["sharpe"]),
+                test_sharpe=math.nan if summary["sharpe"] is None else float(summary["sharpe"]),
                 test_max_drawdown=float(summary["max_drawdown"]),
                 test=summary,
             )
@@ -259,7 +259,9 @@ def _run_folds(
 
 def _objective(result: JobResult, name: str) -> float:
     value = result.summary.get(name)
-    if isinstance(value, bool) or value is None:
+    if value is None:
+        return -math.inf  # undefined (a flat series' Sharpe): below every real score
+    if isinstance(value, bool):
         raise ConfigError(f"objective {name!r}: not a numeric key of the replay summary")
     try:
         number = float(value)
