@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 
 import yaml
 
 from daemon.cli.log import command_log
 from daemon.cli.options import out_folder
 from daemon.config import load_config, redacted
-from feeds.errors import ConfigError
+from feeds.errors import ConfigError, printable
 
+_FILE_SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9.\-]{0,15}$")
+FIRST_SYNTH_YEAR = 1900
 LAST_SYNTH_YEAR = 2200
 
 
@@ -22,9 +25,21 @@ def synth_command(args: argparse.Namespace) -> int:
     symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
     if not symbols:
         raise ConfigError(f"command line: --symbols {args.symbols!r}: no symbol named")
-    # The calendar library covers the years pandas can stamp (to 2262) less its margin; ~250
+    for symbol in symbols:
+        # Each symbol names its file: no path separators, nothing a file system reads specially.
+        if not _FILE_SYMBOL.match(symbol):
+            raise ConfigError(
+                f"command line: --symbols {printable(symbol)}: a symbol of bars synth names its "
+                "file: 1 to 16 letters, digits, '.' or '-', starting with a letter or digit"
+            )
+    # The calendar library covers the years pandas can stamp (1677 to 2262) less a margin; ~250
     # sessions a year, so a span past LAST_SYNTH_YEAR could not be built.
-    most = max((LAST_SYNTH_YEAR - args.start.year) * 250, 0)
+    if not FIRST_SYNTH_YEAR <= args.start.year < LAST_SYNTH_YEAR:
+        raise ConfigError(
+            f"command line: --start {args.start}: the NYSE calendar used covers the years "
+            f"{FIRST_SYNTH_YEAR} to {LAST_SYNTH_YEAR}"
+        )
+    most = (LAST_SYNTH_YEAR - args.start.year) * 250
     if args.sessions > most:
         raise ConfigError(
             f"command line: --sessions {args.sessions}: from {args.start} the NYSE calendar "

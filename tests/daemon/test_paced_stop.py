@@ -5,7 +5,10 @@ behind schedule, with /healthz answering beside it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import os
+import re
 import signal
 import sys
 import time
@@ -15,7 +18,9 @@ from pathlib import Path
 import aiohttp
 import orjson
 import pytest
+import yaml
 
+from daemon.cli import main
 from tests.daemon.livekit import DEADLINE_S, ROOT
 
 STOP_WITHIN_S = 1.0
@@ -142,3 +147,51 @@ async def test_metrics_answer_within_100_ms_while_the_replay_runs_behind(
             await served.process.wait()
     assert max(scrapes) < SCRAPE_WITHIN_S, scrapes
     assert took < STOP_WITHIN_S
+
+
+async def test_state_and_ctl_status_show_money_to_the_cent(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    served = await serve(
+        tmp_path / "out",
+        "config/base.yaml",
+        "config/risk_balanced.yaml",
+        "config/minute.yaml",
+        speed="500",
+    )
+    try:
+        await money_is_shown_to_the_cent(http, served.url)
+        assert await stop_time(served, signal.SIGTERM) < STOP_WITHIN_S
+    finally:
+        if served.process.returncode is None:
+            served.process.kill()
+            await served.process.wait()
+
+
+CENTS = re.compile(r"^-?\d+\.\d{2}$")
+TICKS = re.compile(r"^\d+\.\d{4}$")
+
+
+async def money_is_shown_to_the_cent(http: aiohttp.ClientSession, url: str) -> None:
+    """/state and `tradingd ctl status` once the replay holds positions: every amount of money
+    to the cent, every price to the tick."""
+    async with asyncio.timeout(DEADLINE_S):
+        while True:
+            async with http.get(url + "/state") as response:
+                state = await response.json()
+            if state.get("positions"):
+                break
+            await asyncio.sleep(0.01)
+    account = state["account"]
+    for key in ("equity", "cash", "gross_exposure", "realized_pnl", "unrealized_pnl"):
+        assert CENTS.match(account[key]), (key, account[key])
+    for position in state["positions"].values():
+        assert CENTS.match(position["realized_pnl"]), position
+        assert TICKS.match(position["avg_cost"]), position
+        assert TICKS.match(position["last_price"]), position
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = await asyncio.to_thread(main, ["ctl", "status", "--url", url])
+    assert code == 0
+    shown = yaml.safe_load(out.getvalue())
+    assert all(CENTS.match(shown["account"][k]) for k in ("equity", "cash", "realized_pnl"))
