@@ -266,3 +266,31 @@ def test_minute_data_under_a_daily_timeframe(tmp_path: Path) -> None:
         "data/sample/minute: AAA's bars are 1 minute apart, but data.timeframe is 1Day; set "
         "data.timeframe: 1Min"
     )
+
+
+def test_run_out_that_is_a_file(a_file: Path) -> None:
+    message = mistake("run", "config/sandbox.yaml", "--out", str(a_file))
+    assert message == f"command line: --out {a_file}: a file, not a folder"
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["--start", "1600-01-03"],
+            "command line: --start 1600-01-03: the NYSE calendar used covers the years 1900 "
+            "to 2200",
+        ),
+        (
+            ["--symbols", "A/B"],
+            "command line: --symbols A/B: a symbol of bars synth names its file",
+        ),
+    ],
+    ids=["start-before-the-calendar", "symbol-not-a-file-name"],
+)
+def test_synth_start_and_symbols(tmp_path: Path, argv: list[str], expected: str) -> None:
+    base = {"--symbols": "A", "--sessions": "1", "--out": str(tmp_path / "syn")}
+    base.update(dict(zip(argv[::2], argv[1::2], strict=True)))
+    message = mistake("bars", "synth", *(x for pair in base.items() for x in pair))
+    assert message.startswith(expected)
+    assert not (tmp_path / "syn").exists()
