@@ -33,6 +33,10 @@ class EventLog:
         if LEVELS[level] < self._min:
             return
         wall = time.time()
+        if "time" in fields:
+            # A line's `time` is always the wall clock when it was written; a caller's time is a
+            # market time, and keeps its own field.
+            fields["market_time"] = fields.pop("time")
         if self._json:
             record = {"time": _iso(wall), "level": level, "event": event, **fields}
             line = orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS).decode()

@@ -139,12 +139,25 @@ class Recorder:
     Args:
         flush_each_slice: flush every file after each slice (a live run: a crash keeps all but
             the slice under way); a replay leaves the buffering to the OS.
+        quiet: a replay's logging: each order's lines (submitted, filled, canceled) at debug
+            (the files hold every one), and a denial warned once per symbol and reason, the
+            rest counted in one `orders_denied` warning at `close`.
     """
 
-    def __init__(self, out_dir: Path, log: EventLog, *, flush_each_slice: bool = False) -> None:
+    def __init__(
+        self,
+        out_dir: Path,
+        log: EventLog,
+        *,
+        flush_each_slice: bool = False,
+        quiet: bool = False,
+    ) -> None:
         self.out_dir = out_dir
         self.log = log
         self.flush_each_slice = flush_each_slice
+        self.quiet = quiet
+        self._order_level: Level = "debug" if quiet else "info"
+        self._denied: dict[tuple[str, str], int] = {}
         self.figures = SeriesFigures()
         self._rows: dict[str, _OrderRow] = {}
         self._pending: deque[str] = deque()  # client order ids in decision order, not written
@@ -281,7 +294,7 @@ class Recorder:
             )
             self._pending.append(cid)
             self._last_denial.pop(symbol, None)
-            level: Level = "info"
+            level: Level = self._order_level
             name = "order_submitted"
         else:
             # A strategy that keeps asking for what the risk gate keeps denying (say, every
@@ -290,6 +303,11 @@ class Recorder:
             reason = event.reason if event is not None else ""
             repeat = self._last_denial.get(symbol) == reason
             self._last_denial[symbol] = reason
+            if self.quiet:
+                # A replay: once per symbol and reason; `close` sums up the rest.
+                seen = self._denied.get((symbol, reason), 0)
+                self._denied[(symbol, reason)] = seen + 1
+                repeat = seen > 0
             level = "debug" if repeat else "warning"
             name = "order_denied"
         if self.log.enabled(level):
@@ -360,7 +378,9 @@ class Recorder:
             case OrderCanceled():
                 if row is not None:
                     row.status, row.detail = "canceled", event.reason
-                self.log.info("order_canceled", client_order_id=cid, reason=event.reason)
+                self.log.log(
+                    self._order_level, "order_canceled", client_order_id=cid, reason=event.reason
+                )
             case OrderAccepted():
                 pass
             case _:
@@ -394,8 +414,9 @@ class Recorder:
             row.filled_qty += event.qty
             row.notional += event.qty * event.price
             row.status = "filled" if isinstance(event, OrderFilled) else "partially_filled"
-        if self.log.enabled("info"):
-            self.log.info(
+        if self.log.enabled(self._order_level):
+            self.log.log(
+                self._order_level,
                 "order_filled",
                 market_time=when,
                 client_order_id=event.client_order_id,
@@ -429,6 +450,18 @@ class Recorder:
 
     def close(self) -> None:
         """Write the orders still open (with their status now) and close every file."""
+        repeats = sum(self._denied.values()) - len(self._denied)
+        if repeats > 0:
+            by_reason: dict[str, int] = {}
+            for (_, reason), count in sorted(self._denied.items()):
+                by_reason[reason] = by_reason.get(reason, 0) + count
+            self.log.warning(
+                "orders_denied",
+                denied=sum(by_reason.values()),
+                by_reason=by_reason,
+                symbols=sorted({symbol for symbol, _ in self._denied}),
+                detail="each warned once above; every one is in risk_events.csv",
+            )
         write = self._orders_out.writerow
         for cid in self._pending:
             write(self._order_line(cid, self._rows[cid]))

@@ -7,6 +7,7 @@ import argparse
 import yaml
 
 from daemon.cli.log import command_log
+from daemon.cli.options import out_folder
 from daemon.config import load_config
 
 
@@ -17,6 +18,8 @@ def run_command(args: argparse.Namespace) -> int:
 
     from daemon.live.lifecycle import LiveDaemon
 
+    if args.out is not None:
+        out_folder("--out", args.out)
     loaded = load_config(args.configs)
     log = command_log(args, loaded.settings.log)
     daemon = LiveDaemon(

@@ -9,14 +9,56 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import tempfile
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
-from typing import TypeVar
+from pathlib import Path
+from typing import NoReturn, TypeVar
 
 from feeds.errors import ConfigError
 
 _T = TypeVar("_T")
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose mistakes are one line, as every other user mistake is.
+
+    argparse prints its usage and the message on several lines; here the message goes up to
+    `main` as a ConfigError naming the command (`tradingd: error: command line: replay:
+    argument --speed: not a number: 'abc' (see tradingd replay --help)`), exit 2.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("tradingd").strip()
+        where = f"command line: {command}: " if command else "command line: "
+        raise ConfigError(f"{where}{message} (see {self.prog} --help)")
+
+
+def out_folder(option: str, path: Path) -> Path:
+    """`path` as an output folder that can be written, checked before any work starts.
+
+    Nothing is created: the run creates the folder once its config and data are valid. A
+    probe folder made and removed in the nearest existing parent proves it can be.
+
+    Raises:
+        ConfigError: `path` is a file, sits under a file, or its parent refuses a new folder.
+    """
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"command line: {option} {path}: a file, not a folder")
+    parent = path if path.exists() else path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"command line: {option} {path}: {parent} is a file, not a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".tradingd-probe-", dir=parent))
+    except OSError as e:
+        raise ConfigError(
+            f"command line: {option} {path}: cannot create a folder in {parent} ({e.strerror or e})"
+        ) from None
+    return path
 
 
 def day(text: str) -> date:
@@ -71,6 +113,14 @@ def port(text: str) -> int:
     value = whole(text)
     if not 1 <= value <= 65535:
         raise ValueError("a port must be within 1..65535")
+    return value
+
+
+def any_port(text: str) -> int:
+    """A port to listen on, or 0: any free port (the server logs the one it got)."""
+    value = whole(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("a port must be within 1..65535 (or 0: any free port)")
     return value
 
 

@@ -20,12 +20,12 @@ from daemon.cli.tools import check_config_command, download_command, sandbox_com
 SANDBOX_PORT = 8765
 HTTP_PORT = 9108
 
-_Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+_Commands: TypeAlias = "argparse._SubParsersAction[options.Parser]"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command; each sets `func`, the handler of its parsed arguments."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = options.Parser(add_help=False)
     common.add_argument(
         "--log-level",
         choices=["debug", "info", "warning", "error"],
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="json lines (the default) or text for a person at a terminal; overrides log.format",
     )
     # What a replay and a walk-forward both read: the overlays and the data they cover.
-    runs = argparse.ArgumentParser(add_help=False, parents=[common])
+    runs = options.Parser(add_help=False, parents=[common])
     runs.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML overlays, merged in order")
     runs.add_argument("--data", help="a data file or folder (overrides data.path)")
     runs.add_argument("--symbols", help="comma-separated universe (overrides symbols)")
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     runs.add_argument("--end", type=options.day, help="last date, inclusive (overrides run.end)")
     runs.add_argument("--report", action="store_true", help="also write report.html")
-    parser = argparse.ArgumentParser(
+    parser = options.Parser(
         prog="tradingd",
         description="A trading daemon for Alpaca; replays history through the code that trades.",
     )
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_replay(sub: _Commands, runs: argparse.ArgumentParser) -> None:
+def _add_replay(sub: _Commands, runs: options.Parser) -> None:
     rp = sub.add_parser(
         "replay",
         parents=[runs],
@@ -84,11 +84,15 @@ def _add_replay(sub: _Commands, runs: argparse.ArgumentParser) -> None:
         default=20.0,
         help="with --serve: slices per second (default 20)",
     )
-    rp.add_argument("--port", type=int, help="with --serve: the HTTP port (default http.port)")
+    rp.add_argument(
+        "--port",
+        type=options.checked("--port", options.any_port),
+        help="with --serve: the HTTP port (default http.port; 0: any free port)",
+    )
     rp.set_defaults(func=replay_command)
 
 
-def _add_walkforward(sub: _Commands, runs: argparse.ArgumentParser) -> None:
+def _add_walkforward(sub: _Commands, runs: options.Parser) -> None:
     wf = sub.add_parser(
         "walkforward",
         parents=[runs],
@@ -103,7 +107,11 @@ def _add_walkforward(sub: _Commands, runs: argparse.ArgumentParser) -> None:
     )
     wf.add_argument("--test", type=options.sessions, required=True, help="test window, e.g. 63d")
     wf.add_argument("--grid", help="YAML: key path -> list of values (the cartesian product)")
-    wf.add_argument("--objective", default="sharpe", help="summary figure to maximize")
+    wf.add_argument(
+        "--objective",
+        default="sharpe",
+        help="summary figure to maximize: sharpe (default), total_return or final_equity",
+    )
     wf.add_argument("--scheduler", help="a Dask scheduler address (tcp://host:8786)")
     wf.add_argument("--workers", type=options.positive_int, help="processes (default: the CPUs)")
     wf.add_argument("--seed", type=int, default=0)
@@ -111,7 +119,7 @@ def _add_walkforward(sub: _Commands, runs: argparse.ArgumentParser) -> None:
     wf.set_defaults(func=walkforward_command)
 
 
-def _add_report(sub: _Commands, common: argparse.ArgumentParser) -> None:
+def _add_report(sub: _Commands, common: options.Parser) -> None:
     rep = sub.add_parser(
         "report",
         parents=[common],
@@ -124,7 +132,7 @@ def _add_report(sub: _Commands, common: argparse.ArgumentParser) -> None:
     rep.set_defaults(func=report_command)
 
 
-def _add_run(sub: _Commands, common: argparse.ArgumentParser) -> None:
+def _add_run(sub: _Commands, common: options.Parser) -> None:
     run = sub.add_parser(
         "run",
         parents=[common],
@@ -142,7 +150,7 @@ def _add_run(sub: _Commands, common: argparse.ArgumentParser) -> None:
     run.set_defaults(func=run_command)
 
 
-def _add_sandbox(sub: _Commands, common: argparse.ArgumentParser) -> None:
+def _add_sandbox(sub: _Commands, common: options.Parser) -> None:
     """`tradingd sandbox`: its option types make every mistake one line naming the option."""
     sb = sub.add_parser(
         "sandbox",
@@ -182,7 +190,7 @@ def _add_sandbox(sub: _Commands, common: argparse.ArgumentParser) -> None:
     sb.set_defaults(func=sandbox_command)
 
 
-def _add_ctl(sub: _Commands, common: argparse.ArgumentParser) -> None:
+def _add_ctl(sub: _Commands, common: options.Parser) -> None:
     ctl = sub.add_parser(
         "ctl",
         parents=[common],
@@ -198,7 +206,7 @@ def _add_ctl(sub: _Commands, common: argparse.ArgumentParser) -> None:
     ctl.set_defaults(func=ctl_command)
 
 
-def _add_audit(sub: _Commands, common: argparse.ArgumentParser) -> None:
+def _add_audit(sub: _Commands, common: options.Parser) -> None:
     au = sub.add_parser(
         "audit",
         parents=[common],
@@ -218,7 +226,7 @@ def _add_audit(sub: _Commands, common: argparse.ArgumentParser) -> None:
     au.set_defaults(func=audit_command)
 
 
-def _add_check_config(sub: _Commands, common: argparse.ArgumentParser) -> None:
+def _add_check_config(sub: _Commands, common: options.Parser) -> None:
     cc = sub.add_parser(
         "check-config",
         parents=[common],
@@ -228,7 +236,7 @@ def _add_check_config(sub: _Commands, common: argparse.ArgumentParser) -> None:
     cc.set_defaults(func=check_config_command)
 
 
-def _add_bars(sub: _Commands, common: argparse.ArgumentParser) -> None:
+def _add_bars(sub: _Commands, common: options.Parser) -> None:
     bars = sub.add_parser("bars", help="bar data tools")
     bars_sub = bars.add_subparsers(dest="bars_command", required=True, metavar="COMMAND")
     synth = bars_sub.add_parser(

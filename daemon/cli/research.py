@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from daemon.cli.log import command_log
+from daemon.cli.options import out_folder
 from daemon.config import Loc, load_config
 from daemon.logs import EventLog
 from daemon.replay.driver import progress_bar, replay
@@ -22,6 +24,8 @@ def replay_command(args: argparse.Namespace) -> int:
     # run; the system allocator gives them back: about 60 MB less resident on a year of
     # minute bars, at no measurable cost in speed.
     pa.set_memory_pool(pa.system_memory_pool())
+    if args.out is not None:
+        out_folder("--out", args.out)
     loaded = load_config(args.configs, _overrides(args))
     log = command_log(args, loaded.settings.log)
     if args.serve:
@@ -31,7 +35,13 @@ def replay_command(args: argparse.Namespace) -> int:
         from daemon.replay.paced import PacedReplay
 
         paced = PacedReplay(
-            loaded, log=log, env=os.environ, speed=args.speed, out_dir=args.out, port=args.port
+            loaded,
+            log=log,
+            env=os.environ,
+            speed=args.speed,
+            out_dir=args.out,
+            port=args.port,
+            install_signals=True,
         )
         result = asyncio.run(paced.run())
     else:
@@ -46,7 +56,7 @@ def replay_command(args: argparse.Namespace) -> int:
         f"  orders {s['orders']:,}  fills {s['fills']:,}  denied {s['denied_orders']:,}"
         f"  kill switch {kill}\n"
         f"  equity {s['start_equity']} -> {s['final_equity']}  return {s['total_return']:+.2%}"
-        f"  max drawdown {s['max_drawdown']:.2%}  sharpe {s['sharpe']:.2f}\n"
+        f"  max drawdown {s['max_drawdown']:.2%}  sharpe {_ratio(s['sharpe'])}\n"
         f"  {s['wall_seconds']:.2f} s, {s['bars_per_second']:,} bars/s\n"
         f"  wrote {result.out_dir}/"
     )
@@ -60,8 +70,10 @@ def walkforward_command(args: argparse.Namespace) -> int:
     from daemon.replay.walkforward.driver import walk_forward
     from daemon.replay.walkforward.jobs import default_workers
 
+    out = out_folder(
+        "--out", args.out or Path("out") / f"walkforward-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    )
     log = command_log(args)
-    out = args.out or Path("out") / f"walkforward-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     result = walk_forward(
         args.configs,
         train_days=args.train,
@@ -80,7 +92,7 @@ def walkforward_command(args: argparse.Namespace) -> int:
         f"walk-forward: {s['folds']} folds ({args.train} train / {args.test} test sessions), "
         f"{s['grid_points']} grid points, {s['mode']} x {s['workers']}\n"
         f"  out of sample {s['first_test']} .. {s['last_test']}: "
-        f"return {s['total_return']:+.2%}  cagr {s['cagr']:+.2%}  sharpe {s['sharpe']:.2f}  "
+        f"return {s['total_return']:+.2%}  cagr {s['cagr']:+.2%}  sharpe {_ratio(s['sharpe'])}  "
         f"max drawdown {s['max_drawdown']:.2%}\n"
         f"  {s['wall_seconds']:.1f} s\n"
         f"  wrote {result.out_dir}/ (equity.csv, folds.csv, summary.json)"
@@ -94,6 +106,11 @@ def report_command(args: argparse.Namespace) -> int:
     """`tradingd report`: report.html for a replay's or a walk-forward's folder."""
     print(_write_report(args.out_dir, command_log(args)))
     return 0
+
+
+def _ratio(value: float | None) -> str:
+    """A ratio as the summary line shows it; n/a when undefined (a flat series' Sharpe)."""
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.2f}"
 
 
 def _overrides(args: argparse.Namespace) -> dict[Loc, Any]:

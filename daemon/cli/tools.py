@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 
 import yaml
 
 from daemon.cli.log import command_log
+from daemon.cli.options import out_folder
 from daemon.config import load_config, redacted
-from feeds.errors import ConfigError
+from feeds.errors import ConfigError, printable
+
+_FILE_SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9.\-]{0,15}$")
+FIRST_SYNTH_YEAR = 1900
+LAST_SYNTH_YEAR = 2200
 
 
 def synth_command(args: argparse.Namespace) -> int:
@@ -17,6 +23,29 @@ def synth_command(args: argparse.Namespace) -> int:
     from feeds.synth import write_synthetic
 
     symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
+    if not symbols:
+        raise ConfigError(f"command line: --symbols {args.symbols!r}: no symbol named")
+    for symbol in symbols:
+        # Each symbol names its file: no path separators, nothing a file system reads specially.
+        if not _FILE_SYMBOL.match(symbol):
+            raise ConfigError(
+                f"command line: --symbols {printable(symbol)}: a symbol of bars synth names its "
+                "file: 1 to 16 letters, digits, '.' or '-', starting with a letter or digit"
+            )
+    # The calendar library covers the years pandas can stamp (1677 to 2262) less a margin; ~250
+    # sessions a year, so a span past LAST_SYNTH_YEAR could not be built.
+    if not FIRST_SYNTH_YEAR <= args.start.year < LAST_SYNTH_YEAR:
+        raise ConfigError(
+            f"command line: --start {args.start}: the NYSE calendar used covers the years "
+            f"{FIRST_SYNTH_YEAR} to {LAST_SYNTH_YEAR}"
+        )
+    most = (LAST_SYNTH_YEAR - args.start.year) * 250
+    if args.sessions > most:
+        raise ConfigError(
+            f"command line: --sessions {args.sessions}: from {args.start} the NYSE calendar "
+            f"(to {LAST_SYNTH_YEAR}) holds at most {most:,} sessions"
+        )
+    out_folder("--out", args.out)
     paths = write_synthetic(
         args.out,
         symbols=symbols,
@@ -43,6 +72,7 @@ def download_command(args: argparse.Namespace) -> int:
 
     if args.end < args.start:
         raise ConfigError(f"command line: --end {args.end} is before --start {args.start}")
+    out_folder("--out", args.out)
     key, secret = credentials(os.environ)
     symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
     history = HistoricalBars(

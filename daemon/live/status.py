@@ -13,7 +13,7 @@ from daemon.live.orders import OrderPath
 from daemon.live.recovery import Recovery
 from daemon.live.slicer import Slicer
 from daemon.recorder import CENT, Recorder
-from daemon.service.state import engine_state
+from daemon.service.state import display_book, engine_state
 from daemon.timeutil import iso_utc
 
 
@@ -103,7 +103,7 @@ def summary(
         "start_equity": str(ledger.start_cash.quantize(CENT)),
         "final_equity": str(ledger.equity.quantize(CENT)),
         "max_drawdown": round(figures.max_drawdown, 6),
-        "sharpe": round(figures.sharpe(), 4),
+        "sharpe": round(figures.sharpe(), 4),  # NaN (undefined) is null in JSON
         "slices": counters.slices - counters.warmup_slices,
         "warmup_slices": counters.warmup_slices,
         "warmup_bars": market.warmup_bars,
@@ -120,5 +120,5 @@ def summary(
         "halted_orders": orders.halted_orders,
         "cancelled_on_stop": cancelled,
         "kill_switch": engine.risk.kill_switch,
-        "ledger": ledger.snapshot(),
+        "ledger": display_book(ledger.snapshot()),
     }

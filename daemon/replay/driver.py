@@ -22,6 +22,7 @@ from daemon.config import LoadedConfig
 from daemon.engine import Engine, EngineListener, ListenerFanout
 from daemon.logs import EventLog
 from daemon.recorder import Recorder
+from daemon.research.metrics import figure
 from daemon.timeutil import iso_utc
 from daemon.wiring import build_engine, day_start_ns, open_source
 from feeds.bar import Bar
@@ -46,7 +47,7 @@ def replay(
     source: ReplaySource | None = None,
     listeners: Sequence[EngineListener] = (),
     on_bar: Callable[[Bar, str | None], None] | None = None,
-    between_slices: Callable[[Engine, SimulatedBroker], None] | None = None,
+    between_slices: Callable[[Engine, SimulatedBroker], bool] | None = None,
 ) -> ReplayResult:
     """Run one replay and write its files.
 
@@ -57,7 +58,8 @@ def replay(
         listeners: more engine listeners beside the recorder (metrics, say).
         on_bar: called with each bar and its quarantine reason (None when accepted).
         between_slices: called after each slice was decided and its orders handed over: a
-            paced replay sleeps there and applies an operator's controls.
+            paced replay sleeps there and applies an operator's controls. True from it stops
+            the replay there (the files cover the slices decided).
 
     Raises:
         ConfigError, SourceError: before anything is written.
@@ -69,7 +71,7 @@ def replay(
     universe = list(settings.symbols or source.symbols)
     run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{loaded.digest}"
     target = out_dir if out_dir is not None else Path(settings.run.out_dir) / run_id
-    recorder = Recorder(target, log)
+    recorder = Recorder(target, log, quiet=True)
     trade_from = day_start_ns(settings.run.start) if warmup_from and settings.run.start else None
     listener: EngineListener = ListenerFanout(recorder, *listeners) if listeners else recorder
     engine, broker = build_engine(loaded, universe, listener, trade_from_ts=trade_from)
@@ -129,7 +131,7 @@ def _feed(
     recorder: Recorder,
     *,
     on_bar: Callable[[Bar, str | None], None] | None,
-    between_slices: Callable[[Engine, SimulatedBroker], None] | None,
+    between_slices: Callable[[Engine, SimulatedBroker], bool] | None,
     progress: Callable[[int, int], None] | None,
 ) -> None:
     """Every bar of the source through the engine and the simulated broker, in time order:
@@ -146,8 +148,8 @@ def _feed(
         if ts > slice_ts:
             if engine.slice_ts is not None:
                 _decide(engine, broker)
-                if between_slices is not None:
-                    between_slices(engine, broker)
+                if between_slices is not None and between_slices(engine, broker):
+                    break
             slice_ts = ts
         reason = engine_on_bar(bar)
         if on_bar is not None:
@@ -228,7 +230,7 @@ def _summary(
         "final_equity": str(final_equity.quantize(Decimal("0.01"))),
         "total_return": round(float(final_equity / start_equity - 1), 6),
         "max_drawdown": round(figures.max_drawdown, 6),
-        "sharpe": round(figures.sharpe(), 4),
+        "sharpe": figure(figures.sharpe(), 4),
         "positions": {
             sym: str(pos.qty) for sym, pos in sorted(ledger.positions.items()) if pos.qty != 0
         },

@@ -2,12 +2,16 @@
 
 The replay runs on a worker thread (it is synchronous); the event loop serves /metrics, /healthz,
 /readyz, /state and the control plane. The engine belongs to the replay thread: /state reads a
-snapshot taken between slices, and controls are queued and applied between slices.
+snapshot taken between slices, /metrics the exposition the replay thread publishes between
+slices (a scrape never waits for the replay, however far behind schedule it runs), and controls
+are queued and applied between slices. SIGINT and SIGTERM (with `install_signals`) stop the
+replay at the next slice: its files are written for what was replayed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 import time
 from collections import deque
@@ -29,6 +33,9 @@ from daemon.wiring import open_source
 from feeds.bar import Bar
 
 _ACTIONS = ("halt", "resume", "flatten", "reset_kill_switch")
+# How often the replay thread renders /metrics: fresh enough for any scrape interval, and a
+# render (a few ms) at most a few times a second whatever the speed.
+PUBLISH_EVERY_S = 0.25
 
 
 class PacedReplay:
@@ -37,6 +44,7 @@ class PacedReplay:
     Args:
         speed: slices per wall second.
         env: the environment; TRADINGD_CONTROL_TOKEN enables the control plane.
+        install_signals: stop on SIGINT and SIGTERM (the command line; needs the main thread).
     """
 
     mode = "replay"
@@ -50,6 +58,7 @@ class PacedReplay:
         speed: float,
         out_dir: Path | None = None,
         port: int | None = None,
+        install_signals: bool = False,
     ) -> None:
         self.loaded = loaded
         self.log = log
@@ -66,7 +75,10 @@ class PacedReplay:
         self.slices = 0
         self._pending: deque[str] = deque()
         self._lock = threading.Lock()  # the pending controls and the snapshot
-        self._engine_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._stopped_by: str | None = None
+        self._install_signals = install_signals
+        self._published_at = 0.0
         self._controls: Controls | None = None
         self._snapshot: dict[str, Any] = {"mode": self.mode, "last_slice": None}
         self._running = False
@@ -78,23 +90,44 @@ class PacedReplay:
         self.http = HttpServer(
             self, self.telemetry, log=self.log, host=http.host, port=self.port, token=self.token
         )
+        # Before the replay thread starts, the loop may render: the first scrape has an answer.
+        self.telemetry.publish()
         await self.http.start()
         self.log.info("replay_paced", speed_slices_per_s=self.speed)
         self._running = True
         self._next_due = time.monotonic()
-        self.telemetry.guard = self._engine_lock
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM) if self._install_signals else ()
+        for sig in signals:
+            loop.add_signal_handler(sig, self.stop, sig.name)
         try:
-            return await asyncio.to_thread(self._replay)
+            result = await asyncio.to_thread(self._replay)
         finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
             self._running = False
             await self.http.close()
+        if self._stopped_by is not None:
+            self.log.warning(
+                "replay_stopped",
+                by=self._stopped_by,
+                slices=self.slices,
+                last_slice=result.summary["last_slice"],
+                detail="stopped before the end of the data; the files cover what was replayed",
+            )
+        return result
+
+    def stop(self, by: str = "stop") -> None:
+        """Stop the replay at the next slice (thread-safe; a signal handler calls it)."""
+        if self._stopped_by is None:
+            self._stopped_by = by
+        self._stop.set()
 
     # -- the replay thread ----------------------------------------------------------------------
 
     def _replay(self) -> ReplayResult:
-        # The engine and its ledger are this thread's: it holds the lock except while it sleeps
-        # between slices, which is when /metrics reads the ledger.
-        with self._engine_lock:
+        # The engine, its ledger and the metrics' rendering are this thread's from here on.
+        try:
             return replay(
                 self.loaded,
                 out_dir=self.out_dir,
@@ -104,6 +137,8 @@ class PacedReplay:
                 on_bar=self._on_bar,
                 between_slices=self._between,
             )
+        finally:
+            self.telemetry.publish()
 
     def _on_bar(self, bar: Bar, reason: str | None) -> None:
         self._last_bar_at = time.perf_counter()
@@ -114,7 +149,7 @@ class PacedReplay:
         else:
             telemetry.bar_rejected(bar.symbol, reason)
 
-    def _between(self, engine: Engine, broker: SimulatedBroker) -> None:
+    def _between(self, engine: Engine, broker: SimulatedBroker) -> bool:
         # The replay decides a slice right after its last bar: that bar to the orders handed
         # to the broker is the decision latency.
         self.telemetry.slice_decided(time.perf_counter() - self._last_bar_at)
@@ -127,17 +162,19 @@ class PacedReplay:
         snapshot = engine_state(engine, self.loaded.settings.risk, mode=self.mode)
         with self._lock:
             self._snapshot = snapshot
+        now = time.monotonic()
+        if now - self._published_at >= PUBLISH_EVERY_S:
+            self._published_at = now
+            self.telemetry.publish()
         # Drift-free pacing: the n-th slice is due n intervals after the start.
         self._next_due += 1.0 / self.speed
         delay = self._next_due - time.monotonic()
         if delay > 0:
-            self._engine_lock.release()
-            try:
-                time.sleep(delay)
-            finally:
-                self._engine_lock.acquire()
+            # A stop wakes the wait at once.
+            self._stop.wait(delay)
         else:
             self._next_due = time.monotonic()
+        return self._stop.is_set()
 
     def _apply(self, action: str, engine: Engine, broker: SimulatedBroker) -> None:
         if self._controls is None or self._controls.engine is not engine:

@@ -4,9 +4,15 @@ Pure functions on numpy arrays (times are UTC ns, equity in account currency), a
 `compute_metrics`, which reads a replay's `equity.csv` and `fills.csv` and returns them all, for
 the strategy and for a buy-and-hold benchmark of the same universe.
 
+The one place where Sharpe, volatility and drawdown are computed: the replay's summary (through
+`sharpe_of_daily`), the walk-forward's figures and the report all call these.
+
 Conventions: daily returns use the last equity of each America/New_York date; annualization uses
 252 trading days for returns and 365.25 calendar days for elapsed time; the risk-free rate is 0.
-Metrics that are undefined on the data (too few days, no drawdown) are NaN.
+Metrics that are undefined on the data (fewer than two daily returns, a flat series: no
+variation, no drawdown) are NaN: `summary.json` writes them as null, the report as n/a, and a
+walk-forward ranks them below every number (a grid point that never trades does not outrank a
+losing one).
 """
 
 from __future__ import annotations
@@ -123,22 +129,23 @@ def sharpe(returns: F64) -> float:
     if len(returns) < 2:
         return math.nan
     std = float(returns.std(ddof=1))
-    if std == 0.0:
+    if std == 0.0 or not math.isfinite(std):
         return math.nan
     return float(returns.mean()) / std * math.sqrt(TRADING_DAYS)
 
 
 def sharpe_of_daily(daily_equity: Sequence[float]) -> float:
-    """The summary's Sharpe: of the returns between the last equities of consecutive New York
-    dates, annualized; 0.0 below three dates or for a flat series."""
-    if len(daily_equity) < 3:
-        return 0.0
+    """The summary's Sharpe: `sharpe` of the returns between the last equities of consecutive
+    New York dates; NaN below three dates or for a flat series."""
     daily = np.asarray(daily_equity, dtype=np.float64)
-    returns = daily[1:] / daily[:-1] - 1.0
-    std = float(returns.std(ddof=1))
-    if std == 0.0 or not math.isfinite(std):
-        return 0.0
-    return float(returns.mean()) / std * math.sqrt(TRADING_DAYS)
+    if len(daily) < 3:
+        return math.nan
+    return sharpe(daily[1:] / daily[:-1] - 1.0)
+
+
+def figure(value: float, places: int) -> float | None:
+    """A metric for JSON, rounded to `places`: None (null) when undefined (NaN, infinite)."""
+    return round(value, places) if math.isfinite(value) else None
 
 
 def sortino(returns: F64) -> float:

@@ -238,5 +238,7 @@ class HttpServer:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer":
             return False
-        # compare_digest needs equal types; bytes also take non-ASCII input without raising.
-        return hmac.compare_digest(given.strip().encode(), self._token)
+        # compare_digest needs equal types. aiohttp decodes a header's bytes as UTF-8 with
+        # surrogate escapes: encoding them back the same way never raises (a header of
+        # Latin-1 or random bytes is a wrong token, 401, not a server error).
+        return hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), self._token)

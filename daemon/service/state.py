@@ -11,6 +11,49 @@ from portfolio.risk import RiskSettings
 
 _CENT = Decimal("0.01")
 _PRICE = Decimal("0.0001")
+# The ledger's fields shown to a person: money to the cent, prices to a hundredth of a cent.
+_BOOK_MONEY = (
+    "cash",
+    "equity",
+    "realized_pnl",
+    "unrealized_pnl",
+    "commissions",
+    "high_water",
+    "gross_exposure",
+    "net_exposure",
+)
+_POSITION_MONEY = ("realized_pnl",)
+_POSITION_PRICES = ("avg_cost", "last_price")
+
+
+def rounded(value: Decimal | str, step: Decimal = _CENT) -> str:
+    """`value` to `step` (a cent by default) as text: never `0E-9`, `-0.00` or 28 digits.
+
+    The books stay exact; only what a person reads (/state, `ctl status`, summaries) is rounded.
+    """
+    exact = Decimal(value)
+    if not exact.is_finite():
+        return str(exact)
+    out = exact.quantize(step)
+    return str(out if out != 0 else abs(out))
+
+
+def display_book(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """A ledger's `snapshot()` with its money to the cent and its prices to the tick."""
+    out = dict(snapshot)
+    for key in _BOOK_MONEY:
+        if key in out:
+            out[key] = rounded(out[key])
+    positions = {}
+    for symbol, position in snapshot.get("positions", {}).items():
+        shown = dict(position)
+        for key in _POSITION_MONEY:
+            shown[key] = rounded(shown[key])
+        for key in _POSITION_PRICES:
+            shown[key] = rounded(shown[key], _PRICE)
+        positions[symbol] = shown
+    out["positions"] = positions
+    return out
 
 
 def engine_state(engine: Engine, risk: RiskSettings, *, mode: str) -> dict[str, Any]:
@@ -22,10 +65,7 @@ def engine_state(engine: Engine, risk: RiskSettings, *, mode: str) -> dict[str, 
     ledger = engine.ledger
     equity = ledger.equity
     targets = engine.last_targets
-    positions = ledger.snapshot()["positions"]
-    for position in positions.values():
-        # Average costs divide: show them to a hundredth of a cent, as a person reads them.
-        position["avg_cost"] = str(Decimal(position["avg_cost"]).quantize(_PRICE))
+    positions = display_book(ledger.snapshot())["positions"]
     weights = [abs(p["weight"]) for p in positions.values()]
     gross = float(ledger.gross_exposure / equity) if equity > 0 else 0.0
     start = engine.risk.day_start_equity
@@ -36,13 +76,14 @@ def engine_state(engine: Engine, risk: RiskSettings, *, mode: str) -> dict[str, 
         "halted": engine.halted,
         "kill_switch": {"tripped": engine.risk.kill_switch, "reason": engine.risk.kill_reason},
         "account": {
-            "equity": str(equity),
-            "cash": str(ledger.cash),
-            "gross_exposure": str(ledger.gross_exposure),
-            "net_exposure": str(ledger.net_exposure),
-            "realized_pnl": str(ledger.realized_pnl),
-            "unrealized_pnl": str(ledger.unrealized_pnl().quantize(_CENT)),
-            "high_water": str(ledger.high_water),
+            "equity": rounded(equity),
+            "cash": rounded(ledger.cash),
+            "gross_exposure": rounded(ledger.gross_exposure),
+            "net_exposure": rounded(ledger.net_exposure),
+            "realized_pnl": rounded(ledger.realized_pnl),
+            "unrealized_pnl": rounded(ledger.unrealized_pnl()),
+            "commissions": rounded(ledger.commissions),
+            "high_water": rounded(ledger.high_water),
             "drawdown": ledger.drawdown,
         },
         "positions": positions,
@@ -72,7 +113,7 @@ def engine_state(engine: Engine, risk: RiskSettings, *, mode: str) -> dict[str, 
             "max_gross": {"limit": risk.max_gross, "used": gross},
             "max_drawdown": {"limit": risk.max_drawdown, "used": ledger.drawdown},
             "daily_loss_limit": {"limit": risk.daily_loss_limit, "used": max(day_loss, 0.0)},
-            "max_order_notional": str(risk.max_order_notional),
+            "max_order_notional": rounded(risk.max_order_notional),
             "allow_short": risk.allow_short,
             "on_kill": risk.on_kill,
         },

@@ -6,7 +6,8 @@ event (seconds since the last bar, the ledger's equity and positions, the kill s
 at scrape time by a collector (`daemon.service.collectors`), so a quiet daemon still reports the
 truth. The families and their bounded labels are in `daemon.service.metric_families`.
 
-Call `exposition()` from the event loop's thread (it reads the ledger).
+Call `exposition()` from the event loop's thread (it reads the ledger), or have the thread
+that owns the ledger `publish()` it, after which scrapes serve the published text.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class Telemetry:
         # client_order_id -> [submitted at (monotonic), acknowledged yet]
         self._clocks: dict[str, list[float | bool]] = {}
         self.guard: AbstractContextManager[Any] = contextlib.nullcontext()
+        self._published: bytes | None = None
         self.registry = CollectorRegistry(auto_describe=True)
         families = register_families(
             self.registry, mode=mode, symbols=self.symbols, strategies=self.strategies
@@ -92,12 +94,23 @@ class Telemetry:
     def exposition(self) -> tuple[bytes, str]:
         """The text exposition of the registry and its content type (format 0.0.4).
 
-        Taken under `guard`: a driver whose engine runs on another thread (the paced replay)
-        sets it to the lock that thread holds while it touches the ledger.
+        Once `publish()` was called, the text it rendered (never waits). Otherwise rendered now,
+        under `guard`.
         """
+        published = self._published
+        if published is not None:
+            return published, CONTENT_TYPE_PLAIN_0_0_4
         with self.guard:
             body = generate_latest(WithoutCreated(self.registry))
         return body, CONTENT_TYPE_PLAIN_0_0_4
+
+    def publish(self) -> None:
+        """Render the exposition now, for every scrape until the next `publish()`.
+
+        For a driver whose engine runs on another thread (the paced replay): that thread calls
+        it between slices, so a scrape reads a finished text and never waits for the engine.
+        """
+        self._published = generate_latest(WithoutCreated(self.registry))
 
     def attach(self, *, ledger: Ledger | None = None, risk: RiskGate | None = None) -> None:
         """Read the ledger's gauges and the kill switch from these at scrape time.

@@ -41,7 +41,14 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def test_replay_of_the_shipped_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     code, stdout, err = run(
-        capsys, "replay", "config/base.yaml", "config/risk_balanced.yaml", "--out", str(out)
+        capsys,
+        "replay",
+        "config/base.yaml",
+        "config/risk_balanced.yaml",
+        "--out",
+        str(out),
+        "--log-level",
+        "debug",
     )
     assert code == 0, err
     for name in ("summary.json", "orders.csv", "fills.csv", "equity.csv", "rejected_bars.csv"):
@@ -57,7 +64,7 @@ def test_replay_of_the_shipped_config(tmp_path: Path, capsys: pytest.CaptureFixt
     assert len(rows) == summary["slices"]
     assert abs(float(rows[-1]["equity"]) - float(summary["final_equity"])) <= 0.01
     assert "wrote" in stdout
-    # stderr carries JSON log lines only, and every order carries its decision trace
+    # stderr carries JSON log lines only, and at debug every order carries its decision trace
     events = [json.loads(line) for line in err.splitlines()]
     submitted = [e for e in events if e["event"] == "order_submitted"]
     assert len(submitted) == summary["orders"]
@@ -244,10 +251,12 @@ def test_bars_synth_is_deterministic(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as info:
-        main(["bars", "synth", "--symbols", "A", "--sessions", "0", "--out", "x"])
-    assert info.value.code == 2
-    assert "must be greater than 0" in capsys.readouterr().err
+    code = main(["bars", "synth", "--symbols", "A", "--sessions", "0", "--out", "x"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tradingd: error: command line: bars synth: argument --sessions: ")
+    assert "must be greater than 0" in err
+    assert len(err.splitlines()) == 1
 
 
 class FakeTerminal(io.StringIO):

@@ -380,6 +380,8 @@ dates_text = st.one_of(
     st.sampled_from(["1990-01-01", "2021-01-10", "2021-02-30", "2021-1-4", "today", ""]),
     words,
 )
+# Output folders: new, a file, under a file, one that cannot be created, deeper than exists.
+_OUTS = ["fresh", "base.yaml", "base.yaml/x", "/proc/tradingd-x", "a/b/c", ""]
 flags = st.one_of(
     st.tuples(st.just("--start"), dates_text),
     st.tuples(st.just("--end"), dates_text),
@@ -394,6 +396,7 @@ flags = st.one_of(
     st.tuples(st.just("--log-level"), st.sampled_from(["error", "warning", "loud"])),
     st.tuples(st.just("--log-format"), st.sampled_from(["json", "text", "xml"])),
     st.tuples(st.sampled_from(["--speed", "--port"]), st.sampled_from(["1", "-1", "x", "99999"])),
+    st.tuples(st.just("--out"), st.sampled_from(_OUTS)),
     st.tuples(words.filter(bool).map(lambda t: f"--{t}"), words),
 )
 
@@ -416,7 +419,9 @@ def test_malformed_command_lines(
         for flag, value in options:
             argv += [flag, value]
         if command == "replay":
-            argv += ["--out", out_dir(ws), "--log-level", "error"]
+            if all(flag != "--out" for flag, _ in options):
+                argv += ["--out", out_dir(ws)]
+            argv += ["--log-level", "error"]
         places = [
             "command line",
             *configs,
@@ -426,3 +431,26 @@ def test_malformed_command_lines(
             str(ws.data),
         ]
         run_cli(capsys, argv, places)
+
+
+synth_flags = st.one_of(
+    st.tuples(st.just("--sessions"), st.sampled_from(["0", "1", "2", "-1", "x", "100000", ""])),
+    st.tuples(st.just("--start"), dates_text),
+    st.tuples(st.just("--symbols"), st.one_of(st.sampled_from(["A", "a,B", ",", "A/B"]), words)),
+    st.tuples(st.just("--out"), st.sampled_from(_OUTS)),
+    st.tuples(st.just("--format"), st.sampled_from(["csv", "parquet", "xls"])),
+    st.tuples(st.just("--seed"), st.sampled_from(["0", "7", "x"])),
+)
+
+
+@given(options=st.lists(synth_flags, max_size=6))
+def test_malformed_synth_command_lines(
+    capsys: pytest.CaptureFixture[str], options: list[tuple[str, str]]
+) -> None:
+    """`bars synth`: its sessions, start, symbols and output folder, generated."""
+    with workspace():
+        argv = ["bars", "synth"]
+        for flag, value in options:
+            argv += [flag, value]
+        places = ["command line", *(word for pair in options for word in pair if word)]
+        run_cli(capsys, [*argv, "--log-level", "error"], places)

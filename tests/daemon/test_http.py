@@ -248,3 +248,28 @@ def test_loopback_hosts() -> None:
     assert not is_loopback("::")
     assert not is_loopback("10.1.2.3")
     assert not is_loopback("tradingd.example.com")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"Bearer \xc3\xa9t\xc3\xa9", b"Bearer \xe9\xff\xfe", "Bearer s3cret-\u00e9".encode("latin-1")],
+    ids=["utf8", "raw-bytes", "latin1"],
+)
+async def test_a_non_ascii_authorization_header_is_401_not_500(
+    served: Served, value: bytes
+) -> None:
+    # aiohttp's client refuses such headers: the request goes over a plain socket.
+    import asyncio
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.server.port)
+    writer.write(
+        b"POST /halt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n"
+        b"Connection: close\r\nAuthorization: " + value + b"\r\n\r\n"
+    )
+    await writer.drain()
+    response = await asyncio.wait_for(reader.read(), timeout=10)
+    writer.close()
+    status_line = response.split(b"\r\n", 1)[0]
+    assert status_line.startswith(b"HTTP/1.1 401"), response
+    assert served.daemon.calls == []
+    assert not [e for e in served.events() if e["event"] == "http_error"]

@@ -96,8 +96,8 @@ def test_report_has_benchmark_column_with_prices(tmp_path: Path) -> None:
     prices = {"A": (times, np.array([10.0, 14.4]))}  # 1.44 over 2 years: CAGR 20%
     html = write_report(tmp_path, prices=prices).read_text(encoding="utf-8")
     assert "<th>buy and hold</th>" in html
-    assert "<tr><th>cagr</th>" in html
-    row = re.search(r"<tr><th>cagr</th>.*?</tr>", html)
+    assert "<tr><th>CAGR</th>" in html
+    row = re.search(r"<tr><th>CAGR</th>.*?</tr>", html)
     assert row is not None
     assert "<td>20.00%</td>" in row.group(0)
 
@@ -223,7 +223,7 @@ def test_walkforward_metrics_are_the_hand_checked_values_of_the_joined_curve(
         "total_return", "cagr", "volatility", "sharpe", "sortino", "max_drawdown",
         "max_drawdown_days", "calmar",
     }  # fmt: skip
-    row = re.search(r"<tr><th>cagr</th>.*?</tr>", html)
+    row = re.search(r"<tr><th>CAGR</th>.*?</tr>", html)
     assert row is not None
     assert "<td>20.00%</td>" in row.group(0)  # buy and hold over the same dates
 

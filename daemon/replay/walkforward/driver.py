@@ -36,6 +36,10 @@ _Candidate: TypeAlias = tuple[int, GridPoint, int]
 _Curve: TypeAlias = tuple[tuple[str, float], ...]
 
 
+# The replay summary's figures where higher is better, which a grid search can maximize.
+OBJECTIVES: tuple[str, ...] = ("sharpe", "total_return", "final_equity")
+
+
 def walk_forward(
     config_paths: Sequence[str],
     *,
@@ -65,7 +69,7 @@ def walk_forward(
         out_dir: where the outputs go; each replay writes into `out_dir/jobs/<name>`.
         seed: recorded in the summary. The event path draws no random numbers, so the results
             depend on the inputs alone; the seed is kept for reproducibility records.
-        objective: a numeric key of the replay summary; higher is better.
+        objective: one of OBJECTIVES, a key of the replay summary; higher is better.
         warmup_days: sessions read before each window to fill lookbacks; None computes it from
             the strategies' and the composer's `warmup_bars` (plus a margin).
 
@@ -78,6 +82,11 @@ def walk_forward(
         raise ConfigError("--train and --test must be at least 1 session")
     if workers < 1:
         raise ConfigError("--workers must be at least 1")
+    if objective not in OBJECTIVES:
+        raise ConfigError(
+            f"command line: --objective {objective}: not a figure walk-forward can maximize; "
+            f"choose one of {', '.join(OBJECTIVES)}"
+        )
     paths, base_overrides, loaded = _load_base(config_paths, overrides)
 
     every, sessions, universe = read_sessions(loaded)
@@ -239,7 +248,7 @@ def _run_folds(
                 params=point,
                 train_objective=score,
                 test_return=float(summary["total_return"]),
-                test_sharpe=float(summary["sharpe"]),
+                test_sharpe=math.nan if summary["sharpe"] is None else float(summary["sharpe"]),
                 test_max_drawdown=float(summary["max_drawdown"]),
                 test=summary,
             )
@@ -250,7 +259,9 @@ def _run_folds(
 
 def _objective(result: JobResult, name: str) -> float:
     value = result.summary.get(name)
-    if isinstance(value, bool) or value is None:
+    if value is None:
+        return -math.inf  # undefined (a flat series' Sharpe): below every real score
+    if isinstance(value, bool):
         raise ConfigError(f"objective {name!r}: not a numeric key of the replay summary")
     try:
         number = float(value)

@@ -4,7 +4,6 @@ figures, and the files `equity.csv`, `folds.csv` and `summary.json`."""
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +15,7 @@ import orjson
 
 from daemon.replay.driver import TRADING_DAYS
 from daemon.replay.walkforward.folds import Fold, GridPoint
+from daemon.research.metrics import figure, max_drawdown, sharpe
 from daemon.timeutil import NS, day_index
 from daemon.wiring import DAY_TZ
 
@@ -67,31 +67,24 @@ def join_curves(
 
 
 def curve_figures(rows: Sequence[tuple[str, int, float]], start_cash: float) -> dict[str, Any]:
-    """Total return, CAGR, Sharpe (of daily returns, rf = 0) and max drawdown of a curve that
-    starts from `start_cash`."""
+    """Total return, CAGR, Sharpe (of daily returns, rf = 0; None when undefined) and max
+    drawdown of a curve that starts from `start_cash`, by `daemon.research.metrics`."""
     if not rows:
-        return {"total_return": 0.0, "cagr": 0.0, "sharpe": 0.0, "max_drawdown": 0.0, "days": 0}
+        return {"total_return": 0.0, "cagr": 0.0, "sharpe": None, "max_drawdown": 0.0, "days": 0}
     ts = np.array([_parse_ns(t) for t, _, _ in rows], dtype=np.int64)
     equity = np.array([e for _, _, e in rows], dtype=np.float64)
     days = day_index(ts, DAY_TZ)
     daily = np.concatenate(([start_cash], equity[np.flatnonzero(np.diff(days, append=-1))]))
     returns = daily[1:] / daily[:-1] - 1.0
-    std = float(returns.std(ddof=1)) if len(returns) > 1 else 0.0
-    sharpe = (
-        float(returns.mean()) / std * math.sqrt(TRADING_DAYS)
-        if std > 0 and math.isfinite(std)
-        else 0.0
-    )
     curve = np.concatenate(([start_cash], equity))
-    drawdown = 1.0 - curve / np.maximum.accumulate(curve)
     total = float(equity[-1] / start_cash - 1.0)
     n_days = len(returns)
     cagr = (1.0 + total) ** (TRADING_DAYS / n_days) - 1.0 if total > -1.0 else -1.0
     return {
         "total_return": round(total, 6),
         "cagr": round(cagr, 6),
-        "sharpe": round(sharpe, 4),
-        "max_drawdown": round(float(drawdown.max()), 6),
+        "sharpe": figure(sharpe(returns), 4),
+        "max_drawdown": round(max_drawdown(curve), 6),
         "final_equity": round(float(equity[-1]), 2),
         "days": n_days,
     }

@@ -37,10 +37,18 @@ from daemon.research.report.tables import (
     monthly_table,
     trade_table,
 )
+from daemon.timeutil import iso_utc
 from feeds.errors import SourceError
 
 # The metrics a bare equity curve defines (no fills or exposure: no turnover, win rate...).
 _SERIES_METRICS = METRIC_NAMES[:8]
+_RUN_KINDS = {
+    "replay": "Replay",
+    "sim": "Simulated live run",
+    "paper": "Paper run",
+    "live": "Live run",
+    "track": "Tracking run",
+}
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}
 table{border-collapse:collapse;margin:0.5em 0 1.5em}
@@ -77,12 +85,16 @@ def write_report(out_dir: Path, *, prices: Prices | None) -> Path:
     strategy_w = _weights(targets, "strategy", times)
     regimes = _regimes(summary)
 
-    run_id = str(summary.get("run_id", ""))
+    run_id = str(summary.get("run_id") or out_dir.name)
+    kind = _RUN_KINDS.get(str(summary.get("mode", "replay")), "Run")
+    # The period from the summary, or from equity.csv when the summary does not name it.
+    first = summary.get("first_slice") or iso_utc(int(times[0]))
+    last = summary.get("last_slice") or iso_utc(int(times[-1]))
     parts = [
         *_document_head(
             f"tradingd report {run_id}",
-            f"Replay {run_id}",
-            f"{summary.get('first_slice')} to {summary.get('last_slice')}; symbols: "
+            f"{kind} {run_id}",
+            f"{first} to {last}; symbols: "
             f"{', '.join(map(str, summary.get('symbols', [])))}; config: "
             f"{', '.join(map(str, summary.get('config', [])))}",
         ),

@@ -17,6 +17,21 @@ from feeds.errors import SourceError
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _PERCENT = {"total_return", "cagr", "volatility", "max_drawdown", "win_rate", "time_in_market"}
+# What a reader sees for each metric key (the key stays in the cell's data-name).
+METRIC_LABELS: dict[str, str] = {
+    "total_return": "total return",
+    "cagr": "CAGR",
+    "volatility": "volatility, annualized",
+    "sharpe": "Sharpe",
+    "sortino": "Sortino",
+    "max_drawdown": "max drawdown",
+    "max_drawdown_days": "max drawdown, days",
+    "calmar": "Calmar",
+    "turnover": "turnover, per year",
+    "win_rate": "win rate",
+    "round_trips": "round trips",
+    "time_in_market": "time in market",
+}
 
 
 def format_metric(name: str, value: float | None) -> str:
@@ -41,7 +56,8 @@ def metrics_table(metrics: dict[str, Any], names: Sequence[str] = METRIC_NAMES) 
         "<th>buy and hold</th></tr>" if bench is not None else "</tr>"
     )
     rows = [
-        f'<tr><th>{escape(name)}</th><td class="metric" data-name="{escape(name)}">'
+        f"<tr><th>{escape(METRIC_LABELS.get(name, name.replace('_', ' ')))}</th>"
+        f'<td class="metric" data-name="{escape(name)}">'
         f"{format_metric(name, strategy.get(name))}</td>"
         + (f"<td>{format_metric(name, bench.get(name))}</td>" if bench is not None else "")
         + "</tr>"
