@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, assert_never
-from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -40,14 +39,12 @@ from brokers.orders import (
 from composer.targets import Targets
 from daemon.engine import Decision
 from daemon.logs import EventLog, Level
-from daemon.research.metrics import sharpe_of_daily
+from daemon.research.metrics import SeriesFigures
 from daemon.timeutil import IsoFormatter
-from feeds.days import next_local_midnight_ns
 from portfolio.events import KillSwitchTripped
 from portfolio.ledger import Ledger
 
 CENT = Decimal("0.01")
-DAY_TZ = ZoneInfo("America/New_York")
 # An order still open when this many later orders are waiting is written as it stands, so one
 # stuck order cannot hold every later row in memory.
 MAX_PENDING_ROWS = 10_000
@@ -101,36 +98,6 @@ _RISK_COLUMNS = [
     "reason",
 ]
 _TERMINAL = frozenset({"filled", "rejected", "canceled"})
-
-
-class SeriesFigures:
-    """What the summary needs of the equity series, kept as slices stream by."""
-
-    def __init__(self) -> None:
-        self.first_ts: int | None = None
-        self.last_ts: int | None = None
-        self.slices = 0
-        self.max_drawdown = 0.0
-        self.daily: list[float] = []  # the last equity of each New York date, in order
-        self._day_end = -(2**63)  # first instant of the date after the current one
-        self._last_equity = 0.0
-
-    def add(self, ts: int, equity: float, drawdown: float) -> None:
-        if self.first_ts is None:
-            self.first_ts = ts
-        if ts >= self._day_end:
-            if self.slices:
-                self.daily.append(self._last_equity)
-            self._day_end = next_local_midnight_ns(ts, DAY_TZ)
-        self.last_ts = ts
-        self.slices += 1
-        self._last_equity = equity
-        self.max_drawdown = max(self.max_drawdown, drawdown)
-
-    def sharpe(self) -> float:
-        """Annualized Sharpe of daily returns (see `sharpe_of_daily`)."""
-        daily = [*self.daily, self._last_equity] if self.slices else []
-        return sharpe_of_daily(daily)
 
 
 class Recorder:

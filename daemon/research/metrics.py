@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +32,7 @@ import orjson
 
 from daemon.timeutil import NS, day_index
 from feeds.bar import Bar
+from feeds.days import next_local_midnight_ns
 from feeds.errors import SourceError
 
 F64: TypeAlias = npt.NDArray[np.float64]
@@ -38,6 +40,7 @@ I64: TypeAlias = npt.NDArray[np.int64]
 Prices: TypeAlias = dict[str, tuple[I64, F64]]
 
 DAY_TZ = "America/New_York"
+_DAY_ZONE = ZoneInfo(DAY_TZ)
 TRADING_DAYS = 252
 NS_PER_YEAR = 365.25 * 86_400 * NS
 NS_PER_DAY_F = 86_400.0 * NS
@@ -416,3 +419,33 @@ def compute_metrics(out_dir: Path, prices: Prices | None = None) -> dict[str, An
             turnover=math.nan, win_rate=math.nan, round_trips=math.nan, time_in_market=1.0
         )
     return {"strategy": strategy, "benchmark": benchmark}
+
+
+class SeriesFigures:
+    """What the summary needs of the equity series, kept as slices stream by."""
+
+    def __init__(self) -> None:
+        self.first_ts: int | None = None
+        self.last_ts: int | None = None
+        self.slices = 0
+        self.max_drawdown = 0.0
+        self.daily: list[float] = []  # the last equity of each New York date, in order
+        self._day_end = -(2**63)  # first instant of the date after the current one
+        self._last_equity = 0.0
+
+    def add(self, ts: int, equity: float, drawdown: float) -> None:
+        if self.first_ts is None:
+            self.first_ts = ts
+        if ts >= self._day_end:
+            if self.slices:
+                self.daily.append(self._last_equity)
+            self._day_end = next_local_midnight_ns(ts, _DAY_ZONE)
+        self.last_ts = ts
+        self.slices += 1
+        self._last_equity = equity
+        self.max_drawdown = max(self.max_drawdown, drawdown)
+
+    def sharpe(self) -> float:
+        """Annualized Sharpe of daily returns (see `sharpe_of_daily`)."""
+        daily = [*self.daily, self._last_equity] if self.slices else []
+        return sharpe_of_daily(daily)
