@@ -118,7 +118,7 @@ class LiveDaemon:
             crash=CrashPoints(env, log),
             own_prefix=self.prefix,
             policy=policy,
-            max_decision_age_s=settings.live.max_decision_age_s or NS_PER_MINUTE / 2e9,
+            max_decision_age_s=settings.live.max_decision_age_s or settings.data.bar_ns() / 2e9,
             market_now=self.market.now_ns,
             journaled=self._journaled,
         )
