@@ -24,6 +24,7 @@ from typing import Any
 from brokers.alpaca_rest import MarketClock
 from daemon.config import LoadedConfig
 from daemon.live import status
+from daemon.live.buckets import LiveBuckets
 from daemon.live.controls import Controls
 from daemon.live.crash import CrashPoints
 from daemon.live.guard import JournalGuard
@@ -41,6 +42,7 @@ from feeds.alpaca_stream import (
     DataEvent,
 )
 from feeds.bar import NS_PER_MINUTE
+from feeds.calendar import SessionCalendar
 from feeds.errors import ConfigError, TradingdError
 from portfolio.journal import Journal, JournalError, LedgerSnapshot
 from portfolio.ledger import Ledger
@@ -130,6 +132,20 @@ class LiveDaemon:
             policy=policy,
             symbols=self.symbols,
         )
+        self.buckets = (
+            LiveBuckets(
+                timeframe=settings.data.timeframe,
+                execution=settings.execution,
+                calendar=SessionCalendar(settings.sanity.calendar),
+                grace_s=settings.live.slice_grace_s,
+            )
+            if settings.data.timeframe != "1Min"
+            else None
+        )
+        if self.buckets is not None:
+            buckets = self.buckets
+            self.orders.defer = lambda orders: buckets.hold(orders, self.market.now_ns())
+        self.market.buckets = self.buckets
         self.loop = EngineLoop(
             engine=self.engine,
             broker=self.broker,
@@ -143,6 +159,7 @@ class LiveDaemon:
             log=log,
             clock=self.clock,
             follow_account=self.broker.read_only,
+            buckets=self.buckets,
         )
         self.controls = Controls(
             self.engine,
@@ -416,6 +433,7 @@ class LiveDaemon:
         self.market.on_clock(clock, first=not self._started)
         if self._started:
             self.loop.check_quiet()
+            self.loop.on_market_time()  # a bucket's end or an auction window, by the clock
         self.loop.progress.set()  # the clock task's news, for whoever waits on the daemon's state
 
     # -- stop -----------------------------------------------------------------------------------

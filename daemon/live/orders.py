@@ -90,6 +90,8 @@ class OrderPath:
         self.max_decision_age_s = max_decision_age_s
         self.market_now = market_now
         self.held: dict[str, int] = {}  # slices decided without orders, by reason
+        # Orders to send now of a decision's; others wait (auction orders outside their window).
+        self.defer: Callable[[list[SubmitOrder]], list[SubmitOrder]] = _now
         self._journaled = journaled
 
     # -- out ------------------------------------------------------------------------------------
@@ -126,7 +128,7 @@ class OrderPath:
         elif orders:
             self.crash.reached("after_intent")
         self.persist_kill_switch(slice_ts)
-        self.send(orders)
+        self.send(self.defer(orders))
         self.telemetry.slice_decided(time.perf_counter() - started)
 
     def hold_reason(self, decision_ts: int, *, catch_up: bool) -> str | None:
@@ -225,3 +227,7 @@ class OrderPath:
             self.engine.halt()
             self.telemetry.halted(True)
         return False
+
+
+def _now(orders: list[SubmitOrder]) -> list[SubmitOrder]:
+    return orders

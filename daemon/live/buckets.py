@@ -1,0 +1,92 @@
+"""Bars of the strategies' timeframe from Alpaca's minute stream, and auction orders held until
+Alpaca takes them. Pure: no I/O; the loop drives it with the market's time.
+
+Minutes go into a `feeds.aggregator.BarAggregator`; a bucket completes when a later minute of its
+symbol arrives or when the market's time passes its end by `slice_grace_s` (`due_ns`,
+`close_through`): then its bars go through the engine as one slice, decided at once. For
+`next_open`, the orders of the daily decision (after the close) wait in `held` until the opg
+window opens (`execution.opg_submit_at`, New York), then leave.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from brokers.auctions import NEW_YORK, OPG_CUTOFF, OPG_WINDOW_OPENS, local_time
+from brokers.orders import SubmitOrder, TimeInForce
+from daemon.execution import ExecutionSettings
+from feeds.aggregator import BarAggregator
+from feeds.bar import NS_PER_SECOND, Bar
+from feeds.calendar import SessionCalendar
+from feeds.timeframes import Timeframe
+
+
+class LiveBuckets:
+    """The aggregation and the auction hold of one daemon.
+
+    Args:
+        grace_s: how long after a bucket's end its late minutes are waited for.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeframe: Timeframe,
+        execution: ExecutionSettings,
+        calendar: SessionCalendar,
+        grace_s: float,
+    ) -> None:
+        self.aggregator = BarAggregator(timeframe, calendar, align=execution.align)
+        self.execution = execution
+        self.grace_ns = int(grace_s * NS_PER_SECOND)
+        self.held: list[SubmitOrder] = []
+
+    def add(self, minute: Bar) -> list[Bar]:
+        """A streamed (or backfilled) minute; the buckets of its symbol it completes."""
+        return self.aggregator.add(minute)
+
+    def due_ns(self) -> int | None:
+        """The market time at which an open bucket completes by the clock, or None."""
+        end = self.aggregator.next_end()
+        return None if end is None else end + self.grace_ns
+
+    def close_through(self, now_ns: int) -> list[Bar]:
+        """The buckets that ended more than the grace before `now_ns`."""
+        return self.aggregator.close_through(now_ns - self.grace_ns)
+
+    # -- auction orders ----------------------------------------------------------------------
+
+    def hold(self, orders: list[SubmitOrder], now_ns: int) -> list[SubmitOrder]:
+        """The orders to send now; opg orders decided outside the window wait in `held`."""
+        if not orders:
+            return orders
+        if all(o.time_in_force is not TimeInForce.OPG for o in orders):
+            return orders
+        self.held.extend(orders)
+        return self.release(now_ns)
+
+    def release(self, now_ns: int) -> list[SubmitOrder]:
+        """The held orders Alpaca takes at `now_ns` (the opg window, from opg_submit_at)."""
+        if not self.held or not self._opg_open(now_ns):
+            return []
+        out, self.held = self.held, []
+        return out
+
+    def release_at_ns(self, now_ns: int) -> int | None:
+        """When held orders may leave (market time), or None if none are held."""
+        if not self.held:
+            return None
+        if self._opg_open(now_ns):
+            return now_ns
+        day = dt.datetime.fromtimestamp(now_ns / NS_PER_SECOND, NEW_YORK).date()
+        at = dt.datetime.combine(day, self.execution.opg_submit_at, NEW_YORK)
+        if at.timestamp() * NS_PER_SECOND <= now_ns:
+            at = at + dt.timedelta(days=1)
+        return int(at.timestamp()) * NS_PER_SECOND
+
+    def _opg_open(self, now_ns: int) -> bool:
+        at = local_time(now_ns)
+        start = self.execution.opg_submit_at
+        if start >= OPG_WINDOW_OPENS:  # an evening start: until the next morning's cut-off
+            return at >= start or at < OPG_CUTOFF
+        return start <= at < OPG_CUTOFF

@@ -1,0 +1,122 @@
+"""A daily strategy live against the sandbox: warm-up from daily bars, the day's bar rebuilt from
+the minutes already played, one decision after the close, opg orders held until Alpaca's window
+opens and filled at the next session's open, books equal to the sandbox's, audit clean."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from brokers.auctions import NEW_YORK
+from daemon.config import load_config
+from daemon.live.lifecycle import LiveDaemon
+from daemon.live.recovery import positions_of
+from daemon.replay.audit import audit
+from feeds.bar import NS_PER_SECOND
+from sandbox import Sandbox
+from tests.daemon.livekit import DATA, ENV, SYMBOLS, Session, quiet_log
+
+SESSION = 390  # minutes of a full session in the sample (2024-11-18 on)
+WARM = 4 * SESSION + 385  # four whole sessions and 2024-11-22 up to 15:55 are history
+
+
+def ny_ns(day: dt.date, hour: int, minute: int, second: int = 0) -> int:
+    moment = dt.datetime.combine(day, dt.time(hour, minute, second), NEW_YORK)
+    return int(moment.timestamp()) * NS_PER_SECOND
+
+
+@pytest.fixture
+async def box() -> AsyncIterator[Sandbox]:
+    sandbox = Sandbox(DATA, speed=None, warm_minutes=WARM, key="test-key", secret="test-secret")
+    await sandbox.start()
+    try:
+        yield sandbox
+    finally:
+        await sandbox.close()
+
+
+def daily_daemon(tmp_path: Path, box: Sandbox) -> LiveDaemon:
+    tree: dict[str, Any] = {
+        "symbols": SYMBOLS,
+        "data": {"path": str(DATA), "timeframe": "1Day"},
+        "execution": {"style": "next_open"},
+        "strategies": {
+            "hold": {"type": "recorder"},
+            "trend": {"type": "sma_cross", "params": {"fast": 2, "slow": 4}},
+        },
+        "composer": {"method": "equal", "rebalance": {"every": "slice"}},
+        "rebalance": {"fractional": False, "min_trade_notional": 100},
+        "risk": {"max_weight": 0.3, "max_gross": 1.0, "allow_short": False},
+        "run": {"out_dir": str(tmp_path / "out"), "order_id_prefix": "daily"},
+        "http": {"enabled": False},
+        "state": {"dir": str(tmp_path / "state")},
+        "live": {
+            "mode": "paper",
+            "feed": "iex",
+            "trading_url": box.trading_url,
+            "trade_stream_url": box.trade_stream_url,
+            "data_stream_url": box.data_stream_url("iex"),
+            "data_url": box.data_url,
+            "slice_grace_s": 0.5,
+            "clock_poll_s": 0.05,
+            "backoff_min_s": 0.02,
+            "backoff_max_s": 0.2,
+            "cancel_on_stop": False,
+        },
+    }
+    path = tmp_path / "daily.yaml"
+    path.write_text(yaml.safe_dump(tree), encoding="utf-8")
+    return LiveDaemon(load_config([str(path)]), log=quiet_log(), env=ENV)
+
+
+async def test_a_daily_strategy_trades_at_the_next_open_with_opg_orders(
+    tmp_path: Path, box: Sandbox, recorder: Any
+) -> None:
+    daemon = daily_daemon(tmp_path, box)
+    session = Session(daemon, box)
+    await session.started()
+    day = dt.date(2024, 11, 22)
+    buckets = daemon.buckets
+    assert buckets is not None
+    # Warm-up: the four sessions before as daily bars; today's 385 minutes rebuild its bucket.
+    assert daemon.warmup_bars == 4 * len(SYMBOLS)
+    assert buckets.aggregator.open_symbols() == sorted(SYMBOLS)
+    assert daemon.engine.counters.slices == 4
+
+    assert await box.step(SESSION - 385)  # 15:55 to 15:59
+    last = ny_ns(day, 15, 59)
+    await session.until(lambda: daemon.slicer.next_ts == last + 60 * NS_PER_SECOND)
+    assert daemon.engine.counters.slices == 4  # nothing decided during the session
+
+    await box.pass_time(ny_ns(day, 16, 0, 1))  # after the close: the day's bar completes
+    await session.until(lambda: daemon.engine.counters.slices == 5)
+    assert buckets.held, "the decision's opg orders wait for Alpaca's window"
+    decided = list(buckets.held)
+    assert {o.time_in_force.value for o in decided} == {"opg"}
+    assert not box.orders_created
+
+    await box.pass_time(ny_ns(day, 19, 0, 1))  # the opg window opens
+    await session.until(
+        lambda: len(box.orders_created) == len(decided) and daemon.broker.health().in_flight == 0
+    )
+    assert not buckets.held
+
+    assert await box.step()  # 2024-11-25 09:30: the opening auction
+    await session.until(lambda: daemon.engine.counters.fills == len(decided))
+    opening = {b.symbol: b for b in box.market.by_minute[WARM + SESSION - 385]}
+    for order in decided:
+        fill = box.account.by_client_id[order.client_order_id]
+        assert fill.filled_avg_price == Decimal(repr(opening[order.symbol].open))
+    assert positions_of(daemon.ledger) == {s: q for s, q in box.positions.items() if q}
+    assert daemon.ledger.cash == box.cash
+    assert await session.stop() == 0
+
+    result = audit(tmp_path / "state")
+    assert result.differences == []
+    assert result.orders == len(decided)
