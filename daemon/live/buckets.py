@@ -11,10 +11,12 @@ window opens (`execution.opg_submit_at`, New York), then leave.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from brokers.auctions import NEW_YORK, OPG_CUTOFF, OPG_WINDOW_OPENS, local_time
 from brokers.orders import SubmitOrder, TimeInForce
 from daemon.execution import ExecutionSettings
+from daemon.settings import Settings
 from feeds.aggregator import BarAggregator
 from feeds.bar import NS_PER_SECOND, Bar
 from feeds.calendar import SessionCalendar
@@ -84,9 +86,28 @@ class LiveBuckets:
             at = at + dt.timedelta(days=1)
         return int(at.timestamp()) * NS_PER_SECOND
 
+    def deferring(
+        self, market_now: Callable[[], int]
+    ) -> Callable[[list[SubmitOrder]], list[SubmitOrder]]:
+        """`OrderPath.defer` for this daemon: what to send now of a decision's orders."""
+        return lambda orders: self.hold(orders, market_now())
+
     def _opg_open(self, now_ns: int) -> bool:
         at = local_time(now_ns)
         start = self.execution.opg_submit_at
         if start >= OPG_WINDOW_OPENS:  # an evening start: until the next morning's cut-off
             return at >= start or at < OPG_CUTOFF
         return start <= at < OPG_CUTOFF
+
+
+def live_buckets(settings: Settings) -> LiveBuckets | None:
+    """The aggregation for the strategies' timeframe, or None for 1-minute strategies (the
+    stream's bars are theirs)."""
+    if settings.data.timeframe == "1Min":
+        return None
+    return LiveBuckets(
+        timeframe=settings.data.timeframe,
+        execution=settings.execution,
+        calendar=SessionCalendar(settings.sanity.calendar),
+        grace_s=settings.live.slice_grace_s,
+    )

@@ -24,7 +24,7 @@ from typing import Any
 from brokers.alpaca_rest import MarketClock
 from daemon.config import LoadedConfig
 from daemon.live import status
-from daemon.live.buckets import LiveBuckets
+from daemon.live.buckets import live_buckets
 from daemon.live.controls import Controls
 from daemon.live.crash import CrashPoints
 from daemon.live.guard import JournalGuard
@@ -42,7 +42,6 @@ from feeds.alpaca_stream import (
     DataEvent,
 )
 from feeds.bar import NS_PER_MINUTE
-from feeds.calendar import SessionCalendar
 from feeds.errors import ConfigError, TradingdError
 from portfolio.journal import Journal, JournalError, LedgerSnapshot
 from portfolio.ledger import Ledger
@@ -132,20 +131,10 @@ class LiveDaemon:
             policy=policy,
             symbols=self.symbols,
         )
-        self.buckets = (
-            LiveBuckets(
-                timeframe=settings.data.timeframe,
-                execution=settings.execution,
-                calendar=SessionCalendar(settings.sanity.calendar),
-                grace_s=settings.live.slice_grace_s,
-            )
-            if settings.data.timeframe != "1Min"
-            else None
-        )
-        if self.buckets is not None:
-            buckets = self.buckets
-            self.orders.defer = lambda orders: buckets.hold(orders, self.market.now_ns())
+        self.buckets = live_buckets(settings)  # None for minute strategies
         self.market.buckets = self.buckets
+        if self.buckets is not None:
+            self.orders.defer = self.buckets.deferring(self.market.now_ns)
         self.loop = EngineLoop(
             engine=self.engine,
             broker=self.broker,
