@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from brokers.auctions import (
     CLS_CUTOFF,
+    NEW_YORK,
     OPG_CUTOFF,
     OPG_WINDOW_OPENS,
     SESSION_CLOSE,
@@ -32,6 +33,8 @@ from brokers.auctions import (
 )
 from brokers.orders import TimeInForce
 from feeds.aggregator import Alignment
+from feeds.bar import NS_PER_SECOND
+from feeds.calendar import SessionCalendar
 from feeds.errors import ConfigError
 from feeds.timeframes import Timeframe
 
@@ -129,6 +132,21 @@ class ExecutionSettings(BaseModel):
 
 
 _INTRADAY = ("5Min", "15Min", "30Min", "1Hour")
+
+
+def decided_at(
+    execution: ExecutionSettings, timeframe: Timeframe, slice_ts: int, calendar: SessionCalendar
+) -> int | None:
+    """When the slice stamped `slice_ts` was decided, if not at its bar's end: a daily bar
+    decided before the close (`before_close`) on a session still open at `decide_at`. The audit
+    replays a journal's daily slices with it, as the daemon and the replay decided them."""
+    at = execution.decide_at
+    if execution.style != "before_close" or timeframe != "1Day" or at is None:
+        return None
+    day = dt.datetime.fromtimestamp(slice_ts / NS_PER_SECOND, NEW_YORK).date()
+    when = int(dt.datetime.combine(day, at, NEW_YORK).timestamp()) * NS_PER_SECOND
+    bounds = calendar.bounds(when)
+    return when if bounds is not None and bounds[0] <= when < bounds[1] else None
 
 
 def check_execution(execution: ExecutionSettings, timeframe: Timeframe, where: str) -> None:

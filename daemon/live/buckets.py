@@ -42,19 +42,62 @@ class LiveBuckets:
         self.execution = execution
         self.grace_ns = int(grace_s * NS_PER_SECOND)
         self.held: list[SubmitOrder] = []
+        self._decide_at = execution.decide_at if execution.style == "before_close" else None
+        self._decided_day = -1  # the daily bucket decided on its partial bar (before_close)
 
     def add(self, minute: Bar) -> list[Bar]:
         """A streamed (or backfilled) minute; the buckets of its symbol it completes."""
         return self.aggregator.add(minute)
 
-    def due_ns(self) -> int | None:
-        """The market time at which an open bucket completes by the clock, or None."""
+    def due_ns(self, now_ns: int) -> int | None:
+        """The market time at which an open bucket completes by the clock (or a before_close
+        decision is due), or None."""
         end = self.aggregator.next_end()
-        return None if end is None else end + self.grace_ns
+        times = [t + self.grace_ns for t in (end, self.decision_ns(now_ns)) if t is not None]
+        return min(times) if times else None
 
     def close_through(self, now_ns: int) -> list[Bar]:
-        """The buckets that ended more than the grace before `now_ns`."""
-        return self.aggregator.close_through(now_ns - self.grace_ns)
+        """The buckets that ended more than the grace before `now_ns` (not a day already
+        decided on its partial bar)."""
+        done = self.aggregator.close_through(now_ns - self.grace_ns)
+        return [b for b in done if b.ts != self._decided_day]
+
+    def drop_decided(self, bars: list[Bar]) -> list[Bar]:
+        """`bars` without those of a day already decided on its partial bar."""
+        return [b for b in bars if b.ts != self._decided_day]
+
+    # -- before_close --------------------------------------------------------------------------
+
+    def decision_ns(self, now_ns: int) -> int | None:
+        """before_close: today's decision time (New York `decide_at`) if it is still to come or
+        pending, else None (decided, no session today, or it closes before decide_at)."""
+        if self._decide_at is None:
+            return None
+        day = dt.datetime.fromtimestamp(now_ns / NS_PER_SECOND, NEW_YORK).date()
+        at = int(dt.datetime.combine(day, self._decide_at, NEW_YORK).timestamp()) * NS_PER_SECOND
+        bucket = self.aggregator.bucket(at)
+        if bucket is None or bucket.ts == self._decided_day:
+            return None
+        return at
+
+    def partials(self, now_ns: int, *, minute_ts: int | None = None) -> tuple[list[Bar], int]:
+        """before_close: the partial daily bars to decide on, and the decision time, once the
+        market's time passed decide_at by the grace (or a minute at or after decide_at came:
+        `minute_ts`); else ([], 0). The partial bars hold only minutes before decide_at."""
+        at = self.decision_ns(now_ns if minute_ts is None else minute_ts)
+        if at is None:
+            return [], 0
+        if now_ns < at + self.grace_ns and (minute_ts is None or minute_ts < at):
+            return [], 0
+        bucket = self.aggregator.bucket(at)
+        assert bucket is not None
+        self._decided_day = bucket.ts
+        bars = [
+            bar
+            for symbol in self.aggregator.open_symbols()
+            if (bar := self.aggregator.partial(symbol)) is not None and bar.ts == bucket.ts
+        ]
+        return bars, at
 
     # -- auction orders ----------------------------------------------------------------------
 

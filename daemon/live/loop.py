@@ -187,7 +187,10 @@ class EngineLoop:
         self.market.saw_bar(bar)
         self.slicer.seen(bar.ts)
         self.broker.on_bar(bar)
-        for done in buckets.add(bar):
+        if buckets.decision_ns(bar.ts) is not None:
+            # before_close: a minute at or after decide_at first closes the day's decision.
+            self._decide_partials(buckets.partials(self.market.now_ns(), minute_ts=bar.ts))
+        for done in buckets.drop_decided(buckets.add(bar)):
             self._engine_bar(done, to_broker=False)
 
     def on_market_time(self) -> None:
@@ -202,22 +205,39 @@ class EngineLoop:
             self._engine_bar(bar, to_broker=False)
         if done and self.engine.slice_ts is not None and not self._catching_up:
             self._decide()
+        self._decide_partials(buckets.partials(now))
         released = buckets.release(now)
         if released:
             self.log.info("auction_orders_released", orders=len(released))
             self.orders.send(released)
 
+    def _decide_partials(self, due: tuple[list[Bar], int]) -> None:
+        """before_close: the day's bars so far through the engine, decided at decide_at."""
+        bars, decided_at = due
+        if not bars:
+            return
+        engine = self.engine
+        if engine.slice_ts is not None:
+            self._decide()
+        for bar in bars:
+            self._engine_bar(bar, to_broker=False, complete_decides=False)
+        if engine.slice_ts is not None and not self._catching_up:
+            self.slicer.closed()
+            self.orders.decide(decided_at=decided_at)
+
     def _bucket_timeout(self, timeout: float | None) -> float | None:
         buckets = self.buckets
         assert buckets is not None
         now = self.market.now_ns()
-        wake = [t for t in (buckets.due_ns(), buckets.release_at_ns(now)) if t is not None]
+        wake = [t for t in (buckets.due_ns(now), buckets.release_at_ns(now)) if t is not None]
         if not wake:
             return timeout
         wait = max((min(wake) - now) / 1e9, 0.0) + 0.01
         return wait if timeout is None else min(timeout, wait)
 
-    def _engine_bar(self, bar: Bar, *, to_broker: bool = True) -> None:
+    def _engine_bar(
+        self, bar: Bar, *, to_broker: bool = True, complete_decides: bool = True
+    ) -> None:
         engine = self.engine
         telemetry = self.telemetry
         symbol = bar.symbol
@@ -243,7 +263,7 @@ class EngineLoop:
         if to_broker and engine.slice_ts == bar.ts:
             self.broker.on_bar(bar)
         if engine.slice_complete:
-            if self._can_close() and not self._catching_up:
+            if self._can_close() and not self._catching_up and complete_decides:
                 self._decide()
         elif engine.slice_ts is not None:
             self.slicer.arm(self.clock.monotonic())

@@ -96,13 +96,15 @@ class OrderPath:
 
     # -- out ------------------------------------------------------------------------------------
 
-    def decide(self, *, catch_up: bool = False) -> None:
+    def decide(self, *, catch_up: bool = False, decided_at: int | None = None) -> None:
         """Close the open slice and hand its orders to the broker.
 
         Args:
             catch_up: the slice was rebuilt from history after a gap, and later ones wait:
                 it feeds the strategies but sends nothing (decisions are made on fresh data
                 only; the latest slice trades what is owed).
+            decided_at: the decision's time when not the bar's end (a daily bar decided
+                before the close).
         """
         engine = self.engine
         slice_ts = engine.slice_ts
@@ -111,8 +113,9 @@ class OrderPath:
         started = time.perf_counter()
         n_symbols = len(engine.slice_symbols)
         self.apply_events(self.broker.poll_events())  # fills first: the decision sees them
-        held = self.hold_reason(slice_ts + engine.bar_ns, catch_up=catch_up)
-        orders = engine.close_slice(send=held is None)
+        decision_ts = slice_ts + engine.bar_ns if decided_at is None else decided_at
+        held = self.hold_reason(decision_ts, catch_up=catch_up)
+        orders = engine.close_slice(send=held is None, decided_at=decided_at)
         if held is not None:
             self.held[held] = self.held.get(held, 0) + 1
         self.slices.add(slice_ts, n_symbols)

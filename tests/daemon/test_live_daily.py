@@ -4,7 +4,9 @@ opens and filled at the next session's open, books equal to the sandbox's, audit
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -17,12 +19,15 @@ from brokers.auctions import NEW_YORK
 from daemon.config import load_config
 from daemon.live.lifecycle import LiveDaemon
 from daemon.live.recovery import positions_of
+from daemon.logs import EventLog
 from daemon.replay.audit import audit
+from daemon.replay.driver import replay
 from feeds.bar import NS_PER_SECOND
 from sandbox import Sandbox
 from tests.daemon.livekit import DATA, ENV, SYMBOLS, Session, quiet_log
 
 SESSION = 390  # minutes of a full session in the sample (2024-11-18 on)
+KEY, SECRET = ENV["APCA_API_KEY_ID"], ENV["APCA_API_SECRET_KEY"]
 WARM = 4 * SESSION + 385  # four whole sessions and 2024-11-22 up to 15:55 are history
 
 
@@ -33,7 +38,7 @@ def ny_ns(day: dt.date, hour: int, minute: int, second: int = 0) -> int:
 
 @pytest.fixture
 async def box() -> AsyncIterator[Sandbox]:
-    sandbox = Sandbox(DATA, speed=None, warm_minutes=WARM, key="test-key", secret="test-secret")
+    sandbox = Sandbox(DATA, speed=None, warm_minutes=WARM, key=KEY, secret=SECRET)
     await sandbox.start()
     try:
         yield sandbox
@@ -41,11 +46,13 @@ async def box() -> AsyncIterator[Sandbox]:
         await sandbox.close()
 
 
-def daily_daemon(tmp_path: Path, box: Sandbox) -> LiveDaemon:
+def daily_daemon(
+    tmp_path: Path, box: Sandbox, execution: dict[str, Any] | None = None
+) -> LiveDaemon:
     tree: dict[str, Any] = {
         "symbols": SYMBOLS,
         "data": {"path": str(DATA), "timeframe": "1Day"},
-        "execution": {"style": "next_open"},
+        "execution": execution or {"style": "next_open"},
         "strategies": {
             "hold": {"type": "recorder"},
             "trend": {"type": "sma_cross", "params": {"fast": 2, "slow": 4}},
@@ -120,3 +127,55 @@ async def test_a_daily_strategy_trades_at_the_next_open_with_opg_orders(
     result = audit(tmp_path / "state")
     assert result.differences == []
     assert result.orders == len(decided)
+
+
+async def test_a_daily_strategy_decides_before_the_close_with_cls_orders(
+    tmp_path: Path, recorder: Any
+) -> None:
+    # 2024-11-22 is played up to 15:40; the daemon decides at 15:45 on the bar so far.
+    box = Sandbox(DATA, speed=None, warm_minutes=4 * SESSION + 370, key=KEY, secret=SECRET)
+    await box.start()
+    try:
+        execution = {"style": "before_close", "decide_at": "15:45", "order": "cls"}
+        daemon = daily_daemon(tmp_path, box, execution)
+        session = Session(daemon, box)
+        await session.started()
+        assert await box.step(5)  # 15:40 to 15:44: no decision yet
+        day = dt.date(2024, 11, 22)
+        await session.until(lambda: daemon.slicer.next_ts == ny_ns(day, 15, 45))
+        assert daemon.engine.counters.slices == 4
+        assert await box.step()  # the 15:45 minute: decide first, on minutes before 15:45
+        await session.until(
+            lambda: daemon.engine.counters.slices == 5 and daemon.broker.health().in_flight == 0
+        )
+        ids = list(daemon.engine.order_book.open_orders)
+        assert ids
+        decided = [box.account.by_client_id[cid] for cid in ids]
+        assert {o.time_in_force for o in decided} == {"cls"}
+        assert len(box.orders_created) == len(decided)  # taken: before the 15:50 cut-off
+        assert await box.step(14)  # to 15:59: the closing auction fills at its close
+        await session.until(lambda: daemon.engine.counters.fills == len(decided))
+        closing = {b.symbol: b for b in box.market.by_minute[4 * SESSION + SESSION - 1]}
+        for order in decided:
+            assert order.filled_avg_price == Decimal(repr(closing[order.symbol].close))
+        assert positions_of(daemon.ledger) == {s: q for s, q in box.positions.items() if q}
+        assert daemon.ledger.cash == box.cash
+        assert await session.stop() == 0
+    finally:
+        await box.close()
+    assert audit(tmp_path / "state").differences == []
+
+    # The replay of the same minutes (warmed up on the four sessions before, trading from
+    # 2024-11-22 as the daemon did) decides the same orders: ids, sides, quantities.
+    window: dict[tuple[str | int, ...], Any] = {
+        ("run", "start"): "2024-11-22",
+        ("run", "end"): "2024-11-22",
+    }
+    config = load_config([str(tmp_path / "daily.yaml")], window)
+    out = tmp_path / "replay"
+    replay(config, out_dir=out, log=EventLog(io.StringIO()), warmup_from=dt.date(2024, 11, 18))
+    with (out / "orders.csv").open() as f:
+        replayed = [r for r in csv.DictReader(f) if r["slice_time"].startswith("2024-11-22")]
+    assert sorted((r["client_order_id"], r["side"], r["qty"]) for r in replayed) == sorted(
+        (o.client_order_id, o.side, str(o.qty)) for o in decided
+    )
