@@ -47,11 +47,11 @@ async def box() -> AsyncIterator[Sandbox]:
 
 
 def daily_daemon(
-    tmp_path: Path, box: Sandbox, execution: dict[str, Any] | None = None
+    tmp_path: Path, box: Sandbox, execution: dict[str, Any] | None = None, timeframe: str = "1Day"
 ) -> LiveDaemon:
     tree: dict[str, Any] = {
         "symbols": SYMBOLS,
-        "data": {"path": str(DATA), "timeframe": "1Day"},
+        "data": {"path": str(DATA), "timeframe": timeframe},
         "execution": execution or {"style": "next_open"},
         "strategies": {
             "hold": {"type": "recorder"},
@@ -179,3 +179,28 @@ async def test_a_daily_strategy_decides_before_the_close_with_cls_orders(
     assert sorted((r["client_order_id"], r["side"], r["qty"]) for r in replayed) == sorted(
         (o.client_order_id, o.side, str(o.qty)) for o in decided
     )
+
+
+async def test_an_hourly_strategy_decides_once_per_bucket(
+    tmp_path: Path, sandbox: Sandbox, recorder: Any
+) -> None:
+    # The sandbox fixture has 09:30 to 11:29 of 2024-11-18 played.
+    daemon = daily_daemon(tmp_path, sandbox, {"style": "bar_close"}, timeframe="1Hour")
+    session = Session(daemon, sandbox)
+    await session.started()
+    day = dt.date(2024, 11, 18)
+    assert daemon.engine.counters.slices == 1  # 09:30-10:29, warm; 10:30 is still open
+    assert await sandbox.step()  # 11:30: completes the 10:30 bucket, decided at once
+    await session.until(lambda: ny_ns(day, 10, 30) in daemon.slices.symbols)
+    assert await sandbox.step(59)  # to 12:29; then the clock passes 12:30 plus the grace
+    await session.until(lambda: ny_ns(day, 11, 30) in daemon.slices.symbols)
+    assert daemon.slices.decided[-2:] == [ny_ns(day, 10, 30), ny_ns(day, 11, 30)]
+    assert await sandbox.step()  # the orders of 11:30's bucket fill at 12:30's open
+    await session.until(
+        lambda: daemon.broker.health().in_flight == 0 and not daemon.engine.order_book.open_orders
+    )
+    assert daemon.engine.counters.fills > 0
+    assert positions_of(daemon.ledger) == {s: q for s, q in sandbox.positions.items() if q}
+    assert daemon.ledger.cash == sandbox.cash
+    assert await session.stop() == 0
+    assert audit(tmp_path / "state").differences == []
