@@ -204,3 +204,44 @@ async def test_an_hourly_strategy_decides_once_per_bucket(
     assert daemon.ledger.cash == sandbox.cash
     assert await session.stop() == 0
     assert audit(tmp_path / "state").differences == []
+
+
+async def test_a_restart_mid_session_rebuilds_the_day_and_drops_unsent_held_orders(
+    tmp_path: Path, box: Sandbox, recorder: Any
+) -> None:
+    day = dt.date(2024, 11, 22)
+    first = Session(daily_daemon(tmp_path, box), box)
+    await first.started()
+    assert await box.step(2)  # 15:55, 15:56
+    await first.until(lambda: first.daemon.slicer.next_ts == ny_ns(day, 15, 57))
+    assert await first.stop() == 0  # mid-session: the day's bar is not decided
+
+    second = Session(daily_daemon(tmp_path, box), box)
+    await second.started()
+    daemon = second.daemon
+    buckets = daemon.buckets
+    assert buckets is not None
+    # The day's bucket rebuilt from the 387 minutes played, by symbol.
+    rebuilt = buckets.aggregator.partial("AAA")
+    assert rebuilt is not None
+    assert rebuilt.ts == ny_ns(day, 0, 0)
+    played = [b for b in box.market.by_symbol["AAA"] if ny_ns(day, 9, 30) <= b.ts < box.now_ns]
+    assert len(played) == 387
+    assert (rebuilt.open, rebuilt.close) == (played[0].open, played[-1].close)
+    assert rebuilt.volume == sum(b.volume for b in played)
+    assert await box.step(3)  # to the close
+    await box.pass_time(ny_ns(day, 16, 0, 1))
+    await second.until(lambda: bool(buckets.held))
+    assert daemon.slices.decided[-1] == ny_ns(day, 0, 0)
+    held = [o.client_order_id for o in buckets.held]
+    assert await second.stop() == 0  # stopped before the opg window: nothing was sent
+
+    third = Session(daily_daemon(tmp_path, box), box)
+    await third.started()
+    book = third.daemon.engine.order_book
+    await third.until(lambda: not any(cid in book.open_orders for cid in held))
+    assert not box.orders_created  # never sent, never sent twice
+    assert third.daemon.buckets is not None
+    assert not third.daemon.buckets.held
+    assert await third.stop() == 0
+    assert audit(tmp_path / "state").differences == []
