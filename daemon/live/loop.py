@@ -187,6 +187,10 @@ class EngineLoop:
         self.market.saw_bar(bar)
         self.slicer.seen(bar.ts)
         self.broker.on_bar(bar)
+        # The feed's freshness is the minutes' (a daily bar comes once a day): the metrics and
+        # the no-data alert see each minute taken into its bucket.
+        self.telemetry.bar_received(bar.symbol)
+        self.telemetry.bar_accepted(bar.symbol, bar.ts)
         if buckets.decision_ns(bar.ts) is not None:
             # before_close: a minute at or after decide_at first closes the day's decision.
             self._decide_partials(buckets.partials(self.market.now_ns(), minute_ts=bar.ts))
