@@ -181,8 +181,9 @@ class MarketData:
         Daily strategies read Alpaca's daily bars (one bar a session instead of 390 minutes: a
         200-day lookback is a page per symbol, not 78,000 minutes); intraday timeframes read
         minutes and aggregate them, as the stream is, so their buckets align as configured (and
-        Alpaca's hourly bars align to the clock). Today's minutes so far always come as minutes:
-        they rebuild the current bucket, as after a restart.
+        Alpaca's hourly bars align to the clock). The latest session's minutes always come as
+        minutes: they rebuild its bucket (after a restart too), which the daemon then completes
+        and decides by the clock, even when it starts after the close.
         """
         timeframe = buckets.aggregator.timeframe
         daily = timeframe == "1Day"
@@ -198,21 +199,22 @@ class MarketData:
         if not past:
             return
         first = past[max(len(past) - sessions_back, 0)].open_ns
-        today = past[-1] if past[-1].close_ns > clock.ts else None
         completed: list[Bar] = []
-        # Today's session, if under way, comes as minutes; bars before its date are complete.
-        cut = day_start(today.open_ns) if today is not None else clock.ts
-        if daily and self.settings.warmup and need > 0:
-            days = await self.fetch(day_start(first), clock.ts, "1Day")
-            completed = [b for b in days if b.ts < cut]
-            minutes = await self.fetch(today.open_ns, clock.ts) if today is not None else []
-        elif daily:
-            minutes = await self.fetch(today.open_ns, clock.ts) if today is not None else []
+        if daily:
+            # The latest session (under way, or over and not yet decided: a start after the
+            # close decides it) comes as minutes; the days before it are complete daily bars.
+            latest = past[-1]
+            if self.settings.warmup and need > 0:
+                days = await self.fetch(day_start(first), clock.ts, "1Day")
+                completed = [b for b in days if b.ts < day_start(latest.open_ns)]
+            minutes = await self.fetch(latest.open_ns, clock.ts)
+            for minute in minutes:
+                completed.extend(buckets.add(minute))
         else:
             minutes = await self.fetch(first, clock.ts)
-        for minute in minutes:
-            completed.extend(buckets.add(minute))
-        completed.extend(buckets.close_through(clock.ts))
+            for minute in minutes:
+                completed.extend(buckets.add(minute))
+            completed.extend(buckets.close_through(clock.ts))
         self._warm_feed(completed)
         self.warmup_bars = len(completed)
         if minutes:

@@ -247,3 +247,30 @@ async def test_a_restart_mid_session_rebuilds_the_day_and_drops_unsent_held_orde
     assert not third.daemon.buckets.held
     assert await third.stop() == 0
     assert audit(tmp_path / "state").differences == []
+
+
+async def test_a_daemon_started_after_the_close_decides_that_day(
+    tmp_path: Path, recorder: Any
+) -> None:
+    box = Sandbox(DATA, speed=None, warm_minutes=5 * SESSION, key=KEY, secret=SECRET)
+    await box.start()
+    try:
+        day = dt.date(2024, 11, 22)
+        await box.pass_time(ny_ns(day, 17, 0))  # 2024-11-22 is over, the opg window not open
+        session = Session(daily_daemon(tmp_path, box), box)
+        await session.started()
+        daemon = session.daemon
+        buckets = daemon.buckets
+        assert buckets is not None
+        await session.until(lambda: bool(buckets.held))
+        assert daemon.engine.counters.warmup_slices == 4
+        assert daemon.slices.decided == [ny_ns(day, 0, 0)]
+        assert not box.orders_created
+        await box.pass_time(ny_ns(day, 19, 0, 1))
+        await session.until(
+            lambda: len(box.orders_created) == len(daemon.engine.order_book.open_orders) > 0
+        )
+        assert await session.stop() == 0
+    finally:
+        await box.close()
+    assert audit(tmp_path / "state").differences == []
