@@ -4,6 +4,7 @@ opens and filled at the next session's open, books equal to the sandbox's, audit
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import io
@@ -12,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 
@@ -24,7 +26,7 @@ from daemon.replay.audit import audit
 from daemon.replay.driver import replay
 from feeds.bar import NS_PER_SECOND
 from sandbox import Sandbox
-from tests.daemon.livekit import DATA, ENV, SYMBOLS, Session, quiet_log
+from tests.daemon.livekit import DATA, ENV, SYMBOLS, DaemonProcess, Session, quiet_log
 
 SESSION = 390  # minutes of a full session in the sample (2024-11-18 on)
 KEY, SECRET = ENV["APCA_API_KEY_ID"], ENV["APCA_API_SECRET_KEY"]
@@ -49,6 +51,17 @@ async def box() -> AsyncIterator[Sandbox]:
 def daily_daemon(
     tmp_path: Path, box: Sandbox, execution: dict[str, Any] | None = None, timeframe: str = "1Day"
 ) -> LiveDaemon:
+    path = daily_config(tmp_path, box, execution, timeframe)
+    return LiveDaemon(load_config([str(path)]), log=quiet_log(), env=ENV)
+
+
+def daily_config(
+    tmp_path: Path,
+    box: Sandbox,
+    execution: dict[str, Any] | None = None,
+    timeframe: str = "1Day",
+    http: dict[str, Any] | None = None,
+) -> Path:
     tree: dict[str, Any] = {
         "symbols": SYMBOLS,
         "data": {"path": str(DATA), "timeframe": timeframe},
@@ -61,7 +74,7 @@ def daily_daemon(
         "rebalance": {"fractional": False, "min_trade_notional": 100},
         "risk": {"max_weight": 0.3, "max_gross": 1.0, "allow_short": False},
         "run": {"out_dir": str(tmp_path / "out"), "order_id_prefix": "daily"},
-        "http": {"enabled": False},
+        "http": http or {"enabled": False},
         "state": {"dir": str(tmp_path / "state")},
         "live": {
             "mode": "paper",
@@ -79,7 +92,7 @@ def daily_daemon(
     }
     path = tmp_path / "daily.yaml"
     path.write_text(yaml.safe_dump(tree), encoding="utf-8")
-    return LiveDaemon(load_config([str(path)]), log=quiet_log(), env=ENV)
+    return path
 
 
 async def test_a_daily_strategy_trades_at_the_next_open_with_opg_orders(
@@ -273,4 +286,49 @@ async def test_a_daemon_started_after_the_close_decides_that_day(
         assert await session.stop() == 0
     finally:
         await box.close()
+    assert audit(tmp_path / "state").differences == []
+
+
+@pytest.mark.slow
+async def test_kill_9_mid_session_rebuilds_the_day_and_trades_it_once(
+    tmp_path: Path, box: Sandbox, recorder: Any
+) -> None:
+    day = dt.date(2024, 11, 22)
+    config = daily_config(tmp_path, box, http={"port": 0})
+    out = tmp_path / "out"
+    # The recorder strategy is installed under tmp_path/site-packages: the child needs it too.
+    env = {"PYTHONPATH": str(tmp_path / "site-packages")}
+    first = DaemonProcess(config, out, env=env)
+    await first.start()
+    assert await box.step(2)  # 15:55, 15:56 while it runs
+    assert first.process is not None
+    first.process.kill()  # kill -9, mid-session
+    assert await first.wait_exit() == -9
+
+    again = DaemonProcess(config, out, env=env)
+    await again.start()
+    warm = await again.wait_event("warmup_done")
+    assert warm["minutes_rebuilt"] == 387 * len(SYMBOLS)  # the day so far, from history
+    assert await box.step(3)  # to 15:59
+    await box.pass_time(ny_ns(day, 16, 0, 1))
+    async with asyncio.timeout(20):  # decided after the close, once, its orders held
+        while (await again.state())["last_slice"] != "2024-11-22T05:00:00Z":
+            await asyncio.sleep(0.02)
+    assert not box.orders_created
+    await box.pass_time(ny_ns(day, 19, 0, 1))
+    released = await again.wait_event("auction_orders_released")
+    assert released["orders"] > 0
+    async with asyncio.timeout(20):
+        while len(box.orders_created) < released["orders"]:
+            await asyncio.sleep(0.02)
+    assert max(box.orders_created.values()) == 1
+    assert await box.step()  # the opening auction of 2024-11-25
+    async with asyncio.timeout(20):
+        while (await again.state())["open_orders"]:
+            await asyncio.sleep(0.02)
+    assert await again.terminate() == 0, again.tail()
+    summary = orjson.loads((out / "summary.json").read_bytes())
+    held = {s: Decimal(p["qty"]) for s, p in summary["ledger"]["positions"].items()}
+    assert held == {s: q for s, q in box.positions.items() if q}
+    assert Decimal(summary["ledger"]["cash"]) == box.cash
     assert audit(tmp_path / "state").differences == []
