@@ -24,6 +24,7 @@ from pydantic.fields import FieldInfo
 from composer.registry import StrategyRegistry, UnknownStrategyError, load_registry
 from composer.settings import StrategySpec
 from composer.strategy import Strategy
+from daemon.execution import check_execution
 from daemon.settings import Settings
 from feeds.errors import ConfigError, printable
 
@@ -33,6 +34,7 @@ Loc = tuple[str | int, ...]
 # them. `notify` never changes a decision and never enters it.
 _NOT_DIGESTED = {"notify"}
 _ADDED_LATER: tuple[tuple[str, str], ...] = (("live", "max_decision_age_s"),)
+_SECTIONS_ADDED_LATER = ("execution",)
 _SECRET_WORDS = ("secret", "token", "password", "api_key", "apikey")
 _BOUND_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
 _SHOWN = 40  # characters of a rejected value quoted in a message
@@ -56,6 +58,10 @@ class LoadedConfig:
             node = settings.get(str(section), {})
             if key in node and node[key] == default.model_dump(mode="json").get(key):
                 del node[key]
+        for section in _SECTIONS_ADDED_LATER:
+            default = Settings.model_fields[section].get_default(call_default_factory=True)
+            if settings.get(section) == default.model_dump(mode="json"):
+                del settings[section]
         dumped = orjson.dumps(settings, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(dumped).hexdigest()[:8]
 
@@ -104,6 +110,9 @@ def load_config(
     except ValidationError as e:
         raise ConfigError(_describe(e, Settings, origins, tuple(paths), ())) from None
     loaded = LoadedConfig(settings=settings, files=tuple(paths), origins=origins)
+    check_execution(
+        settings.execution, settings.data.timeframe, loaded.origin(("execution", "style"))
+    )
     registry = registry if registry is not None else load_registry()
     for sid, spec in settings.strategies.items():
         _params(loaded, registry, sid, spec)

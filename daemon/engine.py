@@ -272,7 +272,7 @@ class Engine:
         """Every bar the engine was shown: accepted or rejected."""
         return self.counters.bars_accepted + sum(self.rejected.values())
 
-    def close_slice(self, *, send: bool = True) -> list[SubmitOrder]:
+    def close_slice(self, *, send: bool = True, decided_at: int | None = None) -> list[SubmitOrder]:
         """Decide at the close of the open slice; return the orders to hand to the broker.
 
         Args:
@@ -287,7 +287,7 @@ class Engine:
             return []
         self.slice_ts = None
         self.last_decided_ts = slice_ts
-        decision_ts = slice_ts + self.bar_ns
+        decision_ts = slice_ts + self.bar_ns if decided_at is None else decided_at
         closes = self._slice_closes
         self._slice_closes = {}
         self.last_close.update(closes)

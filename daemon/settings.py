@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from brokers.settings import SimulatedBrokerSettings
 from composer.settings import ComposerSettings, StrategySpec
+from daemon.execution import ExecutionSettings
 from daemon.service.notify.settings import NotifySettings
 from feeds.limits import MAX_MONEY, MAX_SECONDS, check_date, check_money_places
 from feeds.replay import DataSettings
@@ -108,7 +109,8 @@ class LiveSettings(BaseModel):
         stop_deadline_s: a stop finishes within this, in-flight submits resolved or not.
         max_decision_age_s: an order decided longer ago than this (market time) is never sent:
             a slice that old when it closes sends nothing, and an order still unsent at that
-            age is dropped. Default: half a bar.
+            age is dropped. Default: half a bar of `data.timeframe` (30 s for minute bars,
+            12 h for daily bars, so a daily decision is not held for being slower than 30 s).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -199,6 +201,7 @@ class Settings(BaseModel):
     # The universe. Empty: every symbol the data has.
     symbols: list[str] = Field(default_factory=list)
     data: DataSettings
+    execution: ExecutionSettings = ExecutionSettings()
     sanity: SanitySettings = SanitySettings()
     strategies: dict[str, StrategySpec] = Field(min_length=1)
     composer: ComposerSettings = ComposerSettings()

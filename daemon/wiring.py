@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeAlias, assert_never
 
+from brokers.orders import TimeInForce
 from brokers.simulated import SimulatedBroker
 from composer.composer import Composer
 from composer.registry import load_registry
@@ -46,6 +47,7 @@ def build_engine(
     trade_from_ts: int | None = None,
     decides: bool = True,
     id_prefix: str | None = None,
+    broker_bar_ns: int | None = None,
 ) -> tuple[Engine, SimulatedBroker]:
     """The engine and the simulated broker, every part built from the validated config.
 
@@ -72,6 +74,7 @@ def build_engine(
     )
     sanity = SanityChecker(settings.sanity, bar_ns=bar_ns, calendar=calendar)
     prefix = id_prefix or order_id_prefix(loaded)
+    tif = settings.execution.time_in_force()
     engine = Engine(
         symbols=universe,
         bar_ns=bar_ns,
@@ -80,7 +83,10 @@ def build_engine(
         ledger=Ledger(settings.run.start_cash),
         order_book=OrderBook(),
         rebalancer=Rebalancer(
-            settings.rebalance, id_prefix=prefix, cash_limited=settings.broker.account == "cash"
+            settings.rebalance,
+            id_prefix=prefix,
+            cash_limited=settings.broker.account == "cash",
+            time_in_force=tif,
         ),
         risk=RiskGate(settings.risk, fractional=settings.rebalance.fractional),
         listener=listener,
@@ -89,8 +95,22 @@ def build_engine(
         trade_from_ts=trade_from_ts,
         decides=decides,
     )
-    broker = SimulatedBroker(settings.broker, start_cash=settings.run.start_cash)
+    broker = simulated_broker(loaded, bar_ns=broker_bar_ns or bar_ns)
     return engine, broker
+
+
+def simulated_broker(loaded: LoadedConfig, *, bar_ns: int) -> SimulatedBroker:
+    """The simulated broker of the config; with the session calendar and the bar length when
+    the execution style trades in the auctions (opg, cls)."""
+    settings = loaded.settings
+    if settings.execution.time_in_force() is TimeInForce.DAY:
+        return SimulatedBroker(settings.broker, start_cash=settings.run.start_cash)
+    return SimulatedBroker(
+        settings.broker,
+        start_cash=settings.run.start_cash,
+        calendar=SessionCalendar(settings.sanity.calendar),
+        bar_ns=bar_ns,
+    )
 
 
 def order_id_prefix(loaded: LoadedConfig) -> str:
@@ -161,11 +181,6 @@ def check_live(loaded: LoadedConfig, *, allow_live: bool) -> BrokerType:
         )
     if allow_live and mode != "live":
         raise ConfigError(f"--live given, but live.mode is {mode}: set live.mode: live")
-    if settings.data.bar_ns() != NS_PER_MINUTE:
-        raise ConfigError(
-            f"{loaded.origin(('data', 'timeframe'))}: data.timeframe: live trading runs on "
-            f"Alpaca's 1-minute bars; set 1Min (it is {settings.data.timeframe})"
-        )
     if not settings.symbols:
         raise ConfigError(f"{loaded.files[-1]}: symbols: list the symbols to trade")
     return broker_type(loaded)
@@ -207,9 +222,8 @@ def live_broker(
         case "simulated":
             from brokers.simulated_live import SimulatedLiveBroker
 
-            broker = SimulatedLiveBroker(
-                SimulatedBroker(settings.broker, start_cash=settings.run.start_cash)
-            )
+            # It is shown Alpaca's minutes, whatever the strategies' timeframe.
+            broker = SimulatedLiveBroker(simulated_broker(loaded, bar_ns=NS_PER_MINUTE))
         case "alpaca":
             from brokers.alpaca import AlpacaBroker
 

@@ -261,6 +261,11 @@ class BarAggregator:
         opens = self._open.get(symbol)
         return _build(symbol, opens[-1]) if opens else None
 
+    def next_end(self) -> int | None:
+        """The earliest end of an open bucket of any symbol, or None when none is open."""
+        ends = [opens[0].bucket.end for opens in self._open.values() if opens]
+        return min(ends) if ends else None
+
     def open_symbols(self) -> list[str]:
         """The symbols with an open bucket, sorted."""
         return sorted(self._open)

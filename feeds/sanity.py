@@ -13,7 +13,10 @@ the order they are applied:
 6. ``outside_session`` (intraday bars only, ``bar_ns`` < 1 day): with ``session="regular"`` the
    interval [ts, ts + bar_ns) must lie within the regular session of its exchange-local date
    (minute bars: 09:30 <= ts and ts + 1 min <= close, so the 15:59 bar is in and 16:00 is out;
-   holidays and early closes come from the calendar); ``"extended"``: within 04:00-20:00 local
+   holidays and early closes come from the calendar; a coarser bar, aggregated from minutes,
+   may end early: it starts on its timeframe's grid (from the open, or from midnight for
+   clock-aligned buckets: 09:00 for hourly bars) at or before the session's last minute);
+   ``"extended"``: within 04:00-20:00 local
    on session days; ``"any"``: no check. Daily bars are never checked against the session.
 7. ``price_jump``: the close-to-close log return against the previous accepted close of the
    symbol, divided by sqrt(elapsed bars) so that overnight and weekend gaps are measured in
@@ -38,7 +41,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from feeds.bar import NS_PER_DAY, NS_PER_SECOND, Bar
+from feeds.bar import NS_PER_DAY, NS_PER_MINUTE, NS_PER_SECOND, Bar
 from feeds.calendar import SessionCalendar
 from feeds.errors import DataError
 from feeds.limits import MAX_WINDOW_BARS
@@ -345,8 +348,15 @@ class SanityChecker:
         if bounds is None:
             self._open_ns, self._last_start_ns = 0, -1
         else:
-            self._open_ns = bounds[0]
-            self._last_start_ns = bounds[1] - self._bar_ns
+            # A bucket aggregated from minutes may be shorter than the bar: the last of a
+            # session (15:30 for 1Hour bars), or the first when buckets align to the clock
+            # (stamped 09:00, holding 09:30-09:59). Its start is what must be in the session.
+            bar_ns = self._bar_ns
+            open_ns, last_ns = bounds[0], bounds[1] - NS_PER_MINUTE
+            self._open_ns = open_ns - (open_ns - self._day_lo) % bar_ns
+            self._last_start_ns = max(
+                last_ns - (last_ns - open_ns) % bar_ns, last_ns - (last_ns - self._day_lo) % bar_ns
+            )
 
 
 def _field_reason(bar: Bar) -> Reason | None:

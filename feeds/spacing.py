@@ -5,8 +5,9 @@ minute data with quiet minutes, weekends and overnight gaps still has 1 minute a
 frequent gap, daily data 1 day. Data fits a timeframe when that gap is the timeframe's interval
 (within an hour for daily bars, whose gaps cross daylight-saving changes).
 
-`check_spacing` is the one place that decides; aggregating finer bars into a coarser timeframe,
-when it exists, is allowed there.
+`check_spacing` is the one place that decides: bars of the timeframe's own spacing fit, and so
+do finer bars that tile its buckets (`feeds.timeframes.spacing_problem`), which the replay
+aggregates up to the timeframe (`feeds.aggregator`). Coarser bars never fit.
 """
 
 from __future__ import annotations
@@ -17,10 +18,18 @@ import numpy as np
 
 from feeds.bar import NS_PER_DAY, NS_PER_MINUTE
 from feeds.errors import SourceError
-from feeds.timeframes import TIMEFRAME_NS, Timeframe
+from feeds.timeframes import TIMEFRAME_NS, Timeframe, spacing_problem
 from feeds.timestamps import I64Array
 
-__all__ = ["TIMEFRAME_NS", "Timeframe", "check_spacing", "describe_ns", "fits", "typical_spacing"]
+__all__ = [
+    "TIMEFRAME_NS",
+    "Timeframe",
+    "check_spacing",
+    "describe_ns",
+    "finer",
+    "fits",
+    "typical_spacing",
+]
 
 
 _DAY_SLACK_NS = 60 * NS_PER_MINUTE  # a daylight-saving change makes a day 23 or 25 hours
@@ -64,6 +73,11 @@ def fits(spacing_ns: int, timeframe: Timeframe) -> bool:
     return spacing_ns == bar_ns
 
 
+def finer(spacing_ns: int, timeframe: Timeframe) -> bool:
+    """Whether bars `spacing_ns` apart are finer than `timeframe` and can be aggregated to it."""
+    return spacing_ns < TIMEFRAME_NS[timeframe] and spacing_problem(timeframe, spacing_ns) is None
+
+
 def check_spacing(where: str, spacing: Mapping[str, int], timeframe: Timeframe) -> None:
     """Refuse data whose bars are not spaced as `timeframe` says.
 
@@ -76,7 +90,7 @@ def check_spacing(where: str, spacing: Mapping[str, int], timeframe: Timeframe) 
         SourceError: naming a symbol, its spacing and the timeframe.
     """
     for symbol, gap in sorted(spacing.items()):
-        if not fits(gap, timeframe):
+        if not fits(gap, timeframe) and not finer(gap, timeframe):
             matching = [name for name in TIMEFRAME_NS if fits(gap, name)]
             hint = (
                 f"set data.timeframe: {matching[0]}"

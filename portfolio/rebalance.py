@@ -169,7 +169,12 @@ class Rebalancer:
     """
 
     def __init__(
-        self, settings: RebalanceSettings, *, id_prefix: str, cash_limited: bool = True
+        self,
+        settings: RebalanceSettings,
+        *,
+        id_prefix: str,
+        cash_limited: bool = True,
+        time_in_force: TimeInForce = TimeInForce.DAY,
     ) -> None:
         """Build the rebalancer of one account.
 
@@ -178,6 +183,7 @@ class Rebalancer:
             id_prefix: the start of every client order id (1 to 16 printable ASCII characters).
             cash_limited: fit buys to the cash the account will have (a cash account); False
                 for a margin account, whose gross exposure the risk gate limits instead.
+            time_in_force: of every order: day, or an auction (opg, cls) for daily styles.
         """
         if not id_prefix or len(id_prefix) > MAX_ID_PREFIX_LEN:
             raise ConfigError(
@@ -199,6 +205,7 @@ class Rebalancer:
         # Below this float, a trade's notional is surely below min_trade_notional.
         self._min_notional_f = float(settings.min_trade_notional) * (1.0 - 4 * _SLACK)
         self._cash_limited = cash_limited
+        self._tif = time_in_force
         # All orders of one rebalance share the time stamp: convert it once.
         self._stamp_s = -1
         self._stamp = ""
@@ -455,5 +462,5 @@ class Rebalancer:
             order_type=order_type,
             ts=ts,
             limit_price=limit,
-            time_in_force=TimeInForce.DAY,
+            time_in_force=self._tif,
         )

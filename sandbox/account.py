@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
+from brokers.auctions import auction_refusal
 from feeds.bar import Bar
 from sandbox import wire
 from sandbox.market import Market
@@ -98,6 +99,10 @@ class Account:
             OrderError: what Alpaca would answer instead (422 invalid, 403 funds or shares).
         """
         created = max(market.now_ns, self._last_created_ns + 1_000)
+        if isinstance(body, dict):
+            refusal = auction_refusal(str(body.get("time_in_force")), market.now_ns)
+            if refusal is not None:
+                raise OrderError(422, 42210000, refusal)
         order = order_from_body(
             body,
             symbols=market.symbols,
@@ -166,14 +171,26 @@ class Account:
         for o in self.open_orders():
             o.fill_from = max(o.fill_from, played + minutes)
 
-    def fill_due(self, index: int, bars: dict[str, Bar], ts_ns: int) -> list[Fill]:
-        """Fill the open orders due at minute `index`, at that minute's bars (its open)."""
+    def fill_due(
+        self, index: int, bars: dict[str, Bar], ts_ns: int, *, closes_session: bool = False
+    ) -> list[Fill]:
+        """Fill the open orders due at minute `index`, at that minute's bars (its open).
+
+        An `opg` order fills at the open of the first minute after it was taken (Alpaca takes
+        them only before the 09:28 cut-off: that minute opens the session); a `cls` order at the
+        close of the session's last minute (`closes_session`).
+        """
         fills: list[Fill] = []
         for order in self.open_orders():
             bar = bars.get(order.symbol)
             if bar is None or order.fill_from > index:
                 continue
-            price = self._fill_price(order, bar)
+            if order.time_in_force == "cls":
+                if not closes_session:
+                    continue
+                price: Decimal | None = Decimal(repr(bar.close))
+            else:
+                price = self._fill_price(order, bar)
             if price is None:
                 continue
             if order.qty is not None:

@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from feeds.bar import NS_PER_SECOND
+from feeds.bar import NS_PER_MINUTE, NS_PER_SECOND
 from feeds.calendar import SessionCalendar
 from feeds.errors import ConfigError
 from sandbox import wire
@@ -256,6 +256,14 @@ class Sandbox:
             }
         )
 
+    async def pass_time(self, until_ns: int) -> None:
+        """Move the clock on to `until_ns` without playing a minute (the evening after a close,
+        say), never past the next minute to play."""
+        async with self._step_lock:
+            market = self.market
+            limit = market.minutes[market.played] if not market.exhausted else until_ns
+            market.now_ns = max(market.now_ns, min(until_ns, limit))
+
     async def step(self, minutes: int = 1) -> bool:
         """Play the next `minutes` minutes; False when the data ran out first."""
         for _ in range(minutes):
@@ -284,7 +292,9 @@ class Sandbox:
                 return
             index = market.played
             open_ns = market.minutes[index]
-            fills = self.account.fill_due(index, market.next_bars(), open_ns)
+            bounds = self.calendar.bounds(open_ns)
+            last = bounds is not None and open_ns + NS_PER_MINUTE >= bounds[1]
+            fills = self.account.fill_due(index, market.next_bars(), open_ns, closes_session=last)
             for fill in fills:
                 event = wire.order_event("fill", fill.order, fill.ts_ns, execution=fill)
                 await self._trades.emit(event)

@@ -1,7 +1,9 @@
 """The sandbox's historical bars: ``GET /v2/stocks/bars`` and its single-symbol and latest forms.
 
 Only minutes already played (or warm) are history: what the data stream has not reached does not
-exist yet. Pages run by symbol, then time, as Alpaca's do (reference/alpaca.md §4); the page
+exist yet. ``timeframe=1Day`` serves daily bars aggregated from those minutes (the session's
+minutes, stamped at New York midnight, as Alpaca's; today's bar is the day so far).
+Pages run by symbol, then time, as Alpaca's do (reference/alpaca.md §4); the page
 token is opaque to clients and here names the first bar of the next page.
 """
 
@@ -14,7 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from feeds.bar import NS_PER_SECOND, Bar
+from feeds.aggregator import BarAggregator
+from feeds.bar import NS_PER_DAY, NS_PER_SECOND, Bar
 from feeds.days import local_midnight_ns
 from sandbox import wire
 from sandbox.market import Market
@@ -68,8 +71,11 @@ class HistoryApi:
         timeframe = q.get("timeframe")
         if timeframe is None:
             return unprocessable("timeframe is required")
-        if timeframe not in ("1Min", "1T"):
-            return unprocessable(f"invalid timeframe {timeframe!r}: the sandbox serves only 1Min")
+        if timeframe not in ("1Min", "1T", "1Day", "1D"):
+            return unprocessable(
+                f"invalid timeframe {timeframe!r}: the sandbox serves only 1Min and 1Day"
+            )
+        daily = timeframe in ("1Day", "1D")
         tz = self._market.tz
         now = self._market.now_ns
         try:
@@ -97,7 +103,9 @@ class HistoryApi:
             except (ValueError, binascii.Error):
                 return unprocessable(f"invalid page_token {q['page_token']!r}")
         descending = q.get("sort", "asc") == "desc"
-        out, next_token = self._page(symbols, start, end, limit, cursor, descending=descending)
+        out, next_token = self._page(
+            symbols, start, end, limit, cursor, descending=descending, daily=daily
+        )
         if single:
             body: dict[str, Any] = {
                 "bars": out.get(symbols[0], []),
@@ -117,6 +125,7 @@ class HistoryApi:
         cursor: tuple[str, int] | None,
         *,
         descending: bool,
+        daily: bool = False,
     ) -> tuple[dict[str, list[dict[str, Any]]], str | None]:
         """One page from `cursor` on: the bars by symbol and the next page's token."""
         out: dict[str, list[dict[str, Any]]] = {}
@@ -124,7 +133,11 @@ class HistoryApi:
         for symbol in symbols:
             if cursor is not None and symbol < cursor[0]:
                 continue
-            bars: list[Bar] = self._market.history(symbol, start, end)
+            bars: list[Bar] = (
+                self._daily(symbol, start, end)
+                if daily
+                else self._market.history(symbol, start, end)
+            )
             if descending:
                 bars = bars[::-1]
             for bar in bars:
@@ -139,3 +152,13 @@ class HistoryApi:
                 out.setdefault(symbol, []).append(wire.bar_json(bar))
                 taken += 1
         return out, None
+
+    def _daily(self, symbol: str, start: int, end: int) -> list[Bar]:
+        """The symbol's daily bars stamped within [start, end], from the minutes played."""
+        aggregator = BarAggregator("1Day", self._market.calendar)
+        # The minutes of the sessions stamped in range: from the first day's midnight to the
+        # end of the last stamped day.
+        minutes = self._market.history(symbol, start, end + NS_PER_DAY)
+        days = [b for m in minutes for b in aggregator.add(m)]
+        days += aggregator.close_through(1 << 62)
+        return [b for b in days if start <= b.ts <= end]

@@ -100,6 +100,8 @@ def check_config_command(args: argparse.Namespace) -> int:
     if universe:
         build_strategies(loaded, load_registry(), universe)
     print(f"# resolved from: {' '.join(loaded.files)}")
+    settings = loaded.settings
+    print(f"# {settings.execution.describe(settings.data.timeframe)}")
     print(yaml.safe_dump(redacted(loaded.settings), sort_keys=False), end="")
     return 0
 

@@ -53,6 +53,11 @@ class JournalGuard:
             self.broken(str(e))
             return True
 
+    def has_order(self, client_order_id: str) -> bool:
+        """Whether the journal holds this order's intent (an order of ours, whatever its prefix)."""
+        journal = self.journal
+        return journal is not None and journal.reader().has_order(client_order_id)
+
     def probe(self, write: Callable[[Journal], Any]) -> None:
         """A write that must succeed for trading to resume.
 

@@ -24,6 +24,7 @@ from typing import Any
 from brokers.alpaca_rest import MarketClock
 from daemon.config import LoadedConfig
 from daemon.live import status
+from daemon.live.buckets import live_buckets
 from daemon.live.controls import Controls
 from daemon.live.crash import CrashPoints
 from daemon.live.guard import JournalGuard
@@ -118,10 +119,29 @@ class LiveDaemon:
             crash=CrashPoints(env, log),
             own_prefix=self.prefix,
             policy=policy,
-            max_decision_age_s=settings.live.max_decision_age_s or NS_PER_MINUTE / 2e9,
+            max_decision_age_s=settings.live.max_decision_age_s or settings.data.bar_ns() / 2e9,
             market_now=self.market.now_ns,
-            journaled=self._journaled,
+            journaled=self.guard.has_order,
         )
+        self._build_loop(policy)
+        self.controls = Controls(
+            self.engine,
+            telemetry=self.telemetry,
+            log=log,
+            send=None if self.broker.read_only else self.orders.send,
+            unsent=self.orders.unsent,
+            guard=self.guard,
+            on_kill_reset=self.orders.kill_reset,
+            on_bug=lambda e: self.loop.post(Fatal(e, "control")),
+        )
+        self.failures = TaskFailures(log=log, telemetry=self.telemetry)
+        self.tasks = DaemonTasks(self.failures, self.loop.post)
+        self._started = False
+        self._broker_started = False
+
+    def _build_loop(self, policy: str) -> None:
+        """Recovery, the strategies' buckets and the loop that owns the engine."""
+        log = self.log
         self.recovery = Recovery(
             engine=self.engine,
             guard=self.guard,
@@ -130,6 +150,10 @@ class LiveDaemon:
             policy=policy,
             symbols=self.symbols,
         )
+        self.buckets = live_buckets(self.settings)  # None for minute strategies
+        self.market.buckets = self.buckets
+        if self.buckets is not None:
+            self.orders.defer = self.buckets.deferring(self.market.now_ns)
         self.loop = EngineLoop(
             engine=self.engine,
             broker=self.broker,
@@ -143,21 +167,8 @@ class LiveDaemon:
             log=log,
             clock=self.clock,
             follow_account=self.broker.read_only,
+            buckets=self.buckets,
         )
-        self.controls = Controls(
-            self.engine,
-            telemetry=self.telemetry,
-            log=log,
-            send=None if self.broker.read_only else self.orders.send,
-            unsent=self.orders.unsent,
-            guard=self.guard,
-            on_kill_reset=self._kill_reset_journaled,
-            on_bug=lambda e: self.loop.post(Fatal(e, "control")),
-        )
-        self.failures = TaskFailures(log=log, telemetry=self.telemetry)
-        self.tasks = DaemonTasks(self.failures, self.loop.post)
-        self._started = False
-        self._broker_started = False
 
     # -- the public surface -------------------------------------------------------------------
 
@@ -410,21 +421,15 @@ class LiveDaemon:
         )
         self.log.info("journal_segment", segment=segment, path=str(journal.path))
 
-    def _journaled(self, client_order_id: str) -> bool:
-        journal = self.guard.journal
-        return journal is not None and journal.reader().has_order(client_order_id)
-
     def _halted_by_journal(self) -> None:
         self.engine.halt()
         self.telemetry.halted(True)
-
-    def _kill_reset_journaled(self) -> None:
-        self.orders.kill_journaled = False
 
     def _on_clock(self, clock: MarketClock) -> None:
         self.market.on_clock(clock, first=not self._started)
         if self._started:
             self.loop.check_quiet()
+            self.loop.on_market_time()  # a bucket's end or an auction window, by the clock
         self.loop.progress.set()  # the clock task's news, for whoever waits on the daemon's state
 
     # -- stop -----------------------------------------------------------------------------------
@@ -443,7 +448,7 @@ class LiveDaemon:
                     if not await broker.drain(max(deadline - 2.0, 0.1)):
                         self.log.warning("stop_in_flight", in_flight=broker.health().in_flight)
                     if self.settings.live.cancel_on_stop and broker.fatal is None:
-                        cancelled = await self._cancel_own_orders()
+                        cancelled = await self.orders.cancel_ours()
                     self.loop.on_broker()
         except TimeoutError:
             self.log.error("stop_deadline_passed", deadline_s=deadline)
@@ -473,13 +478,6 @@ class LiveDaemon:
             error=str(fatal) if fatal else None,
             failed_tasks=[task for task, _ in self.failures.reported],
         )
-
-    async def _cancel_own_orders(self) -> int:
-        """Cancel the open orders this daemon placed (by its prefix or its journal), no others."""
-        cancelled = await self.broker.cancel_open(self.orders.ours)
-        for cid in cancelled:
-            self.log.info("order_cancelled_on_stop", client_order_id=cid)
-        return len(cancelled)
 
     def _write_summary(self, cancelled: int) -> None:
         self.recorder.write_summary(

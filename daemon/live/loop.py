@@ -15,6 +15,7 @@ from typing import Any, assert_never
 
 from brokers.base import LiveBroker
 from daemon.engine import Engine
+from daemon.live.buckets import LiveBuckets
 from daemon.live.guard import JournalGuard
 from daemon.live.market import Backfilled, MarketData
 from daemon.live.orders import OrderPath
@@ -78,6 +79,7 @@ class EngineLoop:
         log: EventLog,
         clock: Clock,
         follow_account: bool,
+        buckets: LiveBuckets | None = None,
     ) -> None:
         self.engine = engine
         self.broker = broker
@@ -90,6 +92,7 @@ class EngineLoop:
         self.slicer = slicer
         self.log = log
         self.clock = clock
+        self.buckets = buckets  # minutes aggregated to the strategies' timeframe, if coarser
         self.queue: asyncio.Queue[Item] = asyncio.Queue()
         self.stopping = asyncio.Event()
         self.progress = asyncio.Event()
@@ -115,6 +118,8 @@ class EngineLoop:
                 timeout = None
                 if slicer.grace_at is not None and self._can_close():
                     timeout = max(slicer.grace_at - self.clock.monotonic(), 0.0)
+                if self.buckets is not None:
+                    timeout = self._bucket_timeout(timeout)
                 done, _ = await asyncio.wait(
                     {get, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                 )
@@ -127,6 +132,8 @@ class EngineLoop:
                         self._handle(queue.get_nowait())
                 if self._can_close() and slicer.due(self.clock.monotonic()):
                     self._decide()
+                if self.buckets is not None:
+                    self.on_market_time()
                 self.progress.set()
         finally:
             get.cancel()
@@ -178,6 +185,70 @@ class EngineLoop:
                 assert_never(item)
 
     def _on_bar(self, bar: Bar) -> None:
+        buckets = self.buckets
+        if buckets is None:
+            self._engine_bar(bar)
+            return
+        # A minute: into its bucket (and to a simulated broker, which fills on minutes); the
+        # buckets it completes go through the engine as bars of the strategies' timeframe.
+        self.market.saw_bar(bar)
+        self.slicer.seen(bar.ts)
+        self.broker.on_bar(bar)
+        # The feed's freshness is the minutes' (a daily bar comes once a day): the metrics and
+        # the no-data alert see each minute taken into its bucket.
+        self.telemetry.bar_received(bar.symbol)
+        self.telemetry.bar_accepted(bar.symbol, bar.ts)
+        if buckets.decision_ns(bar.ts) is not None:
+            # before_close: a minute at or after decide_at first closes the day's decision.
+            self._decide_partials(buckets.partials(self.market.now_ns(), minute_ts=bar.ts))
+        for done in buckets.drop_decided(buckets.add(bar)):
+            self._engine_bar(done, to_broker=False)
+
+    def on_market_time(self) -> None:
+        """Buckets whose end (plus the grace) the market's time has passed complete and are
+        decided; held auction orders whose window opened leave."""
+        buckets = self.buckets
+        if buckets is None or not self._can_close():
+            return
+        now = self.market.now_ns()
+        done = buckets.close_through(now)
+        for bar in done:
+            self._engine_bar(bar, to_broker=False)
+        if done and self.engine.slice_ts is not None and not self._catching_up:
+            self._decide()
+        self._decide_partials(buckets.partials(now))
+        released = buckets.release(now)
+        if released:
+            self.log.info("auction_orders_released", orders=len(released))
+            self.orders.send(released)
+
+    def _decide_partials(self, due: tuple[list[Bar], int]) -> None:
+        """before_close: the day's bars so far through the engine, decided at decide_at."""
+        bars, decided_at = due
+        if not bars:
+            return
+        engine = self.engine
+        if engine.slice_ts is not None:
+            self._decide()
+        for bar in bars:
+            self._engine_bar(bar, to_broker=False, complete_decides=False)
+        if engine.slice_ts is not None and not self._catching_up:
+            self.slicer.closed()
+            self.orders.decide(decided_at=decided_at)
+
+    def _bucket_timeout(self, timeout: float | None) -> float | None:
+        buckets = self.buckets
+        assert buckets is not None
+        now = self.market.now_ns()
+        wake = [t for t in (buckets.due_ns(now), buckets.release_at_ns(now)) if t is not None]
+        if not wake:
+            return timeout
+        wait = max((min(wake) - now) / 1e9, 0.0) + 0.01
+        return wait if timeout is None else min(timeout, wait)
+
+    def _engine_bar(
+        self, bar: Bar, *, to_broker: bool = True, complete_decides: bool = True
+    ) -> None:
         engine = self.engine
         telemetry = self.telemetry
         symbol = bar.symbol
@@ -200,10 +271,10 @@ class EngineLoop:
             telemetry.bar_late(symbol)
             return
         self.slicer.seen(bar.ts)
-        if engine.slice_ts == bar.ts:
+        if to_broker and engine.slice_ts == bar.ts:
             self.broker.on_bar(bar)
         if engine.slice_complete:
-            if self._can_close() and not self._catching_up:
+            if self._can_close() and not self._catching_up and complete_decides:
                 self._decide()
         elif engine.slice_ts is not None:
             self.slicer.arm(self.clock.monotonic())

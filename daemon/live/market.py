@@ -15,7 +15,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from brokers.alpaca_rest import AlpacaRest, MarketClock
+from brokers.auctions import NEW_YORK
 from daemon.engine import Engine
+from daemon.live.buckets import LiveBuckets
 from daemon.live.guard import JournalGuard
 from daemon.live.slicer import Merged, Slicer
 from daemon.logs import EventLog
@@ -30,8 +32,10 @@ from feeds.alpaca_stream import (
     StreamDisconnected,
     TradingStatus,
 )
-from feeds.bar import Bar
+from feeds.bar import NS_PER_MINUTE, Bar
+from feeds.days import local_midnight_ns
 from feeds.errors import TradingdError
+from feeds.timeframes import TIMEFRAME_NS
 
 MINUTES_PER_SESSION = 390
 
@@ -101,6 +105,7 @@ class MarketData:
         self.market_open = True
         self.counters = FeedCounters()
         self.warmup_bars = 0
+        self.buckets: LiveBuckets | None = None  # set when the strategies' bars are coarser
         self._bar_end_ns = 0  # the end of the latest bar seen: the market's time, as data says
         self._clock_ns = 0  # the market clock's last reading, and when it was read
         self._clock_read_at = 0.0
@@ -133,6 +138,9 @@ class MarketData:
     async def warm_up(self, clock: MarketClock) -> None:
         """Fill every strategy's lookback with recent bars, through the core, without trading."""
         need = self.engine.composer.warmup_bars
+        if self.buckets is not None:
+            await self._warm_up_buckets(clock, need, self.buckets)
+            return
         if not self.settings.warmup or need <= 0:
             return
         sessions_back = math.ceil(need / MINUTES_PER_SESSION) + 1
@@ -167,14 +175,82 @@ class MarketData:
             last=iso_utc(bars[-1].ts) if bars else None,
         )
 
+    async def _warm_up_buckets(self, clock: MarketClock, need: int, buckets: LiveBuckets) -> None:
+        """Warm up at the strategies' timeframe, and rebuild the bucket under way.
+
+        Daily strategies read Alpaca's daily bars (one bar a session instead of 390 minutes: a
+        200-day lookback is a page per symbol, not 78,000 minutes); intraday timeframes read
+        minutes and aggregate them, as the stream is, so their buckets align as configured (and
+        Alpaca's hourly bars align to the clock). The latest session's minutes always come as
+        minutes: they rebuild its bucket (after a restart too), which the daemon then completes
+        and decides by the clock, even when it starts after the close.
+        """
+        timeframe = buckets.aggregator.timeframe
+        daily = timeframe == "1Day"
+        per_session = (
+            1 if daily else -(-MINUTES_PER_SESSION * NS_PER_MINUTE // TIMEFRAME_NS[timeframe])
+        )
+        sessions_back = (math.ceil(need / per_session) + 1) if self.settings.warmup else 1
+        now_day = datetime.fromtimestamp(clock.ts / 1e9, UTC).date()
+        sessions = await self.rest.calendar(
+            now_day - timedelta(days=7 * sessions_back // 5 + 14), now_day
+        )
+        past = [s for s in sessions if s.open_ns < clock.ts]
+        if not past:
+            return
+        first = past[max(len(past) - sessions_back, 0)].open_ns
+        completed: list[Bar] = []
+        if daily:
+            # The latest session (under way, or over and not yet decided: a start after the
+            # close decides it) comes as minutes; the days before it are complete daily bars.
+            latest = past[-1]
+            if self.settings.warmup and need > 0:
+                days = await self.fetch(day_start(first), clock.ts, "1Day")
+                completed = [b for b in days if b.ts < day_start(latest.open_ns)]
+            minutes = await self.fetch(latest.open_ns, clock.ts)
+            for minute in minutes:
+                completed.extend(buckets.add(minute))
+        else:
+            minutes = await self.fetch(first, clock.ts)
+            for minute in minutes:
+                completed.extend(buckets.add(minute))
+            completed.extend(buckets.close_through(clock.ts))
+        self._warm_feed(completed)
+        self.warmup_bars = len(completed)
+        if minutes:
+            self.slicer.resume_after(minutes[-1].ts)
+        self.log.info(
+            "warmup_done",
+            bars=len(completed),
+            timeframe=timeframe,
+            minutes_rebuilt=len(minutes),
+            open_buckets=len(buckets.aggregator.open_symbols()),
+            lookback_bars=need,
+        )
+
+    def _warm_feed(self, bars: list[Bar]) -> None:
+        """Completed bars through the core, slice by slice, deciding nothing."""
+        engine = self.engine
+        journal = self.guard.journal
+        for bar in sorted(bars, key=lambda b: (b.ts, b.symbol)):
+            if engine.slice_ts is not None and bar.ts > engine.slice_ts:
+                self._close_warm_slice()
+            if journal is not None:
+                journal.bar(bar, warmup=True)
+            engine.on_bar(bar)
+        if engine.slice_ts is not None:
+            self._close_warm_slice()
+
     def _close_warm_slice(self) -> None:
         slice_ts = self.engine.slice_ts
         assert slice_ts is not None
         self.engine.close_slice()  # warming up: decides nothing
         self.guard.write(lambda j: j.close_slice(slice_ts, targets=None, orders=()))
 
-    async def fetch(self, start_ns: int, end_ns: int | None) -> list[Bar]:
-        return await asyncio.to_thread(self.history.fetch, self.symbols, start_ns, end_ns)
+    async def fetch(self, start_ns: int, end_ns: int | None, timeframe: str = "1Min") -> list[Bar]:
+        return await asyncio.to_thread(
+            self.history.fetch, self.symbols, start_ns, end_ns, timeframe
+        )
 
     # -- the stream -----------------------------------------------------------------------------
 
@@ -289,3 +365,9 @@ class MarketData:
                 self.log.warning("clock_unavailable", error=str(e))
                 continue
             on_clock(clock)
+
+
+def day_start(ts_ns: int) -> int:
+    """New York midnight of the date of `ts_ns` (where daily bars are stamped)."""
+    day = datetime.fromtimestamp(ts_ns / 1e9, NEW_YORK).date()
+    return local_midnight_ns(day, "America/New_York")

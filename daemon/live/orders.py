@@ -90,17 +90,21 @@ class OrderPath:
         self.max_decision_age_s = max_decision_age_s
         self.market_now = market_now
         self.held: dict[str, int] = {}  # slices decided without orders, by reason
+        # Orders to send now of a decision's; others wait (auction orders outside their window).
+        self.defer: Callable[[list[SubmitOrder]], list[SubmitOrder]] = _now
         self._journaled = journaled
 
     # -- out ------------------------------------------------------------------------------------
 
-    def decide(self, *, catch_up: bool = False) -> None:
+    def decide(self, *, catch_up: bool = False, decided_at: int | None = None) -> None:
         """Close the open slice and hand its orders to the broker.
 
         Args:
             catch_up: the slice was rebuilt from history after a gap, and later ones wait:
                 it feeds the strategies but sends nothing (decisions are made on fresh data
                 only; the latest slice trades what is owed).
+            decided_at: the decision's time when not the bar's end (a daily bar decided
+                before the close).
         """
         engine = self.engine
         slice_ts = engine.slice_ts
@@ -109,8 +113,9 @@ class OrderPath:
         started = time.perf_counter()
         n_symbols = len(engine.slice_symbols)
         self.apply_events(self.broker.poll_events())  # fills first: the decision sees them
-        held = self.hold_reason(slice_ts + engine.bar_ns, catch_up=catch_up)
-        orders = engine.close_slice(send=held is None)
+        decision_ts = slice_ts + engine.bar_ns if decided_at is None else decided_at
+        held = self.hold_reason(decision_ts, catch_up=catch_up)
+        orders = engine.close_slice(send=held is None, decided_at=decided_at)
         if held is not None:
             self.held[held] = self.held.get(held, 0) + 1
         self.slices.add(slice_ts, n_symbols)
@@ -126,7 +131,7 @@ class OrderPath:
         elif orders:
             self.crash.reached("after_intent")
         self.persist_kill_switch(slice_ts)
-        self.send(orders)
+        self.send(self.defer(orders))
         self.telemetry.slice_decided(time.perf_counter() - started)
 
     def hold_reason(self, decision_ts: int, *, catch_up: bool) -> str | None:
@@ -173,6 +178,10 @@ class OrderPath:
             ]
         )
 
+    def kill_reset(self) -> None:
+        """The kill switch was reset by a control that journaled it."""
+        self.kill_journaled = False
+
     def persist_kill_switch(self, ts: int) -> None:
         risk = self.engine.risk
         if risk.kill_switch != self.kill_journaled and self.guard.write(
@@ -194,6 +203,13 @@ class OrderPath:
                 self.crash.reached("after_fill")
             if self.guard.event(event):
                 engine.on_events([event])
+
+    async def cancel_ours(self) -> int:
+        """Cancel the open orders this daemon placed (by its prefix or its journal), no others."""
+        cancelled = await self.broker.cancel_open(self.ours)
+        for cid in cancelled:
+            self.log.info("order_cancelled_on_stop", client_order_id=cid)
+        return len(cancelled)
 
     def ours(self, client_order_id: str) -> bool:
         """This daemon placed the order: it names new orders with its prefix, and the journal
@@ -225,3 +241,7 @@ class OrderPath:
             self.engine.halt()
             self.telemetry.halted(True)
         return False
+
+
+def _now(orders: list[SubmitOrder]) -> list[SubmitOrder]:
+    return orders

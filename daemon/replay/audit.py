@@ -24,10 +24,12 @@ from brokers.orders import ExecutionEvent, SubmitOrder
 from composer.targets import Targets
 from daemon.config import LoadedConfig, load_config
 from daemon.engine import Decision
+from daemon.execution import decided_at
 from daemon.live.recovery import restore_engine
 from daemon.settings import Settings
 from daemon.wiring import build_engine
 from feeds.bar import Bar
+from feeds.calendar import SessionCalendar
 from feeds.errors import ConfigError, TradingdError
 from portfolio.events import KillSwitchTripped
 from portfolio.journal import DecisionRecord, JournalReader, Segment, positions_from_json
@@ -181,6 +183,7 @@ class _Replay:
             id_prefix=recorded or f"td{segment.digest[:6]}",
         )
         self.decisions = journal.decisions(segment.id)
+        self._calendar = SessionCalendar(settings.sanity.calendar)  # before_close decisions
 
     def _symbols_seen(self) -> list[str]:
         seen: set[str] = set()
@@ -248,7 +251,9 @@ class _Replay:
                 return
             live = None  # the replay's open slice is another one: compared as extra
         self.listener.targets = None
-        orders = engine.close_slice(send=send)
+        settings = self.loaded.settings
+        at = decided_at(settings.execution, settings.data.timeframe, slice_ts, self._calendar)
+        orders = engine.close_slice(send=send, decided_at=at)
         self._compare(slice_ts, live, self.listener.targets, orders)
 
     def _control(self, payload: dict[str, Any]) -> None:

@@ -22,11 +22,15 @@ from daemon.config import LoadedConfig
 from daemon.engine import Engine, EngineListener, ListenerFanout
 from daemon.logs import EventLog
 from daemon.recorder import Recorder
+from daemon.replay.buckets import BucketFeed, feed_buckets
 from daemon.research.metrics import figure
 from daemon.timeutil import iso_utc
 from daemon.wiring import build_engine, day_start_ns, open_source
 from feeds.bar import Bar
+from feeds.calendar import SessionCalendar
 from feeds.replay import ReplaySource
+from feeds.spacing import finer
+from feeds.timeframes import Timeframe
 
 TRADING_DAYS = 252
 
@@ -74,7 +78,10 @@ def replay(
     recorder = Recorder(target, log, quiet=True)
     trade_from = day_start_ns(settings.run.start) if warmup_from and settings.run.start else None
     listener: EngineListener = ListenerFanout(recorder, *listeners) if listeners else recorder
-    engine, broker = build_engine(loaded, universe, listener, trade_from_ts=trade_from)
+    finer_ns = finer_spacing(source, settings.data.timeframe)
+    engine, broker = build_engine(
+        loaded, universe, listener, trade_from_ts=trade_from, broker_bar_ns=finer_ns
+    )
     # Only now, with the config and the data validated, does the output folder exist.
     recorder.start()
     log.info(
@@ -86,20 +93,31 @@ def replay(
         out=str(target),
         rows=source.rows_read,
     )
-    for problem in source.problems:
-        recorder.rejected_bar(
-            problem.file, problem.row, problem.symbol, problem.time, problem.reason
-        )
+    for p in source.problems:
+        recorder.rejected_bar(p.file, p.row, p.symbol, p.time, p.reason)
 
-    _feed(
-        source,
-        engine,
-        broker,
-        recorder,
-        on_bar=on_bar,
-        between_slices=between_slices,
-        progress=progress,
-    )
+    if finer_ns is None:
+        _feed(
+            source,
+            engine,
+            broker,
+            recorder,
+            on_bar=on_bar,
+            between_slices=between_slices,
+            progress=progress,
+        )
+    else:
+        # Bars finer than the strategies' timeframe: aggregated up to it, as live.
+        feed = BucketFeed(
+            timeframe=settings.data.timeframe,
+            execution=settings.execution,
+            calendar=SessionCalendar(settings.sanity.calendar),
+            engine=engine,
+            broker=broker,
+            recorder=recorder,
+            decide=_decide,
+        )
+        feed_buckets(source, feed, between_slices=between_slices, progress=progress)
     recorder.close()
     wall = time.perf_counter() - started
     summary = _summary(
@@ -168,12 +186,22 @@ def _feed(
         progress(total, total)
 
 
-def _decide(engine: Engine, broker: SimulatedBroker) -> None:
+def finer_spacing(source: ReplaySource, timeframe: Timeframe) -> int | None:
+    """The spacing of the source's bars when they are finer than `timeframe` (to aggregate),
+    else None."""
+    gaps = list(source.spacing().values())
+    if not gaps:
+        return None
+    gap = min(gaps)
+    return gap if finer(gap, timeframe) else None
+
+
+def _decide(engine: Engine, broker: SimulatedBroker, decided_at: int | None = None) -> None:
     # Fills at this slice's bars first, so the decision sees them in the ledger.
     events = broker.poll_events()
     if events:
         engine.on_events(events)
-    orders = engine.close_slice()
+    orders = engine.close_slice(decided_at=decided_at)
     if orders:
         for order in orders:
             broker.submit(order)

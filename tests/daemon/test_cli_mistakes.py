@@ -251,21 +251,17 @@ def test_a_range_without_bars(tmp_path: Path) -> None:
     assert not out.exists()
 
 
-def test_minute_data_under_a_daily_timeframe(tmp_path: Path) -> None:
-    message = mistake(
-        "replay",
-        BASE,
-        "--data",
-        "data/sample/minute",
-        "--symbols",
-        "AAA,BBB",
-        "--out",
-        str(tmp_path / "r"),
-    )
+def test_daily_data_under_a_minute_timeframe(tmp_path: Path) -> None:
+    # Minute data under a daily timeframe is aggregated (tests/daemon/test_timeframes.py);
+    # the other way round the feed cannot deliver the strategies' bars.
+    overlay = tmp_path / "minute.yaml"
+    overlay.write_text("data:\n  timeframe: 1Min\n")
+    message = mistake("replay", BASE, str(overlay), "--out", str(tmp_path / "r"))
     assert message == (
-        "data/sample/minute: AAA's bars are 1 minute apart, but data.timeframe is 1Day; set "
-        "data.timeframe: 1Min"
+        "data/sample/daily: GOOG's bars are 1 day apart, but data.timeframe is 1Min; set "
+        "data.timeframe: 1Day"
     )
+    assert not (tmp_path / "r").exists()
 
 
 def test_run_out_that_is_a_file(a_file: Path) -> None:

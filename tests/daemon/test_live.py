@@ -320,9 +320,12 @@ def test_missing_keys_are_named_and_never_echoed(tmp_path: Path) -> None:
     assert "PKSECRETISH" not in str(info.value)
 
 
-def test_live_needs_minute_bars(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="1-minute bars"):
-        LiveDaemon(offline_config(tmp_path, timeframe="1Day"), log=quiet_log(), env=ENV)
+def test_live_takes_coarser_timeframes_from_the_minute_stream(tmp_path: Path) -> None:
+    daemon = LiveDaemon(offline_config(tmp_path, timeframe="1Day"), log=quiet_log(), env=ENV)
+    assert daemon.buckets is not None
+    assert daemon.buckets.aggregator.timeframe == "1Day"
+    # max_decision_age_s defaults to half the strategies' bar: 12 hours for daily bars.
+    assert daemon.orders.max_decision_age_s == 43_200
 
 
 async def test_a_journal_from_another_session_is_refused(

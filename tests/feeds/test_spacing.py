@@ -54,11 +54,15 @@ def test_what_fits_a_timeframe() -> None:
 
 def test_check_spacing_names_the_symbol_both_spacings_and_a_fix() -> None:
     check_spacing("d", {"SPY": NS_PER_DAY}, "1Day")
+    # Finer bars that tile the timeframe's buckets are aggregated up to it.
+    check_spacing("d", {"SPY": NS_PER_DAY, "AAA": NS_PER_MINUTE}, "1Day")
     with pytest.raises(SourceError) as e:
-        check_spacing("d", {"SPY": NS_PER_DAY, "AAA": NS_PER_MINUTE}, "1Day")
+        check_spacing("d", {"SPY": 5 * NS_PER_MINUTE, "AAA": NS_PER_DAY}, "5Min")
     assert str(e.value) == (
-        "d: AAA's bars are 1 minute apart, but data.timeframe is 1Day; set data.timeframe: 1Min"
+        "d: AAA's bars are 1 day apart, but data.timeframe is 5Min; set data.timeframe: 1Day"
     )
+    with pytest.raises(SourceError, match="7 minutes apart"):
+        check_spacing("d", {"SPY": 7 * NS_PER_MINUTE}, "1Hour")
     with pytest.raises(SourceError, match=r"bars are 7 days apart, .* give data.path bars of one"):
         check_spacing("d", {"SPY": 7 * NS_PER_DAY}, "1Day")
 
@@ -76,15 +80,20 @@ def test_describe_ns() -> None:
 @pytest.mark.parametrize(
     ("data", "timeframe", "message"),
     [
-        ("minute", "1Day", "AAA's bars are 1 minute apart, but data.timeframe is 1Day"),
         ("daily", "1Min", "GOOG's bars are 1 day apart, but data.timeframe is 1Min"),
-        ("minute", "5Min", "AAA's bars are 1 minute apart, but data.timeframe is 5Min"),
+        ("daily", "1Hour", "GOOG's bars are 1 day apart, but data.timeframe is 1Hour"),
     ],
 )
 def test_the_samples_under_the_wrong_timeframe(data: str, timeframe: str, message: str) -> None:
     path = ROOT / "data" / "sample" / data
     with pytest.raises(SourceError, match=rf"^{path}: {message}"):
         ReplaySource(path, timeframe=timeframe)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("timeframe", ["5Min", "1Hour", "1Day"])
+def test_minutes_may_be_aggregated_to_a_coarser_timeframe(timeframe: str) -> None:
+    source = ReplaySource(ROOT / "data" / "sample" / "minute", timeframe=timeframe)  # type: ignore[arg-type]
+    assert set(source.spacing().values()) == {NS_PER_MINUTE}
 
 
 @pytest.mark.parametrize(("data", "timeframe"), [("minute", "1Min"), ("daily", "1Day")])

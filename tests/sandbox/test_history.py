@@ -65,8 +65,18 @@ async def test_historical_bars_end_at_the_last_minute_played(
     async with http.get(
         f"{sandbox.data_url}/v2/stocks/bars", params={**params, "timeframe": "1Day"}
     ) as r:
+        days = (await r.json())["bars"]["AAA"]
+    # The day so far, from the minutes played, stamped at New York midnight.
+    minutes = body["bars"]["AAA"]
+    assert [d["t"] for d in days] == ["2024-11-18T05:00:00Z"]
+    assert days[0]["o"] == minutes[0]["o"]
+    assert days[0]["c"] == minutes[-1]["c"]
+    assert days[0]["v"] == sum(m["v"] for m in minutes)
+    async with http.get(
+        f"{sandbox.data_url}/v2/stocks/bars", params={**params, "timeframe": "1Hour"}
+    ) as r:
         assert r.status == 422
-        assert "1Min" in (await r.json())["message"]
+        assert "1Min and 1Day" in (await r.json())["message"]
 
 
 async def test_single_symbol_descending_and_latest_bars(
