@@ -27,6 +27,7 @@ from daemon.live import status
 from daemon.live.controls import Controls
 from daemon.live.crash import CrashPoints
 from daemon.live.guard import JournalGuard
+from daemon.live.herald import Herald
 from daemon.live.loop import EngineLoop, Fatal
 from daemon.live.market import Backfilled, MarketData
 from daemon.live.orders import OrderPath, SliceLog
@@ -153,6 +154,11 @@ class LiveDaemon:
             guard=self.guard,
             on_kill_reset=self._kill_reset_journaled,
         )
+        self.herald = Herald(
+            settings=settings, env=env, log=log, mode=self.mode, symbols=self.symbols,
+            engine=self.engine, market=self.market, broker=self.broker, guard=self.guard,
+            telemetry=self.telemetry,
+        )  # fmt: skip
         self._tasks: list[asyncio.Task[Any]] = []
         self._started = False
         self._broker_started = False
@@ -372,6 +378,7 @@ class LiveDaemon:
         self._started = True
         self.orders.trading = True
         self.log.info("daemon_started", mode=self.mode, warmup_bars=self.market.warmup_bars)
+        await self.herald.start(self._spawn)
         self.systemd.ready(f"{self.mode}: {len(self.symbols)} symbols")
 
     async def _start_http(self) -> None:
@@ -385,6 +392,7 @@ class LiveDaemon:
             host=http.host,
             port=http.port,
             token=self.control_token,
+            feed=self.herald.feed,
         )
         await self.http.start()
 
@@ -455,6 +463,7 @@ class LiveDaemon:
                 journal.close()
             except JournalError as e:
                 self.log.error("journal_close_failed", error=str(e))
+        await self.herald.stop(fatal)
         if self.http is not None:
             await self.http.close()
         self.log.info(
