@@ -118,6 +118,7 @@ class Herald:
         telemetry.count_notifications(self.notifications.counters)
         self.feed = StatusFeed()
         self.feed.info["mode"] = mode
+        self.feed.now_ns = market.now_ns
         engine.listener = ListenerFanout(engine.listener, self.feed, _Relay(self.notifications))
         self._seen: dict[str, Any] = {}
         self._day: dict[str, Any] = {}
@@ -134,7 +135,9 @@ class Herald:
         self.notify(
             DaemonStarted(mode=self.mode, account=number or None, symbols=tuple(self.symbols))
         )
-        self._seen = self._observe()
+        # The streams count as up from here: one not up within its target's stream_down_s
+        # is told like any outage.
+        self._seen = {**self._observe(), "feed": True, "broker": True}
         self._new_day()
         spawn(self.watch(), "herald")
 

@@ -9,7 +9,9 @@ I/O). The HTTP server's page (`daemon.service.page`) reads it when it pushes an 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,8 @@ class StatusFeed:
 
     Attributes:
         info: what the driver adds to the page's header (mode, the account's masked number).
+        now_ns: the market's time (UTC ns), which the age of the last slice is counted from
+            (a sandbox's clock is not the wall clock).
         points: (slice time UTC ns, equity, drawdown) per slice since the session started.
         fills: the last fills, newest last.
         orders: the decisions of the current UTC day, newest last, with the broker's outcome.
@@ -42,6 +46,7 @@ class StatusFeed:
 
     def __init__(self) -> None:
         self.info: dict[str, Any] = {}
+        self.now_ns: Callable[[], int] = time.time_ns
         self.points: list[tuple[int, float, float]] = []
         self.fills: deque[dict[str, Any]] = deque(maxlen=MAX_FILLS)
         self.orders: deque[dict[str, Any]] = deque(maxlen=MAX_ORDERS)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -112,7 +111,9 @@ class StatusPage:
         """The daemon's state and the feed's news, as the page reads them."""
         feed = self.feed
         return {
-            "now": time.time(),
+            # The market's time, for the age of the last slice (none for a replay: its slices
+            # are history).
+            "now": feed.now_ns() / 1e9 if feed is not None else None,
             "alive": self.control.alive(),
             "readiness": self.control.readiness(),
             "state": self.control.state(),

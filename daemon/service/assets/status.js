@@ -98,9 +98,11 @@ function header(s) {
   const kill = st.kill_switch || {};
   text("h-kill", kill.tripped ? "TRIPPED (" + kill.reason + ")" : "armed", kill.tripped ? "bad" : "good");
   text("h-halted", st.halted ? "HALTED" : "trading", st.halted ? "bad" : "good");
-  if (st.last_slice) {
+  if (st.last_slice && s.now) {
     const ago = s.now - Date.parse(st.last_slice) / 1000;
     text("h-slice", clock(st.last_slice) + " (" + age(ago) + ")");
+  } else if (st.last_slice) {
+    text("h-slice", clock(st.last_slice));
   } else {
     text("h-slice", "none yet");
   }
