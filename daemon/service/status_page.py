@@ -62,7 +62,8 @@ class StatusPage:
         feed: the equity curve, fills and orders (None: the page shows `/state` only).
         control_enabled: the daemon has a control token (the page enables its buttons).
         min_interval_s: at most one push per this many seconds.
-        heartbeat_s: at least one push per this many seconds (ages, health).
+        heartbeat_s: at least one push per this many seconds (health, the market clock; the
+            page ticks the last slice's age itself between pushes).
     """
 
     def __init__(
@@ -73,7 +74,7 @@ class StatusPage:
         log: EventLog,
         control_enabled: bool,
         min_interval_s: float = 0.25,
-        heartbeat_s: float = 1.0,
+        heartbeat_s: float = 5.0,
     ) -> None:
         self.control = control
         self.feed = feed

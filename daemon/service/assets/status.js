@@ -6,6 +6,7 @@
 const SVG = "http://www.w3.org/2000/svg";
 const series = [];          // [unix seconds, equity, drawdown]
 let last = null;            // the last snapshot
+let receivedAt = 0;         // when it came (this page's clock, ms)
 let token = "";
 let source = null;
 
@@ -98,11 +99,19 @@ function header(s) {
   const kill = st.kill_switch || {};
   text("h-kill", kill.tripped ? "TRIPPED (" + kill.reason + ")" : "armed", kill.tripped ? "bad" : "good");
   text("h-halted", st.halted ? "HALTED" : "trading", st.halted ? "bad" : "good");
-  if (st.last_slice && s.now) {
-    const ago = s.now - Date.parse(st.last_slice) / 1000;
-    text("h-slice", clock(st.last_slice) + " (" + age(ago) + ")");
-  } else if (st.last_slice) {
-    text("h-slice", clock(st.last_slice));
+  sliceAge();
+}
+
+// The last slice's age, on the daemon's market clock, moved on by this page's clock between
+// pushes (so the daemon need not push every second for it).
+function sliceAge() {
+  if (!last) return;
+  const slice = last.state.last_slice;
+  if (slice && last.now) {
+    const now = last.now + (Date.now() - receivedAt) / 1000;
+    text("h-slice", clock(slice) + " (" + age(now - Date.parse(slice) / 1000) + ")");
+  } else if (slice) {
+    text("h-slice", clock(slice));
   } else {
     text("h-slice", "none yet");
   }
@@ -179,6 +188,7 @@ function tables(s) {
 
 function render(s) {
   last = s;
+  receivedAt = Date.now();
   if (s.point && (series.length === 0 || series[series.length - 1][0] < s.point[0])) series.push(s.point);
   else if (s.point && series.length) series[series.length - 1] = s.point;
   header(s);
@@ -240,6 +250,7 @@ document.addEventListener("DOMContentLoaded", () => {
     act("/flatten", "flatten");
   });
   connect();
+  setInterval(sliceAge, 1000);
 });
 // Close the stream with the page, so the daemon stops pushing to it at once.
 window.addEventListener("pagehide", () => { if (source) source.close(); });
