@@ -56,8 +56,9 @@ _NEW_YORK = ZoneInfo("America/New_York")
 class _Relay:
     """The engine's news that is a notification as it stands."""
 
-    def __init__(self, notifications: Notifications) -> None:
+    def __init__(self, notifications: Notifications, tripped: Callable[[], None]) -> None:
         self.notifications = notifications
+        self.tripped = tripped
 
     def on_slice(self, ts: int, ledger: Ledger) -> None:
         pass
@@ -70,6 +71,7 @@ class _Relay:
 
     def on_kill_switch(self, event: KillSwitchTripped) -> None:
         self.notifications.notify(event)
+        self.tripped()
 
     def on_execution(self, event: ExecutionEvent, applied: bool) -> None:
         match event:
@@ -119,7 +121,9 @@ class Herald:
         self.feed = StatusFeed()
         self.feed.info["mode"] = mode
         self.feed.now_ns = market.now_ns
-        engine.listener = ListenerFanout(engine.listener, self.feed, _Relay(self.notifications))
+        engine.listener = ListenerFanout(
+            engine.listener, self.feed, _Relay(self.notifications, self._tripped)
+        )
         self._seen: dict[str, Any] = {}
         self._day: dict[str, Any] = {}
 
@@ -144,6 +148,7 @@ class Herald:
     async def stop(self, fatal: BaseException | None) -> None:
         """Say the daemon stops, and send what is queued (within the notifier's deadline)."""
         if self.notifications.running:
+            self.check()  # what changed since the last look is told before the stop
             reason = f"error: {fatal}" if fatal is not None else "requested"
             self.notify(DaemonStopped(reason=reason))
         await self.notifications.stop()
@@ -177,6 +182,11 @@ class Herald:
             self._summarize()
         elif now["open"] and not was["open"]:
             self._new_day()
+
+    def _tripped(self) -> None:
+        # Seen at once, so a reset before the next look is still told.
+        if self._seen:
+            self._seen["kill"] = True
 
     def _observe(self) -> dict[str, Any]:
         return {
@@ -215,7 +225,7 @@ class Herald:
         day = self._day
         self.notify(
             DaySummary(
-                day=datetime.now(_NEW_YORK).date(),
+                day=datetime.fromtimestamp(self.market.now_ns() / 1e9, _NEW_YORK).date(),
                 pnl=equity - start if start > 0 else Decimal(0),
                 equity=equity,
                 orders=counters.orders - day.get("orders", 0),
