@@ -215,3 +215,22 @@ async def test_too_many_pages_are_refused(served: Server) -> None:
     finally:
         for r in opened:
             r.close()
+
+
+async def test_without_a_feed_the_page_shows_the_state_alone() -> None:
+    # `replay --serve`: no equity curve, and no market clock to age the last slice by.
+    daemon = FakeDaemon()
+    telemetry = Telemetry(mode="replay", symbols=["SPY"], strategies=["s"])
+    server = HttpServer(daemon, telemetry, log=EventLog(io.StringIO()), token=None)
+    await server.start()
+    try:
+        async with aiohttp.ClientSession() as http, http.get(server.url + "/events") as r:
+            assert await read_event(r) == ("history", {"series": []})
+            _, first = await read_event(r)
+        assert first["point"] is None
+        assert first["now"] is None
+        assert first["control"] is False
+        assert first["info"] == {"mode": "paper"}
+        assert first["state"]["positions"] == {"SPY": {"qty": "10.5"}}
+    finally:
+        await server.close()
