@@ -25,6 +25,7 @@ from daemon.service.notify import (
     JournalFailed,
     KillSwitchReset,
     Notifications,
+    NotifyEvent,
     ReconciliationDiffered,
     StreamDown,
     StreamRestored,
@@ -35,6 +36,7 @@ from daemon.service.notify import (
 from daemon.service.notify.events import Stream
 from daemon.service.status_feed import StatusFeed
 from daemon.timeutil import ticks
+from portfolio.journal import JournalError
 
 if TYPE_CHECKING:
     from brokers.base import LiveBroker
@@ -127,7 +129,8 @@ class Herald:
         self._seen: dict[str, Any] = {}
         self._day: dict[str, Any] = {}
 
-    def notify(self, event: Any) -> None:
+    def notify(self, event: NotifyEvent) -> None:
+        """Hand `event` to the notifier (it only queues: never waits, never raises)."""
         self.notifications.notify(event)
 
     async def start(self, spawn: Callable[[Coroutine[Any, Any, None], str], None]) -> None:
@@ -135,6 +138,7 @@ class Herald:
         account = self.broker.account
         number = account.account_number if account is not None else ""
         self.feed.info["account"] = _masked(number)
+        self.feed.history(self._journal_history())
         await self.notifications.start()
         self.notify(
             DaemonStarted(mode=self.mode, account=number or None, symbols=tuple(self.symbols))
@@ -182,6 +186,28 @@ class Herald:
             self._summarize()
         elif now["open"] and not was["open"]:
             self._new_day()
+
+    def _journal_history(self) -> list[tuple[int, float, float]]:
+        """One point per earlier run in the journal: its equity and drawdown when it began
+        (the curve over the journal's history after a restart; slices add the rest)."""
+        journal = self.guard.journal
+        if journal is None:
+            return []
+        try:
+            segments = journal.reader().segments()[:-1]  # the last one is this run's
+        except JournalError as e:
+            self.log.warning("status_history_unavailable", error=str(e))
+            return []
+        points = []
+        for segment in segments:
+            ledger = segment.ledger
+            equity = ledger.cash + sum(
+                (qty * last for qty, _, last in ledger.positions.values()), Decimal(0)
+            )
+            high = max(ledger.high_water, equity)
+            drawdown = float((high - equity) / high) if high > 0 else 0.0
+            points.append((segment.ts, float(equity), drawdown))
+        return points
 
     def _tripped(self) -> None:
         # Seen at once, so a reset before the next look is still told.

@@ -12,8 +12,9 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from brokers.orders import OrderFilled, OrderPartiallyFilled, OrderRejected
 from daemon.timeutil import iso_utc
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 MAX_POINTS = 2_000  # the equity curve: older points are thinned, one in two, past this
 MAX_FILLS = 50
 MAX_ORDERS = 200
+_NEW_YORK = ZoneInfo("America/New_York")  # "today" is the exchange's day
 
 
 class StatusFeed:
@@ -39,7 +41,8 @@ class StatusFeed:
             (a sandbox's clock is not the wall clock).
         points: (slice time UTC ns, equity, drawdown) per slice since the session started.
         fills: the last fills, newest last.
-        orders: the decisions of the current UTC day, newest last, with the broker's outcome.
+        orders: the decisions of the current New York day, newest last, with the broker's
+            outcome (filled, rejected, canceled, ...).
         changed: set whenever something here (or the engine's state) changed; the page's
             broadcaster clears it.
     """
@@ -87,7 +90,7 @@ class StatusFeed:
         pass
 
     def on_decision(self, decision: Decision) -> None:
-        day = datetime.fromtimestamp(decision.slice_ts / 1e9, UTC).date().isoformat()
+        day = datetime.fromtimestamp(decision.slice_ts / 1e9, _NEW_YORK).date().isoformat()
         if day != self._day:
             self._day = day
             self.orders.clear()
