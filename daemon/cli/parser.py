@@ -14,6 +14,7 @@ from typing import TypeAlias
 
 from daemon.cli import options
 from daemon.cli.live import audit_command, ctl_command, run_command
+from daemon.cli.notify import notify_test_command
 from daemon.cli.research import replay_command, report_command, walkforward_command
 from daemon.cli.tools import check_config_command, download_command, sandbox_command, synth_command
 
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_audit(sub, common)
     _add_check_config(sub, common)
     _add_bars(sub, common)
+    _add_notify(sub, common)
     return parser
 
 
@@ -275,4 +277,14 @@ def _add_bars(sub: _Commands, common: options.Parser) -> None:
     dl.set_defaults(func=download_command)
 
 
-# -- argument types ---------------------------------------------------------------------------
+def _add_notify(sub: _Commands, common: options.Parser) -> None:
+    notify = sub.add_parser("notify", help="notification tools")
+    notify_sub = notify.add_subparsers(dest="notify_command", required=True, metavar="COMMAND")
+    test = notify_sub.add_parser(
+        "test",
+        parents=[common],
+        help="send one test message to every target of the config's notify: section",
+    )
+    test.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML overlays, merged in order")
+    test.add_argument("--text", help="the message (default: a fixed test sentence)")
+    test.set_defaults(func=notify_test_command)

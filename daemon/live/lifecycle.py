@@ -28,6 +28,7 @@ from daemon.live.buckets import live_buckets
 from daemon.live.controls import Controls
 from daemon.live.crash import CrashPoints
 from daemon.live.guard import JournalGuard
+from daemon.live.herald import Herald
 from daemon.live.loop import EngineLoop, Fatal
 from daemon.live.market import Backfilled, MarketData
 from daemon.live.orders import OrderPath, SliceLog
@@ -136,6 +137,11 @@ class LiveDaemon:
         )
         self.failures = TaskFailures(log=log, telemetry=self.telemetry)
         self.tasks = DaemonTasks(self.failures, self.loop.post)
+        self.herald = Herald(
+            settings=settings, env=env, log=log, mode=self.mode, symbols=self.symbols,
+            engine=self.engine, market=self.market, broker=self.broker, guard=self.guard,
+            telemetry=self.telemetry,
+        )  # fmt: skip
         self._started = False
         self._broker_started = False
 
@@ -392,6 +398,7 @@ class LiveDaemon:
         self._started = True
         self.orders.trading = True
         self.log.info("daemon_started", mode=self.mode, warmup_bars=self.market.warmup_bars)
+        await self.herald.start(self._spawn)
         self.systemd.ready(f"{self.mode}: {len(self.symbols)} symbols")
 
     async def _start_http(self) -> None:
@@ -405,6 +412,7 @@ class LiveDaemon:
             host=http.host,
             port=http.port,
             token=self.control_token,
+            feed=self.herald.feed,
         )
         await self.http.start()
 
@@ -461,13 +469,14 @@ class LiveDaemon:
         await self.rest.close()
         if self.recorder.started:
             self.recorder.close()
-            self._write_summary(cancelled)
+            self.recorder.write_summary(status.summary(self, cancelled=cancelled))
         journal = self.guard.journal
         if journal is not None:
             try:
                 journal.close()
             except JournalError as e:
                 self.log.error("journal_close_failed", error=str(e))
+        await self.herald.stop(fatal)
         if self.http is not None:
             await self.http.close()
         self.log.info(
@@ -477,19 +486,4 @@ class LiveDaemon:
             seconds=round(self.clock.monotonic() - started, 3),
             error=str(fatal) if fatal else None,
             failed_tasks=[task for task, _ in self.failures.reported],
-        )
-
-    def _write_summary(self, cancelled: int) -> None:
-        self.recorder.write_summary(
-            status.summary(
-                run_id=self.run_id,
-                mode=self.mode,
-                loaded=self.loaded,
-                symbols=self.symbols,
-                engine=self.engine,
-                recorder=self.recorder,
-                market=self.market,
-                orders=self.orders,
-                cancelled=cancelled,
-            )
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from brokers.base import LiveBroker
 from daemon.config import LoadedConfig
@@ -12,9 +12,12 @@ from daemon.live.market import MarketData
 from daemon.live.orders import OrderPath
 from daemon.live.recovery import Recovery
 from daemon.live.slicer import Slicer
-from daemon.recorder import CENT, Recorder
+from daemon.recorder import CENT
 from daemon.service.state import display_book, engine_state
 from daemon.timeutil import iso_utc
+
+if TYPE_CHECKING:
+    from daemon.live.lifecycle import LiveDaemon
 
 
 def readiness(
@@ -76,28 +79,18 @@ def state(
     return out
 
 
-def summary(
-    *,
-    run_id: str,
-    mode: str,
-    loaded: LoadedConfig,
-    symbols: list[str],
-    engine: Engine,
-    recorder: Recorder,
-    market: MarketData,
-    orders: OrderPath,
-    cancelled: int,
-) -> dict[str, Any]:
+def summary(daemon: LiveDaemon, *, cancelled: int) -> dict[str, Any]:
     """summary.json of a live run: its period and figures, counters, and the ledger."""
+    engine, market, orders = daemon.engine, daemon.market, daemon.orders
     counters = engine.counters
     feed = market.counters
-    figures = recorder.figures
+    figures = daemon.recorder.figures
     ledger = engine.ledger
     return {
-        "run_id": run_id,
-        "mode": mode,
-        "config": list(loaded.files),
-        "symbols": symbols,
+        "run_id": daemon.run_id,
+        "mode": daemon.mode,
+        "config": list(daemon.loaded.files),
+        "symbols": daemon.symbols,
         "first_slice": iso_utc(figures.first_ts) if figures.first_ts is not None else None,
         "last_slice": iso_utc(figures.last_ts) if figures.last_ts is not None else None,
         "start_equity": str(ledger.start_cash.quantize(CENT)),

@@ -4,6 +4,7 @@
     GET  /healthz            200 {"status": "alive"} while the daemon's tasks run, else 503
     GET  /readyz             200 when every readiness check passes, else 503 naming the failures
     GET  /state              the daemon's state as JSON
+    GET  /, /events          the status page and its live updates (daemon.service.status_page)
     POST /halt /resume /flatten /kill-switch/reset
                              the control plane: only with a token (TRADINGD_CONTROL_TOKEN), and
                              only for a request carrying `Authorization: Bearer <token>`
@@ -23,6 +24,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from daemon.logs import EventLog
+from daemon.service.status_feed import StatusFeed
+from daemon.service.status_page import StatusPage
 from daemon.service.telemetry import Telemetry
 from feeds.errors import TradingdError
 
@@ -86,6 +89,7 @@ class HttpServer:
         telemetry: the metrics it exposes; `/metrics` and `/readyz` also set `tradingd_ready`.
         log: where control actions, refused requests and the bind address are logged.
         token: the control-plane token; None or empty disables the control endpoints (403).
+        feed: what the status page shows beyond `/state` (the equity curve, fills, orders).
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class HttpServer:
         host: str = "127.0.0.1",
         port: int = 0,
         token: str | None = None,
+        feed: StatusFeed | None = None,
     ) -> None:
         self.control = control
         self.telemetry = telemetry
@@ -105,6 +110,7 @@ class HttpServer:
         self.port = port
         self._token = token.encode() if token else None
         self._runner: web.AppRunner | None = None
+        self.page = StatusPage(control, feed, log=log, control_enabled=self._token is not None)
 
     @property
     def url(self) -> str:
@@ -122,6 +128,7 @@ class HttpServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/state", self._state)
+        self.page.add_routes(app)
         actions: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {
             "/halt": ("halt", self.control.halt),
             "/resume": ("resume", self.control.resume),
@@ -154,6 +161,7 @@ class HttpServer:
 
     async def close(self) -> None:
         runner, self._runner = self._runner, None
+        await self.page.close()  # open event streams end, so the cleanup does not wait on them
         if runner is not None:
             await runner.cleanup()
 

@@ -37,10 +37,12 @@ from daemon.service.metric_families import (
     order_reject_reason,
     register_families,
 )
+from daemon.service.notify_metrics import NotifyCollector
 
 if TYPE_CHECKING:  # types only: importing the engine's stack would slow `tradingd --help`
     from composer.targets import Targets
     from daemon.engine import Decision
+    from daemon.service.notify.counters import NotifyCounters
     from portfolio.events import KillSwitchTripped
     from portfolio.ledger import Ledger
     from portfolio.risk import RiskGate
@@ -123,6 +125,10 @@ class Telemetry:
             self._scraped.ledger = ledger
         if risk is not None:
             self._scraped.risk = risk
+
+    def count_notifications(self, counters: NotifyCounters) -> None:
+        """Expose the notifier's counts (`tradingd_notifications_*_total{target}`)."""
+        self.registry.register(NotifyCollector(counters))
 
     # -- driver calls -------------------------------------------------------------------------
 
