@@ -32,14 +32,14 @@ from daemon.live.market import Backfilled, MarketData
 from daemon.live.orders import OrderPath, SliceLog
 from daemon.live.recovery import Recovery, reopen_orders, restored_orders
 from daemon.live.slicer import Slicer
+from daemon.live.startup import start_unless_stopped
+from daemon.live.upkeep import Upkeep
 from daemon.logs import EventLog
 from daemon.service.http import CONTROL_TOKEN_ENV, HttpServer
 from daemon.service.systemd import Notifier
 from daemon.timeutil import Clock, SystemClock, iso_utc
 from daemon.wiring import build_live
-from feeds.alpaca_stream import (
-    DataEvent,
-)
+from feeds.alpaca_stream import DataEvent
 from feeds.bar import NS_PER_MINUTE
 from feeds.errors import ConfigError, TradingdError
 from portfolio.journal import Journal, JournalError, LedgerSnapshot
@@ -129,6 +129,9 @@ class LiveDaemon:
             telemetry=self.telemetry,
             policy=policy,
             symbols=self.symbols,
+        )
+        self.upkeep = Upkeep(
+            engine=self.engine, guard=self.guard, retention=settings.state.retention, log=log
         )
         self.loop = EngineLoop(
             engine=self.engine,
@@ -272,9 +275,10 @@ class LiveDaemon:
                 loop.add_signal_handler(sig, self.request_stop)
         fatal: BaseException | None = None
         try:
-            await self._start()
-            if not self.loop.stopping.is_set():
+            if await start_unless_stopped(self._start(), self.loop.stopping):
                 await self.loop.run()
+            elif not self._started:
+                self.log.warning("start_interrupted", mode=self.mode)
         except TradingdError as e:
             fatal = e
         finally:
@@ -314,7 +318,7 @@ class LiveDaemon:
             out=str(self.out_dir),
         )
         journal = self.guard.journal = Journal(Path(self.settings.state.dir))
-        journaled = journal.reader().state()
+        journaled = journal.reader().restart_state()
         self.recorder.start()
         await self._start_http()
         self._spawn(self.telemetry.measure_loop_lag(), "loop-lag")
@@ -416,6 +420,7 @@ class LiveDaemon:
         self.market.on_clock(clock, first=not self._started)
         if self._started:
             self.loop.check_quiet()
+            self.upkeep.on_clock(market_open=clock.is_open, ts=clock.ts)
         self.loop.progress.set()  # the clock task's news, for whoever waits on the daemon's state
 
     # -- stop -----------------------------------------------------------------------------------

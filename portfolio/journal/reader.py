@@ -265,6 +265,16 @@ class JournalReader:
             differences=differences,
         )
 
+    def counts(self) -> dict[str, int]:
+        """Rows per table of the file."""
+        tables = [
+            name
+            for (name,) in self._query(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            )
+        ]
+        return {t: int(self._query(f'SELECT count(*) FROM "{t}"')[0][0]) for t in tables}  # noqa: S608
+
     def switch(self, name: SwitchName) -> tuple[bool, str | None]:
         """A switch as last set: (on, reason); (False, None) if it never was."""
         rows = self._query("SELECT value FROM state WHERE key = ?", (name,))

@@ -439,6 +439,26 @@ class Journal:
                 self._flush(db)
             self._commit_bars()
 
+    def connection(self) -> sqlite3.Connection:
+        """The writer's connection, for reads beside it (retention); write through
+        `transaction` only."""
+        return self._db
+
+    def transaction(self, what: str) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT), with the buffered bars written
+        first; on failure rolled back and a JournalError naming `what`."""
+        return self._write(what)
+
+    def vacuum(self) -> None:
+        """Give the pages freed by deletions back to the file system (rewrites the file: run
+        it with the daemon stopped, as `tradingd journal compact` does)."""
+        self.flush()
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.execute("VACUUM")
+        except sqlite3.Error as e:
+            raise JournalError(f"journal {self.path}: vacuum failed: {e}") from None
+
     def checkpoint(self) -> None:
         """Move the WAL into the database file (PASSIVE: never waits for readers).
 
