@@ -265,6 +265,10 @@ class JournalReader:
             differences=differences,
         )
 
+    def connection(self) -> sqlite3.Connection:
+        """The reader's connection, for `retention` (exports in bulk); read through it only."""
+        return self._db
+
     def counts(self) -> dict[str, int]:
         """Rows per table of the file."""
         tables = [

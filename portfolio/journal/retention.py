@@ -237,3 +237,31 @@ def stats(state_dir: Path) -> JournalStats:
         if folder.is_dir()
         else 0,
     )
+
+
+def export(state_dir: Path, out_dir: Path, *, after_seq: int = 0) -> dict[str, Path]:
+    """Write the journal's inputs after `after_seq`, and the decisions, orders and fills, as
+    zstd Parquet files in `out_dir` (read-only: beside a running daemon too).
+
+    Returns:
+        Each table written and its file (a table with no rows gets none).
+
+    Raises:
+        JournalError: the journal cannot be read or a file cannot be written.
+    """
+    from portfolio.journal.reader import JournalReader
+
+    wheres: dict[str, tuple[str, tuple[Any, ...]]] = {
+        "input": ("seq > ?", (after_seq,)),
+        "decision": ("1", ()),
+        "orders": ("1", ()),
+        "fill": ("seq > ?", (after_seq,)),
+    }
+    written: dict[str, Path] = {}
+    with JournalReader.open(state_dir) as reader:
+        db = reader.connection()
+        for table, where in wheres.items():
+            path = Path(out_dir) / f"{table}.parquet"
+            if _export(db, table, where, path, reader.path):
+                written[table] = path
+    return written
