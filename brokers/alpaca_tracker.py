@@ -61,6 +61,7 @@ class TrackedOrder:
         "ours",
         "qty",
         "side",
+        "since_ns",
         "symbol",
         "terminal",
         "tif",
@@ -78,6 +79,8 @@ class TrackedOrder:
         self.terminal = False
         self.cum_qty = _ZERO
         self.cum_notional = _ZERO
+        # A restored order's intent time: no submission can be older (the bulk lookup's start).
+        self.since_ns: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,6 +128,7 @@ class OrderTracker:
             raise InvariantViolation(f"restored order {cid} is known already")
         order = TrackedOrder(cid, r.symbol, r.side, ours=True)
         order.broker_order_id = r.broker_order_id
+        order.since_ns = r.ts
         order.qty = r.qty
         order.cum_qty = r.filled_qty
         order.cum_notional = r.filled_notional

@@ -66,6 +66,7 @@ def restored_orders(journaled: JournalState) -> list[RestoredOrder]:
             filled_qty=o.filled_qty,
             filled_notional=o.filled_notional,
             terminal=o.terminal,
+            ts=o.ts,
         )
         for o in journaled.orders
         if o.side is not None and o.qty is not None
