@@ -222,16 +222,21 @@ class JournalReader:
         """What a restart restores: the switches, the last slice, the order and fill books."""
         return self._state(books_since=None)
 
-    def restart_state(self) -> JournalState:
-        """`state()` bounded by the last snapshot, not by history: the orders still open and
-        those placed since the last snapshot; no fills (the ledger is rebuilt from the
-        snapshot and the events after it, and the fill table de-duplicates by lookup)."""
-        rows = self._query("SELECT max(ts) FROM snapshot") if self._has_snapshots() else []
-        since = rows[0][0] if rows and rows[0][0] is not None else None
-        return self._state(books_since=since)
+    def restart_state(self, *, margin_ns: int = 3_600 * 10**9) -> JournalState:
+        """`state()` bounded by what a restart can meet, not by history: no fills (the ledger
+        is rebuilt from the last snapshot and the events after it; the fill table
+        de-duplicates by lookup), and the orders still open plus every order journaled since
+        `margin_ns` before the oldest open one or the last event, whichever is earlier.
 
-    def _has_snapshots(self) -> bool:
-        return self.schema_version >= SNAPSHOT_VERSION
+        Those are every order of ours a reconciliation's listings can return (they start at
+        the last event, or at the oldest unresolved order), so none comes back unknown to the
+        broker adapter (it would report its fills again under new execution ids).
+        """
+        (oldest_open,) = self._query("SELECT min(ts) FROM orders WHERE terminal = 0")[0]
+        rows = self._query("SELECT value FROM state WHERE key = 'last_event_ts'")
+        starts = [t for t in (oldest_open, int(rows[0][0]) if rows else None) if t is not None]
+        since = min(starts) - margin_ns if starts else 2**63 - 1
+        return self._state(books_since=since)
 
     def _state(self, *, books_since: int | None) -> JournalState:
         values = dict(self._query("SELECT key, value FROM state"))
