@@ -169,6 +169,8 @@ class Recorder:
         self._orders_out = self._open_csv("orders.csv", _ORDER_COLUMNS)
         self._equity_out = self._open_csv("equity.csv", _EQUITY_COLUMNS)
         self._risk = self._open_csv("risk_events.csv", _RISK_COLUMNS)
+        if self.flush_each_slice:
+            self.flush()  # the headers: a kill -9 before the first slice leaves no empty file
 
     def _open_csv(self, name: str, header: list[str]) -> Any:  # a csv writer
         handle = (self.out_dir / name).open("w", newline="", encoding="utf-8")
@@ -401,9 +403,13 @@ class Recorder:
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         """summary.json, written last: a folder without it is a run that did not finish."""
-        (self.out_dir / "summary.json").write_bytes(
+        # Written whole, then renamed into place: never a partial summary after a kill -9.
+        path = self.out_dir / "summary.json"
+        partial = path.with_suffix(".json.partial")
+        partial.write_bytes(
             orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
         )
+        partial.replace(path)
 
     def _order_line(self, cid: str, row: _OrderRow) -> list[str]:
         """One row of orders.csv."""

@@ -236,3 +236,22 @@ async def test_a_start_up_that_finishes_returns_true_and_raises_what_it_raised()
     assert await start_unless_stopped(quick(), asyncio.Event()) is True
     with pytest.raises(ValueError, match="refused"):
         await start_unless_stopped(broken(), asyncio.Event())
+
+
+def test_a_live_runs_out_files_are_never_empty_before_its_first_slice(tmp_path: Path) -> None:
+    """A kill -9 right after the start (no close, no flush of ours): every file holds its
+    header on disk already; summary.json appears whole or not at all."""
+    import io
+
+    from daemon.logs import EventLog
+    from daemon.recorder import Recorder
+
+    recorder = Recorder(tmp_path / "out", EventLog(io.StringIO()), flush_each_slice=True)
+    recorder.start()
+    sizes = {p.name: p.stat().st_size for p in (tmp_path / "out").iterdir()}
+    recorder.write_summary({"orders": 0})
+    recorder.close()
+
+    assert len(sizes) == 6
+    assert all(size > 0 for size in sizes.values()), sizes
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if "partial" in p.name) == []
