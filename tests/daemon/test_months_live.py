@@ -4,6 +4,7 @@ the journal's upkeep at a session's close (snapshot, retention, checkpoint)."""
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,8 @@ async def test_a_stop_during_a_stuck_start_up_exits_within_the_stop_deadline(
     assert code == 0
     assert time.monotonic() - asked < loaded.settings.live.stop_deadline_s + 2
     stream = daemon.log._stream
-    assert '"start_interrupted"' in stream.getvalue()  # type: ignore[attr-defined]
+    assert isinstance(stream, io.StringIO)
+    assert '"start_interrupted"' in stream.getvalue()
 
 
 def test_a_session_close_snapshots_then_compacts_and_checkpoints(tmp_path: Path) -> None:
