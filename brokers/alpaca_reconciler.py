@@ -70,6 +70,7 @@ class Reconciler:
         fills, self._recovered = self._recovered, 0
         differences = [] if first else tracker.differences(positions, account)
         tracker.adopt(positions, account)
+        tracker.prune()
         found = Reconciliation(
             ts=self._now_ns(),
             open_orders=len(open_orders),
