@@ -19,10 +19,10 @@ from daemon.live.upkeep import session_of
 from daemon.replay.audit import Difference, TargetsListener, audit
 from daemon.wiring import build_engine
 from feeds.bar import NS_PER_MINUTE, Bar
-from portfolio.journal import JOURNAL_FILE, Journal, JournalReader, LedgerSnapshot
+from portfolio.journal import JOURNAL_FILE, MIGRATIONS, Journal, JournalReader, LedgerSnapshot
 from portfolio.journal.retention import compact, export, stats
 from tests.daemon.test_audit import SYMBOLS, T0, WARMUP_MINUTES, Driver, minute_config
-from tests.portfolio.test_journal_account import drop_schema_4
+from tests.portfolio.test_journal_account import drop_schema_4, schema_of
 
 NS_PER_DAY = 86_400 * 10**9
 MINUTES = 10  # trading minutes per session
@@ -175,10 +175,14 @@ def test_a_schema_3_journal_is_read_then_upgraded(tmp_path: Path) -> None:
     state = tmp_path / "state"
     driver = run_sessions(state, loaded, 2)
     db = sqlite3.connect(state / JOURNAL_FILE, isolation_level=None)
+    reference = sqlite3.connect(":memory:")
     try:
         drop_schema_4(db)
+        reference.executescript("".join(MIGRATIONS[:3]))
+        assert schema_of(db) == schema_of(reference)  # exactly a schema-3 file
     finally:
         db.close()
+        reference.close()
 
     with JournalReader.open(state) as reader:  # a reader never migrates
         assert reader.schema_version == 3
