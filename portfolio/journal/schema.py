@@ -130,7 +130,6 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX snapshot_segment ON snapshot (segment, seq);
     CREATE INDEX input_book ON input (segment, seq) WHERE kind IN ('event', 'control');
-    CREATE INDEX decision_slice ON decision (slice_ts);
     CREATE TABLE archive (
         id INTEGER PRIMARY KEY,
         through_seq INTEGER NOT NULL,

@@ -79,7 +79,7 @@ def schema_of(db: sqlite3.Connection) -> list[tuple[str, str, str]]:
 
 def drop_schema_4(db: sqlite3.Connection) -> None:
     """Take out what schema 4 added (snapshots, the books' index, the archive list)."""
-    for index in ("snapshot_segment", "input_book", "decision_slice"):
+    for index in ("snapshot_segment", "input_book"):
         db.execute(f"DROP INDEX {index}")
     db.execute("DROP TABLE snapshot")
     db.execute("DROP TABLE archive")
