@@ -13,12 +13,15 @@ from collections.abc import Callable
 
 from brokers.alpaca_rest import AlpacaRest
 from brokers.alpaca_retry import RestWatch
-from brokers.alpaca_tracker import OrderTracker
+from brokers.alpaca_tracker import OrderTracker, TrackedOrder
 from brokers.base import NOT_SENT_BEFORE_RESTART, Reconciliation
 from brokers.orders import OrderCanceled
 from brokers.outbox import Outbox
 
 _SINCE_MARGIN_NS = 2_000_000_000  # `after` is exclusive and clocks differ: look a bit further
+# From this many orders to ask about, one listing by time range (500 a page) replaces most of
+# the lookups by client order id (one REST call each, under the rate limit).
+_BULK_FROM = 8
 
 
 class Reconciler:
@@ -67,6 +70,7 @@ class Reconciler:
         fills, self._recovered = self._recovered, 0
         differences = [] if first else tracker.differences(positions, account)
         tracker.adopt(positions, account)
+        tracker.prune()
         found = Reconciliation(
             ts=self._now_ns(),
             open_orders=len(open_orders),
@@ -90,14 +94,37 @@ class Reconciler:
             )
         return found
 
+    def _unlisted(self, listed: set[str]) -> list[TrackedOrder]:
+        tracker = self._tracker
+        out = []
+        for order in tracker.orders.values():
+            restored = order.cid in tracker.unacked_restored and not order.accepted
+            if not (order.terminal or order.cid in listed or not (order.accepted or restored)):
+                out.append(order)
+        return out
+
+    async def _list_in_bulk(self, unlisted: list[TrackedOrder], listed: set[str]) -> None:
+        """Many orders to ask about (a restart after a long outage, thousands of intents): list
+        the account's orders from the oldest one's intent time, 500 a page, and apply them;
+        only those still unlisted are asked for one by one."""
+        times = [o.since_ns for o in unlisted]
+        if len(unlisted) < _BULK_FROM or any(t is None for t in times):
+            return
+        since = min(t for t in times if t is not None) - _SINCE_MARGIN_NS
+        found = await self._watch.call(self._rest.orders(status="all", after_ns=since))
+        for snap in found:
+            self._recovered += self._tracker.apply(snap)
+            listed.add(snap.client_order_id)
+            self._tracker.unacked_restored.discard(snap.client_order_id)
+
     async def _ask_for_the_unlisted(self, listed: set[str]) -> None:
         """Orders open by our books but in neither list (filled or canceled while the stream
-        was down or the daemon was not running, submitted before `since`): ask for each."""
+        was down or the daemon was not running, submitted before `since`): listed in bulk when
+        many, then asked for one by one."""
         tracker = self._tracker
-        for order in list(tracker.orders.values()):
+        await self._list_in_bulk(self._unlisted(listed), listed)
+        for order in self._unlisted(listed):
             restored = order.cid in tracker.unacked_restored and not order.accepted
-            if order.terminal or order.cid in listed or not (order.accepted or restored):
-                continue
             found = await self._watch.call(self._rest.order_by_client_id(order.cid))
             tracker.unacked_restored.discard(order.cid)
             if found is not None:

@@ -31,6 +31,10 @@ from feeds.errors import InvariantViolation
 
 _ZERO = Decimal(0)
 _PRICE_QUANTUM = Decimal("1e-9")
+# Ended orders placed this long before where any listing starts are forgotten (`prune`), looked
+# at every so many trade updates and after every reconciliation.
+_PRUNE_MARGIN_NS = 3_600 * 10**9
+_PRUNE_EVERY = 2_000
 _TERMINAL_STATUSES = {"canceled", "expired", "rejected"}
 # Events that change nothing the ledger needs (their state shows up in later events or REST).
 _QUIET_EVENTS = {
@@ -61,6 +65,7 @@ class TrackedOrder:
         "ours",
         "qty",
         "side",
+        "since_ns",
         "symbol",
         "terminal",
         "tif",
@@ -78,6 +83,8 @@ class TrackedOrder:
         self.terminal = False
         self.cum_qty = _ZERO
         self.cum_notional = _ZERO
+        # A restored order's intent time: no submission can be older (the bulk lookup's start).
+        self.since_ns: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,6 +119,7 @@ class OrderTracker:
         self.unacked_restored: set[str] = set()
         self._submitted: set[str] = set()
         self._warned_events: set[str] = set()
+        self._updates_since_prune = 0
 
     def restore(self, r: RestoredOrder) -> None:
         """Take over one order of a journal: submitted already, fills counted up to its
@@ -125,6 +133,7 @@ class OrderTracker:
             raise InvariantViolation(f"restored order {cid} is known already")
         order = TrackedOrder(cid, r.symbol, r.side, ours=True)
         order.broker_order_id = r.broker_order_id
+        order.since_ns = r.ts
         order.qty = r.qty
         order.cum_qty = r.filled_qty
         order.cum_notional = r.filled_notional
@@ -142,8 +151,32 @@ class OrderTracker:
         if cid in self._submitted or cid in self.orders:
             return False
         self._submitted.add(cid)
-        self.orders[cid] = TrackedOrder(cid, command.symbol, command.side, ours=True)
+        order = self.orders[cid] = TrackedOrder(cid, command.symbol, command.side, ours=True)
+        order.since_ns = command.ts  # decided then: sent at or after it
         return True
+
+    def prune(self) -> int:
+        """Forget the orders that ended and were placed an hour or more before both where the
+        next reconciliation's listing starts (the last update seen) and the oldest order still
+        open (where a bulk listing would start): no listing can return them any more, and the
+        journal keeps them, so months of orders do not stay in memory. Orders without a known
+        time are kept. Returns how many were forgotten."""
+        self._updates_since_prune = 0
+        if self.last_seen_ns is None:
+            return 0
+        starts = [self.last_seen_ns] + [
+            o.since_ns for o in self.orders.values() if not o.terminal and o.since_ns is not None
+        ]
+        before_ns = min(starts) - _PRUNE_MARGIN_NS
+        old = [
+            cid
+            for cid, o in self.orders.items()
+            if o.terminal and o.since_ns is not None and o.since_ns < before_ns
+        ]
+        for cid in old:
+            del self.orders[cid]
+            self._submitted.discard(cid)
+        return len(old)
 
     def reject(self, command: SubmitOrder, reason: str) -> None:
         """End a submitted order as OrderRejected (unless it ended already)."""
@@ -190,6 +223,9 @@ class OrderTracker:
                 )
                 return
             self.apply(snap, ts=ts, execution=execution)
+            self._updates_since_prune += 1
+            if self._updates_since_prune >= _PRUNE_EVERY:
+                self.prune()
         elif event in _QUIET_EVENTS:
             self._outbox.notice("debug", "trade_update_ignored", trade_event=event)
         elif event in _LOUD_EVENTS:
@@ -209,6 +245,7 @@ class OrderTracker:
         order = self.orders.get(snap.client_order_id)
         if order is None:
             order = TrackedOrder(snap.client_order_id, snap.symbol, snap.side, ours=False)
+            order.since_ns = snap.created_at_ns
             self.orders[order.cid] = order
             self._outbox.notice(
                 "info", "foreign_order", client_order_id=order.cid, symbol=order.symbol

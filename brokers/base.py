@@ -117,6 +117,8 @@ class RestoredOrder:
         filled_qty: the cumulative quantity the journal booked fills for.
         filled_notional: the sum of qty * price of those booked fills.
         terminal: the journal saw the order end (filled, canceled, rejected, expired).
+        ts: when its intent was journaled (UTC ns; before it was sent): reconciliation lists
+            the broker's orders from the oldest such time in bulk instead of asking for each.
     """
 
     client_order_id: str
@@ -127,6 +129,7 @@ class RestoredOrder:
     filled_qty: Decimal = _ZERO
     filled_notional: Decimal = _ZERO
     terminal: bool = False
+    ts: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import csv
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -137,20 +137,21 @@ class Recorder:
         self._last_strategy_weights: dict[str, float] | None = None
         self.started = False
 
-    def start(self, *, journaled_fills: Sequence[Fill] | None = None) -> None:
+    def start(self, *, journaled_fills: Callable[[], Sequence[Fill]] | None = None) -> None:
         """Create the output folder and open the files.
 
         Args:
-            journaled_fills: a live run's journal's fills, in order. A fills.csv this folder
-                already has (a restart with the same `--out`) is then kept, and the fills it
-                lacks (booked just before a kill, say) are appended, each once.
+            journaled_fills: reads a live run's journal's fills, in order (only when needed).
+                A fills.csv this folder already has (a restart with the same `--out`) is then
+                kept, and the fills it lacks (booked just before a kill, say) are appended,
+                each once.
         """
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.started = True
         fills = self.out_dir / "fills.csv"
         if journaled_fills is not None and fills.exists():
             self._fills = self._open_csv("fills.csv", _FILL_COLUMNS, keep=True)
-            self._append_missing(fills, journaled_fills)
+            self._append_missing(fills, journaled_fills())
         else:
             self._fills = self._open_csv("fills.csv", _FILL_COLUMNS)
         self._fills_file = self._files[-1]
@@ -163,6 +164,8 @@ class Recorder:
         self._orders_out = self._open_csv("orders.csv", _ORDER_COLUMNS)
         self._equity_out = self._open_csv("equity.csv", _EQUITY_COLUMNS)
         self._risk = self._open_csv("risk_events.csv", _RISK_COLUMNS)
+        if self.flush_each_slice:
+            self.flush()  # the headers: a kill -9 before the first slice leaves no empty file
 
     def _open_csv(self, name: str, header: list[str], *, keep: bool = False) -> Any:
         """A csv writer on a new file, or (keep) on the end of the file there."""
@@ -440,9 +443,13 @@ class Recorder:
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         """summary.json, written last: a folder without it is a run that did not finish."""
-        (self.out_dir / "summary.json").write_bytes(
+        # Written whole, then renamed into place: never a partial summary after a kill -9.
+        path = self.out_dir / "summary.json"
+        partial = path.with_suffix(".json.partial")
+        partial.write_bytes(
             orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
         )
+        partial.replace(path)
 
     def _order_line(self, cid: str, row: _OrderRow) -> list[str]:
         """One row of orders.csv."""

@@ -177,6 +177,26 @@ class HttpSettings(BaseModel):
     port: int = Field(9108, ge=0, le=65535)
 
 
+class RetentionSettings(BaseModel):
+    """How much of its history the journal keeps (`state.retention`).
+
+    The daemon snapshots its ledger at each session's close; a restart reads only what came
+    after the last snapshot, and an audit needs the bars before the sessions it checks (one
+    session is plenty for minute strategies). After each snapshot, inputs and decisions older
+    than the last `sessions` sessions leave the file.
+
+    Attributes:
+        sessions: sessions of inputs kept in the journal; None keeps everything.
+        archive: parquet (compressed files in STATE_DIR/archive/, readable with any Parquet
+            tool) or drop (gone).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sessions: int | None = Field(30, ge=2, le=100_000)
+    archive: Literal["parquet", "drop"] = "parquet"
+
+
 class StateSettings(BaseModel):
     """What `tradingd run` keeps across restarts.
 
@@ -185,12 +205,14 @@ class StateSettings(BaseModel):
         unknown_positions: at start, positions the broker holds that this daemon did not open:
             adopt them into the ledger (and trade them toward the targets), ignore them (leave
             them out of the ledger: never traded), or refuse to start.
+        retention: what the journal keeps (see RetentionSettings).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     dir: str = "state"
     unknown_positions: Literal["adopt", "ignore", "refuse"] = "adopt"
+    retention: RetentionSettings = RetentionSettings()
 
 
 class Settings(BaseModel):

@@ -39,6 +39,11 @@ class Position:
     last_price: Decimal
 
 
+# Execution ids the ledger remembers. Live, every fill is looked up in the journal's fill table
+# before it reaches the ledger; a replay's broker reports each fill once.
+APPLIED_KEPT = 20_000
+
+
 class Ledger:
     """Positions, cash and P&L of one account.
 
@@ -75,7 +80,9 @@ class Ledger:
         self.drawdown = 0.0
         self.equity_float = float(start_cash)
         self.qty_float: dict[str, float] = {}
-        self._applied: set[str] = set()
+        # The last execution ids applied, oldest first (a second line against duplicates: the
+        # journal is the source of truth for them, so months of fills are not all kept here).
+        self._applied: dict[str, None] = {}
         self._cash_f = self.equity_float
         self._high_water_f = self.equity_float
         # The float mirror's error is ~1e-16 of the gross value: further than this margin below
@@ -127,11 +134,15 @@ class Ledger:
         """Book one fill (full or partial).
 
         Returns:
-            False, changing nothing, if a fill with this execution_id was applied before.
+            False, changing nothing, if a fill with this execution_id was applied before (one
+            of the last `APPLIED_KEPT`: older duplicates are the journal's to catch).
         """
-        if fill.execution_id in self._applied:
+        applied = self._applied
+        if fill.execution_id in applied:
             return False
-        self._applied.add(fill.execution_id)
+        applied[fill.execution_id] = None
+        if len(applied) > APPLIED_KEPT:
+            del applied[next(iter(applied))]
         qty = fill.qty if fill.side is OrderSide.BUY else -fill.qty
         price = fill.price
         self.cash -= qty * price + fill.commission

@@ -4,7 +4,8 @@ A user's mistake (bad config, unreadable data) gets one message on stderr and ex
 traceback. JSON logs go to stderr; stdout carries the human summary.
 
 The rooms: `parser` (the argument table), and the commands by reason to change: `research`
-(replay, walkforward, report), `live` (run, ctl, audit), `tools` (bars, check-config, sandbox).
+(replay, walkforward, report), `live` (run, ctl, audit), `journal` (stats, compact, export),
+`tools` (bars, check-config, sandbox).
 """
 
 from __future__ import annotations

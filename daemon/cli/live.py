@@ -50,7 +50,8 @@ def audit_command(args: argparse.Namespace) -> int:
     """`tradingd audit`: the parity audit of a journal; 1 when any decision differs."""
     from daemon.replay.audit import audit, describe
 
-    result = audit(args.state_dir, config_override=args.config)
+    since = args.since.isoformat() if args.since is not None else None
+    result = audit(args.state_dir, config_override=args.config, since=since, sessions=args.sessions)
     for line in describe(result):
         print(line)
     command_log(args).info(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TypeAlias
 
 from daemon.cli import options
+from daemon.cli.journal import journal_command
 from daemon.cli.live import audit_command, ctl_command, run_command
 from daemon.cli.notify import notify_test_command
 from daemon.cli.research import replay_command, report_command, walkforward_command
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sandbox(sub, common)
     _add_ctl(sub, common)
     _add_audit(sub, common)
+    _add_journal(sub, common)
     _add_check_config(sub, common)
     _add_bars(sub, common)
     _add_notify(sub, common)
@@ -225,7 +227,44 @@ def _add_audit(sub: _Commands, common: options.Parser) -> None:
         metavar="CONFIG",
         help="replay with these overlays instead of the recorded config (a what-if)",
     )
+    au.add_argument(
+        "--since",
+        type=options.day,
+        help="audit only the sessions on or after this date, YYYY-MM-DD (from a snapshot)",
+    )
+    au.add_argument(
+        "--sessions",
+        type=options.positive_int,
+        help="audit only the last N sessions (from a snapshot): time follows the range",
+    )
     au.set_defaults(func=audit_command)
+
+
+def _add_journal(sub: _Commands, common: options.Parser) -> None:
+    jo = sub.add_parser(
+        "journal",
+        parents=[common],
+        help="a journal's size (stats), its retention (compact), its contents out (export)",
+        description="stats: sizes, rows, sessions (read-only, beside a running daemon too). "
+        "compact: move inputs and decisions older than the last --keep-sessions sessions to "
+        "compressed Parquet in STATE_DIR/archive/ (or drop them), then VACUUM (needs the "
+        "daemon stopped). export: write inputs, decisions, orders and fills as Parquet.",
+    )
+    jo.add_argument("action", choices=["stats", "compact", "export"])
+    jo.add_argument("state_dir", type=Path, metavar="STATE_DIR")
+    jo.add_argument(
+        "--keep-sessions",
+        type=options.positive_int,
+        default=30,
+        help="compact: sessions of inputs kept (default 30)",
+    )
+    jo.add_argument("--drop", action="store_true", help="compact: drop instead of archiving")
+    jo.add_argument("--no-vacuum", action="store_true", help="compact: skip the VACUUM")
+    jo.add_argument("--out", type=Path, help="export: the output folder")
+    jo.add_argument(
+        "--sessions", type=options.positive_int, help="export: only the last N sessions' inputs"
+    )
+    jo.set_defaults(func=journal_command)
 
 
 def _add_check_config(sub: _Commands, common: options.Parser) -> None:

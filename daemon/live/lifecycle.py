@@ -35,15 +35,14 @@ from daemon.live.orders import OrderPath, SliceLog
 from daemon.live.recovery import Recovery, reopen_orders, restored_orders
 from daemon.live.slicer import Slicer
 from daemon.live.startup import check_start, log_leaving_universe
-from daemon.live.tasks import EXIT_TASK_FAILED, DaemonTasks, TaskFailures
+from daemon.live.tasks import EXIT_TASK_FAILED, DaemonTasks, TaskFailures, start_unless_stopped
+from daemon.live.upkeep import Upkeep
 from daemon.logs import EventLog
 from daemon.service.http import CONTROL_TOKEN_ENV, HttpServer
 from daemon.service.systemd import Notifier
 from daemon.timeutil import Clock, SystemClock, iso_utc
 from daemon.wiring import build_live
-from feeds.alpaca_stream import (
-    DataEvent,
-)
+from feeds.alpaca_stream import DataEvent
 from feeds.bar import NS_PER_MINUTE
 from feeds.errors import ConfigError, TradingdError
 from portfolio.journal import Journal, JournalError, LedgerSnapshot
@@ -160,6 +159,9 @@ class LiveDaemon:
         self.market.buckets = self.buckets
         if self.buckets is not None:
             self.orders.defer = self.buckets.deferring(self.market.now_ns)
+        self.upkeep = Upkeep(
+            engine=self.engine, guard=self.guard, retention=self.settings.state.retention, log=log
+        )
         self.loop = EngineLoop(
             engine=self.engine,
             broker=self.broker,
@@ -289,9 +291,10 @@ class LiveDaemon:
                 loop.add_signal_handler(sig, self.request_stop)
         fatal: BaseException | None = None
         try:
-            await self._start()
-            if not self.loop.stopping.is_set():
+            if await start_unless_stopped(self._start(), self.loop.stopping):
                 await self.loop.run()
+            elif not self._started:
+                self.log.warning("start_interrupted", mode=self.mode)
         except TradingdError as e:
             fatal = e
         except Exception as e:  # a bug, not a known condition: logged with its traceback
@@ -329,7 +332,7 @@ class LiveDaemon:
             out=str(self.out_dir),
         )
         journal = self.guard.journal = Journal(Path(self.settings.state.dir))
-        journaled = journal.reader().state()
+        journaled = journal.reader().restart_state()
         await check_start(
             journal,
             fresh=journaled.segments == 0,
@@ -339,7 +342,7 @@ class LiveDaemon:
             out_root=Path(self.settings.run.out_dir),
             log=self.log,
         )
-        self.recorder.start(journaled_fills=journaled.fills)
+        self.recorder.start(journaled_fills=journal.reader().fills)
         await self._start_http()
         self._spawn(self.telemetry.measure_loop_lag(), "loop-lag")
         if self.systemd.enabled and self.systemd.watchdog_interval_s is not None:
@@ -438,6 +441,7 @@ class LiveDaemon:
         if self._started:
             self.loop.check_quiet()
             self.loop.on_market_time()  # a bucket's end or an auction window, by the clock
+            self.upkeep.on_clock(market_open=clock.is_open, ts=clock.ts)
         self.loop.progress.set()  # the clock task's news, for whoever waits on the daemon's state
 
     # -- stop -----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ Shared with the parity audit, which starts each replayed segment where the live 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -22,6 +23,7 @@ from daemon.timeutil import iso_utc
 from feeds.errors import ConfigError
 from portfolio.journal import (
     Journal,
+    JournalReader,
     JournalState,
     LedgerSnapshot,
     OrderRecord,
@@ -64,6 +66,7 @@ def restored_orders(journaled: JournalState) -> list[RestoredOrder]:
             filled_qty=o.filled_qty,
             filled_notional=o.filled_notional,
             terminal=o.terminal,
+            ts=o.ts,
         )
         for o in journaled.orders
         if o.side is not None and o.qty is not None
@@ -97,6 +100,42 @@ def restore_engine(
     reopen_orders(engine, open_orders)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rebuilt:
+    """What `rebuild_ledger` read: the segment, the snapshot it started from (None: the
+    segment's start), the inputs after it (events and controls) and the fills applied."""
+
+    segment: int
+    snapshot: int | None
+    inputs: int
+    fills: int
+
+
+def rebuild_ledger(reader: JournalReader, ledger: Ledger) -> Rebuilt:
+    """Make `ledger` what the journal's last segment left: its latest snapshot (else its
+    starting ledger), then the fills and adoptions journaled after it. The time taken follows
+    what came after the snapshot, not the journal's length."""
+    segment = reader.segments()[-1]
+    snapshot = reader.last_snapshot(segment.id)
+    start = snapshot.ledger if snapshot is not None else segment.ledger
+    start.restore_into(ledger)
+    fills = inputs = 0
+    after = snapshot.seq if snapshot is not None else None
+    for item in reader.book_inputs(segment.id, after_seq=after):
+        inputs += 1
+        match item.payload:
+            case OrderFilled() | OrderPartiallyFilled() as fill:
+                fills += ledger.apply_fill(fill)
+            case {"action": "adopt", "cash": cash, "positions": positions}:
+                ledger.adopt(Decimal(cash), positions_from_json(positions))
+    return Rebuilt(
+        segment=segment.id,
+        snapshot=snapshot.id if snapshot is not None else None,
+        inputs=inputs,
+        fills=fills,
+    )
+
+
 class Recovery:
     """Restores the live engine from the journal and reconciles it with the broker's account.
 
@@ -123,23 +162,16 @@ class Recovery:
         self.differences: list[dict[str, Any]] = []  # the latest, for /state
 
     def rebuild_ledger(self, journal: Journal) -> None:
-        """The ledger as the journal knows it: the last run's starting snapshot, then every
-        fill and adoption journaled since."""
-        reader = journal.reader()
-        segment = reader.segments()[-1]
+        """The ledger as the journal knows it: the last run's latest snapshot (or its starting
+        ledger), then every fill and adoption journaled since; bars are never read."""
+        rebuilt = rebuild_ledger(journal.reader(), self.engine.ledger)
         ledger = self.engine.ledger
-        segment.ledger.restore_into(ledger)
-        fills = 0
-        for item in reader.inputs(segment.id):
-            match item.payload:
-                case OrderFilled() | OrderPartiallyFilled() as fill:
-                    fills += ledger.apply_fill(fill)
-                case {"action": "adopt", "cash": cash, "positions": positions}:
-                    ledger.adopt(Decimal(cash), positions_from_json(positions))
         self.log.info(
             "ledger_restored",
-            segment=segment.id,
-            fills=fills,
+            segment=rebuilt.segment,
+            snapshot=rebuilt.snapshot,
+            inputs=rebuilt.inputs,
+            fills=rebuilt.fills,
             cash=str(ledger.cash),
             positions={s: str(p.qty) for s, p in sorted(ledger.positions.items())},
         )

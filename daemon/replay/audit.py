@@ -7,6 +7,12 @@ open orders it started with, then its inputs in order. At each recorded close th
 targets (weights rounded to 1e-9) and orders (client order id, symbol, side, qty, type, limit)
 are compared with the recorded ones. The core is deterministic, so a clean session gives none.
 
+A range (`since`, `sessions`) starts each segment it covers at a snapshot (a session's close):
+the strategies are warmed by the bars of the slices before it (as many as they need, as a live
+restart warms them), then the engine is put where the snapshot says, and only the inputs after
+it are replayed and compared: the time taken follows the range, not the journal's history. A
+compacted journal is audited from its first kept snapshot with enough bars before it.
+
 The journal is opened read-only: an audit may run beside the daemon that writes it.
 """
 
@@ -32,7 +38,13 @@ from feeds.bar import Bar
 from feeds.calendar import SessionCalendar
 from feeds.errors import ConfigError, TradingdError
 from portfolio.events import KillSwitchTripped
-from portfolio.journal import DecisionRecord, JournalReader, Segment, positions_from_json
+from portfolio.journal import (
+    DecisionRecord,
+    JournalReader,
+    Segment,
+    Snapshot,
+    positions_from_json,
+)
 from portfolio.ledger import Ledger
 
 _NEVER = 2**63 - 1
@@ -100,13 +112,21 @@ class TargetsListener:
         pass
 
 
-def audit(state_dir: Path, *, config_override: Sequence[str] | None = None) -> AuditResult:
-    """Replay every segment of the journal in `state_dir` and compare its decisions.
+def audit(
+    state_dir: Path,
+    *,
+    config_override: Sequence[str] | None = None,
+    since: str | None = None,
+    sessions: int | None = None,
+) -> AuditResult:
+    """Replay the journal in `state_dir` (all of it, or a range) and compare its decisions.
 
     Args:
         config_override: YAML overlays to replay with instead of each segment's recorded config
             (a what-if: a different config also gives different client order ids, unless it
             sets run.order_id_prefix).
+        since: audit the sessions on or after this New York date (YYYY-MM-DD).
+        sessions: audit the last this many sessions.
 
     Raises:
         JournalError: the journal cannot be read.
@@ -115,16 +135,58 @@ def audit(state_dir: Path, *, config_override: Sequence[str] | None = None) -> A
     override = load_config(list(config_override)) if config_override else None
     with JournalReader.open(state_dir) as journal:
         segments = journal.segments()
-        replays = [_Replay(journal, segment, override) for segment in segments]
+        starts = _starts(journal, segments, since=since, sessions=sessions)
+        replays = [
+            _Replay(journal, segment, override, starts=starts[segment.id])
+            for segment in segments
+            if segment.id in starts
+        ]
         for replay in replays:
             replay.run()
     return AuditResult(
-        segments=len(segments),
+        segments=len(replays),
         slices=sum(r.slices for r in replays),
         orders=sum(r.orders for r in replays),
         differences=[d for r in replays for d in r.differences],
         skipped=[s for r in replays for s in r.skipped],
     )
+
+
+def _starts(
+    journal: JournalReader,
+    segments: list[Segment],
+    *,
+    since: str | None,
+    sessions: int | None,
+) -> dict[int, list[Snapshot] | None]:
+    """Per segment to replay: None (from its start) or the snapshots it may start at, the
+    first that has enough bars before it for the warm-up being the one taken."""
+    snapshots = journal.snapshots()
+    first: Snapshot | None = None  # the range starts after this snapshot
+    if sessions is not None and len(snapshots) > sessions:
+        first = snapshots[-(sessions + 1)] if sessions > 0 else snapshots[-1]
+    if since is not None:
+        before = [s for s in snapshots if s.session < since]
+        if before and (first is None or before[-1].seq > first.seq):
+            first = before[-1]
+    compacted = journal.compacted()
+    out: dict[int, list[Snapshot] | None] = {}
+    for segment in segments:
+        own = [s for s in snapshots if s.segment == segment.id]
+        floor = first.seq if first is not None and first.segment == segment.id else None
+        if first is not None and segment.id < first.segment:
+            continue
+        if compacted is not None and segment.id < compacted[0]:
+            continue
+        if compacted is not None and segment.id == compacted[0]:
+            floor = max(floor or 0, compacted[1])
+        if floor is None:
+            out[segment.id] = None
+            continue
+        candidates = [s for s in own if s.seq >= floor]
+        if candidates:
+            out[segment.id] = candidates
+    return out
 
 
 def describe(result: AuditResult) -> list[str]:
@@ -161,9 +223,12 @@ class _Replay:
         journal: JournalReader,
         segment: Segment,
         override: LoadedConfig | None,
+        *,
+        starts: list[Snapshot] | None = None,
     ) -> None:
         self.journal = journal
         self.segment = segment
+        self.starts = starts
         self.loaded = override or segment_config(segment, journal.path)
         self.slices = 0
         self.orders = 0  # recorded live
@@ -182,7 +247,7 @@ class _Replay:
             decides=segment.mode != "track",
             id_prefix=recorded or f"td{segment.digest[:6]}",
         )
-        self.decisions = journal.decisions(segment.id)
+        self.decisions: dict[tuple[int, str], DecisionRecord] = {}
         self._calendar = SessionCalendar(settings.sanity.calendar)  # before_close decisions
 
     def _symbols_seen(self) -> list[str]:
@@ -204,15 +269,11 @@ class _Replay:
         engine = self.engine
         if self.loaded.digest != segment.digest:
             self._differ(segment.ts, "config", segment.digest, self.loaded.digest)
-        restore_engine(
-            engine,
-            segment.ledger,
-            kill_switch=segment.kill_switch,
-            halted=segment.halted,
-            open_orders=segment.open_orders,
-        )
+        after = self._start()
+        if after is None:
+            return
         try:
-            for item in self.journal.inputs(segment.id):
+            for item in self.journal.inputs(segment.id, after_seq=after):
                 payload = item.payload
                 match item.kind:
                     case "bar" | "warmup_bar":
@@ -237,6 +298,51 @@ class _Replay:
         except TradingdError as e:
             # An input the core refuses (bars out of order): the replay cannot go on.
             self._differ(engine.slice_ts or segment.ts, "error", None, str(e))
+
+    def _start(self) -> int | None:
+        """Put the engine where the replay starts; the input seq it starts after (-1: the
+        segment's first), or None when no start has the bars its warm-up needs."""
+        segment, engine, journal = self.segment, self.engine, self.journal
+        if self.starts is None:
+            self.decisions = journal.decisions(segment.id)
+            restore_engine(
+                engine,
+                segment.ledger,
+                kill_switch=segment.kill_switch,
+                halted=segment.halted,
+                open_orders=segment.open_orders,
+            )
+            return -1
+        need = engine.composer.warmup_bars
+        for start in self.starts:
+            warm_after = journal.warmup_start(segment.id, start.seq, need)
+            if warm_after is None:
+                continue
+            # The strategies warm on the bars before the snapshot (with the ledger still
+            # flat: nothing trips), then the engine is put where the snapshot says.
+            for item in journal.inputs(segment.id, after_seq=warm_after, through_seq=start.seq):
+                if item.kind in ("bar", "warmup_bar"):
+                    assert isinstance(item.payload, Bar)
+                    engine.on_bar(item.payload)
+                elif item.kind == "updated_bar":
+                    assert isinstance(item.payload, Bar)
+                    engine.on_updated_bar(item.payload)
+                elif item.kind == "close":
+                    engine.close_slice(send=False)
+            engine.trade_from_ts = _ALWAYS
+            restore_engine(
+                engine,
+                start.ledger,
+                kill_switch=start.kill_switch,
+                halted=start.halted,
+                open_orders=start.open_orders,
+            )
+            self.decisions = journal.decisions(segment.id, after_ts=start.last_slice_ts)
+            return start.seq
+        self.skipped.append(
+            f"segment {segment.id}: no kept snapshot with {need} slices of bars before it"
+        )
+        return None
 
     def _close(self, slice_ts: int, *, send: bool = True) -> None:
         engine = self.engine

@@ -14,13 +14,16 @@ the only way to read a journal.
     state     last_slice_ts, last_event_ts, the kill switch latch, the halt flag
     account   the broker account the journal belongs to, stored once
     sequence  named counters that survive restarts (unique ids outside the slices)
+    snapshot  the ledger and the switches at a session's close: a restart reads only after it
+    archive   what compaction moved out of the file (to Parquet, or dropped)
 
 Strategy and composer state are not stored: a restart rebuilds them by a warm-up through the
 core (the recorded bars, or the broker's history), which is also what the audit replays.
 
 Modules: `schema` (the DDL by version, the migrations, `JournalError`), `codec` (events,
-orders, targets, ledger snapshots, positions to and from JSON), `writer` (`Journal`), `reader`
-(`JournalReader` and what it returns).
+orders, targets, ledger snapshots, positions to and from JSON), `writer` (`Journal`), `books`
+(what an event changes in the order and fill books), `reader` (`JournalReader` and what it
+returns), `retention` (compaction, the archive, stats).
 
 Errors: every sqlite3 or OS error becomes a `JournalError` naming the file. The daemon stops
 sending orders when a write fails: it never trades without a journal.
@@ -42,6 +45,7 @@ from portfolio.journal.reader import (
     JournalReader,
     JournalState,
     Segment,
+    Snapshot,
     SwitchName,
 )
 from portfolio.journal.schema import (
@@ -69,6 +73,7 @@ __all__ = [
     "LedgerSnapshot",
     "OrderRecord",
     "Segment",
+    "Snapshot",
     "SwitchName",
     "decode_event",
     "encode_event",

@@ -109,11 +109,45 @@ MIGRATIONS: list[str] = [
     );
     CREATE TABLE sequence (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
     """,
+    # 4: months of running. Snapshots of the ledger and the switches (at each session close):
+    # a restart reads only the inputs after the last one, an audit of a range starts at one.
+    # The books' inputs (events, controls) get their own partial index, so rebuilding the
+    # ledger never walks the bars. `archive` lists what compaction moved out of the file.
+    """
+    CREATE TABLE snapshot (
+        id INTEGER PRIMARY KEY,
+        segment INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        session TEXT NOT NULL,
+        ledger TEXT NOT NULL,
+        kill_switch INTEGER NOT NULL,
+        kill_reason TEXT,
+        halted INTEGER NOT NULL,
+        halt_reason TEXT,
+        open_orders TEXT NOT NULL,
+        last_slice_ts INTEGER,
+        ts INTEGER NOT NULL
+    );
+    CREATE INDEX snapshot_segment ON snapshot (segment, seq);
+    CREATE INDEX input_book ON input (segment, seq) WHERE kind IN ('event', 'control');
+    CREATE TABLE archive (
+        id INTEGER PRIMARY KEY,
+        through_seq INTEGER NOT NULL,
+        through_slice_ts INTEGER,
+        inputs INTEGER NOT NULL,
+        decisions INTEGER NOT NULL,
+        orders INTEGER NOT NULL,
+        path TEXT,
+        ts INTEGER NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 # The first version with the account and sequence tables: a reader of an older file (one the
 # writer has not opened since) finds neither.
 ACCOUNT_VERSION = 3
+# The first version with snapshots, the books' index and the archive list.
+SNAPSHOT_VERSION = 4
 
 
 class JournalError(TradingdError):

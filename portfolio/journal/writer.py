@@ -15,21 +15,18 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from brokers.orders import (
     ExecutionEvent,
-    OrderAccepted,
-    OrderCanceled,
     OrderFilled,
     OrderPartiallyFilled,
-    OrderRejected,
     SubmitOrder,
 )
 from composer.targets import Targets
 from feeds.bar import Bar
+from portfolio.journal.books import book_event
 from portfolio.journal.codec import (
     AccountIdentity,
     LedgerSnapshot,
@@ -301,54 +298,7 @@ class Journal:
         with self._write(f"event {type(event).__name__} {cid}") as db:
             self._flush(db)
             cur = db.execute(_INSERT_INPUT, (segment, "event", event.ts, payload))
-            db.execute(
-                "INSERT OR IGNORE INTO orders (client_order_id, segment, symbol, ts, status) "
-                "VALUES (?, ?, ?, ?, 'intent')",
-                (cid, segment, event.symbol, event.ts),
-            )
-            match event:
-                case OrderAccepted():
-                    db.execute(
-                        "UPDATE orders SET status = CASE WHEN status = 'intent' THEN 'accepted' "
-                        "ELSE status END, broker_order_id = COALESCE(NULLIF(?, ''), "
-                        "broker_order_id) WHERE client_order_id = ?",
-                        (event.broker_order_id, cid),
-                    )
-                case OrderFilled() | OrderPartiallyFilled():
-                    db.execute(
-                        "INSERT INTO fill (execution_id, seq, client_order_id, payload) "
-                        "VALUES (?, ?, ?, ?)",
-                        (event.execution_id, cur.lastrowid, cid, payload),
-                    )
-                    row = db.execute(
-                        "SELECT filled_qty, filled_notional, side FROM orders "
-                        "WHERE client_order_id = ?",
-                        (cid,),
-                    ).fetchone()
-                    done = isinstance(event, OrderFilled)
-                    db.execute(
-                        # A terminal status sticks: events may arrive out of order (a
-                        # reconciliation's fill after the stream's cancel).
-                        "UPDATE orders SET filled_qty = ?, filled_notional = ?, "
-                        "status = CASE WHEN terminal = 1 THEN status ELSE ? END, "
-                        "terminal = MAX(terminal, ?), side = COALESCE(side, ?) "
-                        "WHERE client_order_id = ?",
-                        (
-                            str(Decimal(row[0]) + event.qty),
-                            str(Decimal(row[1]) + event.qty * event.price),
-                            "filled" if done else "partially_filled",
-                            int(done),
-                            event.side.value,
-                            cid,
-                        ),
-                    )
-                case OrderCanceled() | OrderRejected():
-                    status = "canceled" if isinstance(event, OrderCanceled) else "rejected"
-                    db.execute(
-                        "UPDATE orders SET status = CASE WHEN status = 'filled' THEN status "
-                        "ELSE ? END, terminal = 1 WHERE client_order_id = ?",
-                        (status, cid),
-                    )
+            book_event(db, event, segment=segment, seq=cur.lastrowid, payload=payload)
             db.execute(_SET_STATE, ("last_event_ts", str(event.ts)))
         self._commit_bars()
         return True
@@ -439,12 +389,75 @@ class Journal:
             (value,) = db.execute("SELECT value FROM sequence WHERE name = ?", (name,)).fetchone()
         return int(value)
 
+    def snapshot(self, *, ledger: LedgerSnapshot, session: str, ts: int) -> int:
+        """Record the ledger and the switches as of now (with the buffered bars written first):
+        a restart reads only the inputs after it, an audit of a range may start from it.
+
+        Call it from the task that feeds the core, between inputs (at a session's close, say):
+        `ledger` must be what the core holds after every input journaled so far.
+
+        Args:
+            session: the session it closes (New York date, YYYY-MM-DD).
+
+        Returns:
+            The snapshot's id.
+        """
+        segment = self._segment_id()
+        kill = self._reader.switch("kill_switch")
+        halted = self._reader.switch("halted")
+        open_orders = [encode_order_record(o) for o in self._reader.orders(open_only=True)]
+        with self._write("snapshot") as db:
+            self._flush(db)
+            (seq,) = db.execute("SELECT coalesce(max(seq), 0) FROM input").fetchone()
+            last = db.execute("SELECT value FROM state WHERE key = 'last_slice_ts'").fetchone()
+            cur = db.execute(
+                "INSERT INTO snapshot (segment, seq, session, ledger, kill_switch, kill_reason, "
+                "halted, halt_reason, open_orders, last_slice_ts, ts) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    segment,
+                    seq,
+                    session,
+                    dumps(ledger.to_json()),
+                    int(kill[0]),
+                    kill[1],
+                    int(halted[0]),
+                    halted[1],
+                    dumps(open_orders),
+                    None if last is None else int(last[0]),
+                    ts,
+                ),
+            )
+        self._commit_bars()
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
     def flush(self) -> None:
         """Write the buffered bars now (close() does it too)."""
         if self._bars:
             with self._write("bars") as db:
                 self._flush(db)
             self._commit_bars()
+
+    def connection(self) -> sqlite3.Connection:
+        """The writer's connection, for reads beside it (retention); write through
+        `transaction` only."""
+        return self._db
+
+    def transaction(self, what: str) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT), with the buffered bars written
+        first; on failure rolled back and a JournalError naming `what`."""
+        return self._write(what)
+
+    def vacuum(self) -> None:
+        """Give the pages freed by deletions back to the file system (rewrites the file: run
+        it with the daemon stopped, as `tradingd journal compact` does)."""
+        self.flush()
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.execute("VACUUM")
+        except sqlite3.Error as e:
+            raise JournalError(f"journal {self.path}: vacuum failed: {e}") from None
 
     def checkpoint(self) -> None:
         """Move the WAL into the database file (PASSIVE: never waits for readers).

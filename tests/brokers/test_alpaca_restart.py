@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
+import aiohttp
 import pytest
 
 from brokers.alpaca import AlpacaBroker
@@ -361,3 +362,54 @@ async def test_trade_stream_drop_during_a_fill_is_reconciled_once_after_rest_rec
     assert sandbox.trade_connections == 2
     await sandbox.step()
     assert fills_of(broker.poll_events(), "gap") == []
+
+
+# -- many unresolved intents ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_thousands_of_unresolved_intents_are_reconciled_in_bulk(
+    sandbox: Sandbox, brokers: Brokers
+) -> None:
+    """2,000 intents the journal never saw end (sent, then canceled while the daemon was down,
+    all before the recent window): one listing by time range resolves them, not 2,000 lookups
+    (at 190 requests a minute those would take over ten minutes, past a 300 s start timeout)."""
+    count = 2_000
+    intent_ts = sandbox.now_ns
+    headers = {"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET}
+    gate = asyncio.Semaphore(32)
+    async with aiohttp.ClientSession(headers=headers) as http:
+
+        async def send(i: int) -> None:
+            body = {
+                "symbol": "AAA",
+                "qty": "1",
+                "side": "buy",
+                "type": "limit",
+                "limit_price": "1.00",
+                "time_in_force": "day",
+                "client_order_id": f"bulk-{i:05d}",
+            }
+            async with gate, http.post(f"{sandbox.trading_url}/v2/orders", json=body) as r:
+                assert r.status == 200, await r.text()
+
+        await asyncio.gather(*(send(i) for i in range(count)))
+        async with http.delete(f"{sandbox.trading_url}/v2/orders") as r:
+            assert r.status in (200, 207), await r.text()
+    lookups = sandbox.requests[("GET", "/v2/orders:by_client_order_id")]
+    listings = sandbox.requests[("GET", "/v2/orders")]
+
+    broker = await brokers.start(
+        [restored(f"bulk-{i:05d}", 1, ts=intent_ts) for i in range(count)],
+        since_ns=sandbox.now_ns + 60_000_000_000,  # the orders lie before the recent window
+    )
+    events = broker.poll_events()
+
+    ended = {e.client_order_id for e in events if isinstance(e, OrderCanceled)}
+    assert ended == {f"bulk-{i:05d}" for i in range(count)}
+    assert not any(
+        isinstance(e, OrderCanceled) and e.reason == NOT_SENT_BEFORE_RESTART for e in events
+    )
+    assert sandbox.requests[("GET", "/v2/orders:by_client_order_id")] == lookups
+    # open, recent, then the bulk listing: 500 a page.
+    assert sandbox.requests[("GET", "/v2/orders")] - listings <= 2 + count // 500 + 1

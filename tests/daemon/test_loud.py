@@ -384,7 +384,7 @@ def test_a_live_fill_is_on_disk_as_soon_as_it_is_booked(tmp_path: Path) -> None:
 def test_a_restart_appends_the_fills_the_file_lacks_once(tmp_path: Path) -> None:
     out = tmp_path / "out"
     rec = Recorder(out, quiet_log(), flush_each_slice=True)
-    rec.start(journaled_fills=[])
+    rec.start(journaled_fills=list)
     for n in (1, 2, 3):
         rec.on_execution(_fill(n), True)
     rec.close()
@@ -394,12 +394,12 @@ def test_a_restart_appends_the_fills_the_file_lacks_once(tmp_path: Path) -> None
     (out / "fills.csv").write_text("".join(lines[:2]) + lines[2][:9])
 
     again = Recorder(out, quiet_log(), flush_each_slice=True)
-    again.start(journaled_fills=[_fill(1), _fill(2), _fill(3)])
+    again.start(journaled_fills=lambda: [_fill(1), _fill(2), _fill(3)])
     again.close()
     assert (out / "fills.csv").read_text() == whole
 
     third = Recorder(out, quiet_log(), flush_each_slice=True)
-    third.start(journaled_fills=[_fill(1), _fill(2), _fill(3)])
+    third.start(journaled_fills=lambda: [_fill(1), _fill(2), _fill(3)])
     third.close()
     assert (out / "fills.csv").read_text() == whole  # nothing appended twice
 

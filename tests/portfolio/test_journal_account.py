@@ -77,6 +77,15 @@ def schema_of(db: sqlite3.Connection) -> list[tuple[str, str, str]]:
     ).fetchall()
 
 
+def drop_schema_4(db: sqlite3.Connection) -> None:
+    """Take out what schema 4 added (snapshots, the books' index, the archive list)."""
+    for index in ("snapshot_segment", "input_book"):
+        db.execute(f"DROP INDEX {index}")
+    db.execute("DROP TABLE snapshot")
+    db.execute("DROP TABLE archive")
+    db.execute("PRAGMA user_version = 3")
+
+
 def write_schema_2_journal(state_dir: Path) -> None:
     """A journal as the code before schema 3 left it: a segment, a slice's orders, a fill, an
     acknowledgement, the switches; then the schema-3 tables taken out and the version set back,
@@ -91,6 +100,7 @@ def write_schema_2_journal(state_dir: Path) -> None:
     db = sqlite3.connect(state_dir / JOURNAL_FILE, isolation_level=None)
     reference = sqlite3.connect(":memory:")
     try:
+        drop_schema_4(db)
         db.execute("DROP TABLE account")
         db.execute("DROP TABLE sequence")
         db.execute("PRAGMA user_version = 2")
@@ -108,7 +118,7 @@ def test_a_schema_2_journal_upgrades_in_place_keeping_every_row(tmp_path: Path) 
         before = (reader.state(), reader.segments(), list(reader.inputs(1)), reader.decisions(1))
 
     with Journal(tmp_path) as journal:
-        assert journal.schema_version == SCHEMA_VERSION == 3
+        assert journal.schema_version == SCHEMA_VERSION == 4
         reader = journal.reader()
         assert reader.schema_version == SCHEMA_VERSION
         after = (reader.state(), reader.segments(), list(reader.inputs(1)), reader.decisions(1))
