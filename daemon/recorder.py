@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import csv
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any, assert_never
+from typing import IO, Any, TypeAlias, assert_never
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -44,6 +45,9 @@ from feeds.days import next_local_midnight_ns
 from portfolio.events import KillSwitchTripped
 from portfolio.ledger import Ledger
 
+# Opens one of a run's files for writing by its name ("equity.csv"): where the files go when
+# they do not go into `out_dir` (memory, for a replay from Python that writes nothing to disk).
+Opener: TypeAlias = Callable[[str], IO[str]]
 CENT = Decimal("0.01")
 DAY_TZ = ZoneInfo("America/New_York")
 # An order still open when this many later orders are waiting is written as it stands, so one
@@ -137,10 +141,20 @@ class Recorder:
     Args:
         flush_each_slice: flush every file after each slice (a live run: a crash keeps all but
             the slice under way); a replay leaves the buffering to the OS.
+        opener: open each file (and summary.json) with this instead of in `out_dir`, which is
+            then neither created nor written.
     """
 
-    def __init__(self, out_dir: Path, log: EventLog, *, flush_each_slice: bool = False) -> None:
+    def __init__(
+        self,
+        out_dir: Path,
+        log: EventLog,
+        *,
+        flush_each_slice: bool = False,
+        opener: Opener | None = None,
+    ) -> None:
         self.out_dir = out_dir
+        self.opener = opener
         self.log = log
         self.flush_each_slice = flush_each_slice
         self.figures = SeriesFigures()
@@ -157,7 +171,8 @@ class Recorder:
 
     def start(self) -> None:
         """Create the output folder and open the files."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.opener is None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
         self.started = True
         self._fills = self._open_csv("fills.csv", _FILL_COLUMNS)
         self._rejected = self._open_csv(
@@ -171,7 +186,11 @@ class Recorder:
         self._risk = self._open_csv("risk_events.csv", _RISK_COLUMNS)
 
     def _open_csv(self, name: str, header: list[str]) -> Any:  # a csv writer
-        handle = (self.out_dir / name).open("w", newline="", encoding="utf-8")
+        handle = (
+            self.opener(name)
+            if self.opener is not None
+            else (self.out_dir / name).open("w", newline="", encoding="utf-8")
+        )
         self._files.append(handle)
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(header)
@@ -401,9 +420,12 @@ class Recorder:
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         """summary.json, written last: a folder without it is a run that did not finish."""
-        (self.out_dir / "summary.json").write_bytes(
-            orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
-        )
+        data = orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+        if self.opener is not None:
+            with self.opener("summary.json") as handle:
+                handle.write(data.decode())
+            return
+        (self.out_dir / "summary.json").write_bytes(data)
 
     def _order_line(self, cid: str, row: _OrderRow) -> list[str]:
         """One row of orders.csv."""

@@ -21,7 +21,7 @@ from brokers.simulated import SimulatedBroker
 from daemon.config import LoadedConfig
 from daemon.engine import Engine, EngineListener, ListenerFanout
 from daemon.logs import EventLog
-from daemon.recorder import Recorder
+from daemon.recorder import Opener, Recorder
 from daemon.timeutil import iso_utc
 from daemon.wiring import build_engine, day_start_ns, open_source
 from feeds.bar import Bar
@@ -47,6 +47,7 @@ def replay(
     listeners: Sequence[EngineListener] = (),
     on_bar: Callable[[Bar, str | None], None] | None = None,
     between_slices: Callable[[Engine, SimulatedBroker], None] | None = None,
+    opener: Opener | None = None,
 ) -> ReplayResult:
     """Run one replay and write its files.
 
@@ -58,6 +59,8 @@ def replay(
         on_bar: called with each bar and its quarantine reason (None when accepted).
         between_slices: called after each slice was decided and its orders handed over: a
             paced replay sleeps there and applies an operator's controls.
+        opener: where the files go instead of the output folder (see `Recorder`); the folder
+            is then not created and `out_dir` only names the run.
 
     Raises:
         ConfigError, SourceError: before anything is written.
@@ -69,7 +72,7 @@ def replay(
     universe = list(settings.symbols or source.symbols)
     run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{loaded.digest}"
     target = out_dir if out_dir is not None else Path(settings.run.out_dir) / run_id
-    recorder = Recorder(target, log)
+    recorder = Recorder(target, log, opener=opener)
     trade_from = day_start_ns(settings.run.start) if warmup_from and settings.run.start else None
     listener: EngineListener = ListenerFanout(recorder, *listeners) if listeners else recorder
     engine, broker = build_engine(loaded, universe, listener, trade_from_ts=trade_from)
