@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import weakref
 from collections.abc import Mapping, Sequence
 from datetime import date
 from functools import cached_property
@@ -33,13 +35,12 @@ class WalkForward:
             replay). With `out=None` it is a temporary folder, removed with this object.
     """
 
-    def __init__(
-        self, out_dir: Path, summary: dict[str, Any], keep: tempfile.TemporaryDirectory[str] | None
-    ) -> None:
+    def __init__(self, out_dir: Path, summary: dict[str, Any], *, temporary: bool) -> None:
         self.out_dir = out_dir
         self.summary = summary
-        # A temporary folder lives as long as this object (the report and the runs read it).
-        self._tmp = keep
+        if temporary:
+            # A temporary folder lives as long as this object (the report and the runs read it).
+            weakref.finalize(self, shutil.rmtree, out_dir, ignore_errors=True)
 
     def __repr__(self) -> str:
         s = self.summary
@@ -148,26 +149,28 @@ def walkforward(
     cfg: Config = with_arguments(
         as_config(config), _run_overrides(data, symbols, start, end), "walkforward() arguments"
     )
-    keep: tempfile.TemporaryDirectory[str] | None = None
-    if out is None:
-        keep = tempfile.TemporaryDirectory(prefix="tradingd-walkforward-")
-        folder = Path(keep.name)
-    else:
-        folder = Path(out)
+    train_days, test_days = _sessions(train, "train"), _sessions(test, "test")
+    temporary = out is None
+    folder = Path(tempfile.mkdtemp(prefix="tradingd-walkforward-") if out is None else out)
     folder.mkdir(parents=True, exist_ok=True)
     _log(log_level).info("walkforward_started", out=str(folder))
-    result = walk_forward(
-        cfg.overlays,
-        train_days=_sessions(train, "train"),
-        test_days=_sessions(test, "test"),
-        grid_path=_grid_file(grid, folder),
-        scheduler=scheduler,
-        workers=workers,
-        overrides=cfg.overrides,
-        out_dir=folder,
-        objective=objective,
-    )
-    return WalkForward(result.out_dir, result.summary, keep)
+    try:
+        result = walk_forward(
+            cfg.overlays,
+            train_days=train_days,
+            test_days=test_days,
+            grid_path=_grid_file(grid, folder),
+            scheduler=scheduler,
+            workers=workers,
+            overrides=cfg.overrides,
+            out_dir=folder,
+            objective=objective,
+        )
+    except BaseException:
+        if temporary:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return WalkForward(result.out_dir, result.summary, temporary=temporary)
 
 
 def _sessions(value: int | str, name: str) -> int:
