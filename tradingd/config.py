@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -105,5 +106,6 @@ def with_arguments(config: Config, overrides: Mapping[Loc, Any], origin: str) ->
 def _build(
     overlays: tuple[str, ...], overrides: Mapping[Loc, Any], origin: str = KEYWORDS_ORIGIN
 ) -> Config:
-    loaded = _load(overlays, overrides, overrides_origin=origin)
+    # A copy: merging writes into the mappings it is given, and a Config must stay as it was.
+    loaded = _load(overlays, copy.deepcopy(dict(overrides)), overrides_origin=origin)
     return Config(overlays=overlays, overrides=dict(overrides), loaded=loaded)

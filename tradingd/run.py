@@ -102,21 +102,21 @@ class Run:
         """Write the HTML report of this run (as `tradingd report` does) and return its path.
 
         Args:
-            path: where the HTML goes; by default `report.html` in the run's folder. A run kept
-                in memory needs a path.
+            path: where the HTML goes (its folder is created); by default `report.html` in the
+                run's folder. A run kept in memory needs a path.
 
         Raises:
             ConfigError: a run kept in memory and no path.
         """
         if self.out_dir is not None:
             written = write_folder_report(self.out_dir, _quiet_log())
-            return written if path is None else Path(shutil.copyfile(written, path))
+            return written if path is None else _copy(written, Path(path))
         if path is None:
             raise ConfigError("Run.report(): this run is in memory (out=None): give a path")
         with tempfile.TemporaryDirectory(prefix="tradingd-report-") as tmp:
             folder = Path(tmp)
             self._write_files(folder)
-            return Path(shutil.copyfile(write_folder_report(folder, _quiet_log()), path))
+            return _copy(write_folder_report(folder, _quiet_log()), Path(path))
 
     def _write_files(self, folder: Path) -> None:
         for name, text in self._texts.items():
@@ -211,6 +211,11 @@ def _run_overrides(
     if end is not None:
         out[("run", "end")] = end.isoformat() if isinstance(end, date) else end
     return out
+
+
+def _copy(source: Path, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copyfile(source, target))
 
 
 def _log(level: LogLevel) -> EventLog:

@@ -21,7 +21,16 @@ from daemon.research.report.folder import write_folder_report
 from feeds.errors import ConfigError
 from tradingd.config import Config, with_arguments
 from tradingd.frames import frame
-from tradingd.run import ConfigLike, LogLevel, Run, _log, _run_overrides, as_config, load_run
+from tradingd.run import (
+    ConfigLike,
+    LogLevel,
+    Run,
+    _copy,
+    _log,
+    _run_overrides,
+    as_config,
+    load_run,
+)
 
 
 class WalkForward:
@@ -91,14 +100,13 @@ class WalkForward:
         """Write the walk-forward's HTML report (as `tradingd report` does); return its path.
 
         Args:
-            path: where the HTML goes; by default `report.html` in `out_dir`.
+            path: where the HTML goes (its folder is created); by default `report.html` in
+                `out_dir`.
         """
         written = write_folder_report(self.out_dir, _log("warning"))
         if path is None:
             return written
-        target = Path(path)
-        target.write_bytes(written.read_bytes())
-        return target
+        return _copy(written, Path(path))
 
 
 def walkforward(

@@ -147,6 +147,8 @@ def test_a_strategy_registered_in_the_process_replays(fade: str) -> None:
     assert r.summary["orders"] > 0
     with pytest.raises(tradingd.ConfigError, match=r"min_gap"):
         cfg.with_overrides(strategies__fade__params={"min_gap": "wide"})
+    # The failed variant left the config as it was.
+    assert cfg.with_overrides().settings.strategies["fade"].params == {"min_gap": 0.005}
 
 
 def test_unregistered_it_is_unknown_again(fade: str) -> None:
