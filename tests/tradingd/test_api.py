@@ -213,3 +213,13 @@ def test_the_package_is_typed() -> None:
     assert (Path(tradingd.__file__).parent / "py.typed").exists()
     assert tradingd.__version__
     assert set(tradingd.__all__) <= set(dir(tradingd))
+
+
+def test_replay_takes_overlay_paths_as_well() -> None:
+    r = tradingd.replay(
+        [BASE, Path(BALANCED)], data=DAILY, symbols=["SPX"], start="2012-01-03", end="2012-03-30"
+    )
+    assert r.summary["symbols"] == ["SPX"]
+    assert r.equity.index[0] >= pd.Timestamp("2012-01-03", tz="America/New_York")
+    with pytest.raises(tradingd.ConfigError, match="symbols: a list of symbols"):
+        tradingd.replay(BASE, symbols="SPX")
