@@ -89,6 +89,7 @@ def load_config(
         ConfigError: one line naming the file and the key path of each problem.
     """
     tree, origins = read_overlays(paths)
+    setter = "the command line" if overrides_origin == "command line" else overrides_origin
     for loc, value in (overrides or {}).items():
         node: dict[str, Any] = tree
         for depth, key in enumerate(loc[:-1], 1):
@@ -97,7 +98,7 @@ def load_config(
                 where = loc[:depth]
                 raise ConfigError(
                     f"{_origin(origins, where, paths)}: {_dotted(where)}: must be a mapping of "
-                    f"keys, not {_kind(child)} ({overrides_origin} sets {_dotted(loc)})"
+                    f"keys, not {_kind(child)} ({setter} sets {_dotted(loc)})"
                 )
             node = child
         node[str(loc[-1])] = value
