@@ -8,6 +8,10 @@ A third-party package registers a strategy by decorating a `Strategy` subclass w
 
 The class is registered under its `@strategy` name. Nothing is registered at import time: each
 `load_registry()` builds a fresh registry.
+
+A class defined where no package declares it (a notebook's cell) is registered for the current
+process only with `register_for_process(cls)`: every later `load_registry()` of this process
+(and of the processes it forks) includes it, until `unregister_for_process(name)`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ from composer.strategy import Strategy
 from feeds.errors import ConfigError
 
 ENTRY_POINT_GROUP = "tradingd.strategies"
+_PROCESS_ORIGIN = "this process (register_for_process)"
+# name -> class, registered for this process only; defining the class again (a cell run twice)
+# replaces it.
+_process_classes: dict[str, type[Strategy[Any]]] = {}
 
 
 class UnknownStrategyError(ConfigError):
@@ -82,8 +90,36 @@ class StrategyRegistry:
         return cls(model, symbols)
 
 
+def register_for_process(cls: type[Strategy[Any]]) -> type[Strategy[Any]]:
+    """Register a `@strategy`-marked class for this process only, and return it.
+
+    The same name registered again replaces the earlier class (a notebook cell run twice).
+
+    Raises:
+        ConfigError: `cls` is not a marked, concrete `Strategy` subclass, or its name is a
+            built-in strategy's.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+        raise ConfigError(f"{cls!r} is not a subclass of composer.strategy.Strategy")
+    name = _mark_of(cls)
+    if name is None:
+        raise ConfigError(f"{_qualname(cls)} is not marked with @strategy(name, params=)")
+    if inspect.isabstract(cls):
+        raise ConfigError(f"{_qualname(cls)} is abstract (implement warmup_bars and on_bar)")
+    if any(b.strategy_name == name for b in BUILTIN_STRATEGIES):
+        raise ConfigError(f"strategy name {name!r} is a built-in strategy's; choose another")
+    _process_classes[name] = cls
+    return cls
+
+
+def unregister_for_process(name: str) -> None:
+    """Forget a strategy registered with `register_for_process` (nothing if it is not)."""
+    _process_classes.pop(name, None)
+
+
 def load_registry(*, entry_points: bool = True) -> StrategyRegistry:
-    """A registry of the built-in strategies and, if `entry_points`, the installed plugins.
+    """A registry of the built-in strategies, the classes registered for this process and, if
+    `entry_points`, the installed plugins.
 
     Raises:
         ConfigError: an entry point cannot be imported, does not name a `Strategy` subclass
@@ -107,6 +143,14 @@ def load_registry(*, entry_points: bool = True) -> StrategyRegistry:
                 )
             classes[name] = cls
             origin[name] = _describe(ep)
+    for name, cls in _process_classes.items():
+        other = classes.get(name)
+        if other is not None and other is not cls:
+            raise ConfigError(
+                f"{_PROCESS_ORIGIN}: strategy name {name!r} is already registered by "
+                f"{origin[name]} ({_qualname(other)})"
+            )
+        classes[name] = cls
     return StrategyRegistry(classes.values())
 
 

@@ -85,16 +85,20 @@ def load_config(
     overrides: Mapping[Loc, Any] | None = None,
     *,
     registry: StrategyRegistry | None = None,
+    overrides_origin: str = "command line",
 ) -> LoadedConfig:
     """Read, merge and validate the overlays; `overrides` (from the command line) win last.
 
     Every strategy's type and params are checked too (against `registry`, by default the
     built-ins and the installed plugins), so a config that loads is one a replay can build.
+    `overrides_origin` names where the overrides came from in messages (the command line, or
+    the Python call that passed them).
 
     Raises:
         ConfigError: one line naming the file and the key path of each problem.
     """
     tree, origins = read_overlays(paths)
+    setter = "the command line" if overrides_origin == "command line" else overrides_origin
     for loc, value in (overrides or {}).items():
         node: dict[str, Any] = tree
         for depth, key in enumerate(loc[:-1], 1):
@@ -103,11 +107,11 @@ def load_config(
                 where = loc[:depth]
                 raise ConfigError(
                     f"{_origin(origins, where, paths)}: {_dotted(where)}: must be a mapping of "
-                    f"keys, not {_kind(child)} (the command line sets {_dotted(loc)})"
+                    f"keys, not {_kind(child)} ({setter} sets {_dotted(loc)})"
                 )
             node = child
         node[str(loc[-1])] = value
-        origins[loc] = "command line"
+        origins[loc] = overrides_origin
     try:
         settings = Settings.model_validate(tree)
     except ValidationError as e:

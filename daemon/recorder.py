@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any, assert_never
+from typing import IO, Any, TypeAlias, assert_never
 
 import orjson
 
@@ -44,6 +44,9 @@ from daemon.timeutil import IsoFormatter
 from portfolio.events import KillSwitchTripped
 from portfolio.ledger import Ledger
 
+# Opens one of a run's files for writing by its name ("equity.csv"): where the files go when
+# they do not go into `out_dir` (memory, for a replay from Python that writes nothing to disk).
+Opener: TypeAlias = Callable[[str], IO[str]]
 CENT = Decimal("0.01")
 # An order still open when this many later orders are waiting is written as it stands, so one
 # stuck order cannot hold every later row in memory.
@@ -109,6 +112,8 @@ class Recorder:
         quiet: a replay's logging: each order's lines (submitted, filled, canceled) at debug
             (the files hold every one), and a denial warned once per symbol and reason, the
             rest counted in one `orders_denied` warning at `close`.
+        opener: open each file (and summary.json) with this instead of in `out_dir`, which is
+            then neither created nor written.
     """
 
     def __init__(
@@ -118,8 +123,10 @@ class Recorder:
         *,
         flush_each_slice: bool = False,
         quiet: bool = False,
+        opener: Opener | None = None,
     ) -> None:
         self.out_dir = out_dir
+        self.opener = opener
         self.log = log
         self.flush_each_slice = flush_each_slice
         self.quiet = quiet
@@ -146,10 +153,11 @@ class Recorder:
                 kept, and the fills it lacks (booked just before a kill, say) are appended,
                 each once.
         """
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.opener is None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
         self.started = True
         fills = self.out_dir / "fills.csv"
-        if journaled_fills is not None and fills.exists():
+        if journaled_fills is not None and self.opener is None and fills.exists():
             self._fills = self._open_csv("fills.csv", _FILL_COLUMNS, keep=True)
             self._append_missing(fills, journaled_fills())
         else:
@@ -173,7 +181,10 @@ class Recorder:
         if keep:
             _cut_partial_line(path)
         fresh = not keep or path.stat().st_size == 0
-        handle = path.open("a" if keep else "w", newline="", encoding="utf-8")
+        if self.opener is not None:
+            handle = self.opener(name)
+        else:
+            handle = path.open("a" if keep else "w", newline="", encoding="utf-8")
         self._files.append(handle)
         writer = csv.writer(handle, lineterminator="\n")
         if fresh:
@@ -443,12 +454,15 @@ class Recorder:
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         """summary.json, written last: a folder without it is a run that did not finish."""
+        data = orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+        if self.opener is not None:
+            with self.opener("summary.json") as handle:
+                handle.write(data.decode())
+            return
         # Written whole, then renamed into place: never a partial summary after a kill -9.
         path = self.out_dir / "summary.json"
         partial = path.with_suffix(".json.partial")
-        partial.write_bytes(
-            orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
-        )
+        partial.write_bytes(data)
         partial.replace(path)
 
     def _order_line(self, cid: str, row: _OrderRow) -> list[str]:

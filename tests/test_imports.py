@@ -1,6 +1,11 @@
 """The one-way imports of DESIGN.md, between the packages and between the rooms of `daemon/`.
 
-    feeds <- brokers, composer <- portfolio <- daemon;  sandbox uses only feeds and brokers
+    feeds <- brokers, composer <- portfolio <- daemon <- tradingd;  sandbox uses only feeds and
+    brokers
+
+`tradingd` (the public Python API) adapts the packages below it and holds no logic; nothing
+below imports it, and it does not go through the command line (the CLI and the API call the
+same functions of `daemon`).
 
 Inside `daemon/`: the engine imports no other room; the service and research rooms import no
 driver; the live driver never imports the replay room; the replay room takes from `daemon/live/`
@@ -15,7 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("feeds", "brokers", "composer", "portfolio", "daemon", "sandbox")
+PACKAGES = ("feeds", "brokers", "composer", "portfolio", "daemon", "sandbox", "tradingd")
 ALLOWED = {
     "feeds": set(),
     "brokers": {"feeds"},
@@ -23,6 +28,7 @@ ALLOWED = {
     "portfolio": {"feeds", "brokers", "composer"},
     "daemon": {"feeds", "brokers", "composer", "portfolio"},
     "sandbox": {"feeds", "brokers"},
+    "tradingd": {"feeds", "brokers", "composer", "portfolio", "daemon"},
 }
 # The command line starts every program the distribution ships, the sandbox included.
 ALSO_ALLOWED = {"daemon.cli": {"sandbox"}}
@@ -36,6 +42,7 @@ FORBIDDEN_IN_DAEMON = {
     "daemon.research": (*DRIVERS, "daemon.service", "daemon.wiring"),
     "daemon.live": ("daemon.replay", "daemon.research", "daemon.cli"),
     "daemon.replay": ("daemon.cli", "daemon.live.lifecycle"),
+    "tradingd": ("daemon.cli",),
 }
 
 

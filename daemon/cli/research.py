@@ -129,30 +129,6 @@ def _overrides(args: argparse.Namespace) -> dict[Loc, Any]:
 
 
 def _write_report(out_dir: Path, log: EventLog) -> Path:
-    """The report of a replay or walk-forward folder, with buy-and-hold of its universe when
-    the data it read is still where it was."""
-    from daemon.research.metrics import load_closes, read_summary
-    from daemon.research.report.document import (
-        is_walkforward,
-        walkforward_symbols,
-        write_report,
-        write_walkforward_report,
-    )
-    from feeds.replay import ReplaySource
+    from daemon.research.report.folder import write_folder_report
 
-    walkforward = is_walkforward(out_dir)
-    # A walk-forward's replays record the data they read; its first test replay stands for all.
-    replay_dir = out_dir / "jobs" / "fold000-test" if walkforward else out_dir
-    summary = read_summary(replay_dir)
-    symbols = walkforward_symbols(out_dir) if walkforward else summary["symbols"]
-    prices = None
-    data = summary.get("data")
-    if data and Path(data).exists():
-        source = ReplaySource(Path(data), symbols=symbols, timezone=summary.get("data_timezone"))
-        prices = load_closes(source)
-    else:
-        log.warning("report_without_benchmark", reason=f"data not found: {data}")
-    write = write_walkforward_report if walkforward else write_report
-    path = write(out_dir, prices=prices)
-    log.info("report_written", path=str(path))
-    return path
+    return write_folder_report(out_dir, log)

@@ -21,7 +21,7 @@ from brokers.simulated import SimulatedBroker
 from daemon.config import LoadedConfig
 from daemon.engine import Engine, EngineListener, ListenerFanout
 from daemon.logs import EventLog
-from daemon.recorder import Recorder
+from daemon.recorder import Opener, Recorder
 from daemon.replay.buckets import BucketFeed, feed_buckets
 from daemon.research.metrics import figure
 from daemon.timeutil import iso_utc
@@ -52,6 +52,7 @@ def replay(
     listeners: Sequence[EngineListener] = (),
     on_bar: Callable[[Bar, str | None], None] | None = None,
     between_slices: Callable[[Engine, SimulatedBroker], bool] | None = None,
+    opener: Opener | None = None,
 ) -> ReplayResult:
     """Run one replay and write its files.
 
@@ -64,6 +65,8 @@ def replay(
         between_slices: called after each slice was decided and its orders handed over: a
             paced replay sleeps there and applies an operator's controls. True from it stops
             the replay there (the files cover the slices decided).
+        opener: where the files go instead of the output folder (see `Recorder`); the folder
+            is then not created and `out_dir` only names the run.
 
     Raises:
         ConfigError, SourceError: before anything is written.
@@ -75,7 +78,7 @@ def replay(
     universe = list(settings.symbols or source.symbols)
     run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{loaded.digest}"
     target = out_dir if out_dir is not None else Path(settings.run.out_dir) / run_id
-    recorder = Recorder(target, log, quiet=True)
+    recorder = Recorder(target, log, quiet=True, opener=opener)
     trade_from = day_start_ns(settings.run.start) if warmup_from and settings.run.start else None
     listener: EngineListener = ListenerFanout(recorder, *listeners) if listeners else recorder
     finer_ns = finer_spacing(source, settings.data.timeframe)
@@ -95,7 +98,6 @@ def replay(
     )
     for p in source.problems:
         recorder.rejected_bar(p.file, p.row, p.symbol, p.time, p.reason)
-
     if finer_ns is None:
         _feed(
             source,
@@ -119,7 +121,6 @@ def replay(
         )
         feed_buckets(source, feed, between_slices=between_slices, progress=progress)
     recorder.close()
-    wall = time.perf_counter() - started
     summary = _summary(
         loaded=loaded,
         engine=engine,
@@ -127,7 +128,7 @@ def replay(
         source=source,
         universe=universe,
         run_id=run_id,
-        wall=wall,
+        wall=time.perf_counter() - started,
     )
     recorder.write_summary(summary)
     log.info(
