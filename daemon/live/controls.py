@@ -28,6 +28,8 @@ class Controls:
         unsent: ends orders that could not be sent (the journal refused their intents).
         guard: the journal (None for a replay: nothing is journaled).
         on_kill_reset: the kill switch's latch was journaled as reset.
+        withdraw: takes back the orders the broker has not sent yet, before a flatten sizes
+            its orders (they would be counted as held otherwise).
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class Controls:
         unsent: Callable[[list[SubmitOrder], str], None] | None = None,
         guard: JournalGuard | None = None,
         on_kill_reset: Callable[[], None] | None = None,
+        withdraw: Callable[[], object] | None = None,
     ) -> None:
         self.engine = engine
         self.telemetry = telemetry
@@ -48,6 +51,7 @@ class Controls:
         self.unsent = unsent
         self.guard = guard
         self.on_kill_reset = on_kill_reset
+        self.withdraw = withdraw
 
     def halt(self, ts: int) -> dict[str, Any]:
         self.engine.halt()
@@ -93,6 +97,8 @@ class Controls:
             raise TradingdError(
                 "this daemon sends no orders (it tracks an account): nothing to flatten with"
             )
+        if self.withdraw is not None:
+            self.withdraw()
         orders = self.engine.flatten(ts)
         self.telemetry.halted(True)
         self.log.warning("flatten", by="control", orders=len(orders))

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from brokers.alpaca_rest import MarketClock
+from brokers.base import NOT_SENT_STOPPED, NOT_SENT_SUPERSEDED
 from daemon.config import LoadedConfig
 from daemon.live import status
 from daemon.live.controls import Controls
@@ -29,7 +30,7 @@ from daemon.live.crash import CrashPoints
 from daemon.live.guard import JournalGuard
 from daemon.live.loop import EngineLoop, Fatal
 from daemon.live.market import Backfilled, MarketData
-from daemon.live.orders import OrderPath, SliceLog
+from daemon.live.orders import OrderPath, SliceLog, warn_order_rate
 from daemon.live.recovery import Recovery, reopen_orders, restored_orders
 from daemon.live.slicer import Slicer
 from daemon.logs import EventLog
@@ -152,6 +153,7 @@ class LiveDaemon:
             unsent=self.orders.unsent,
             guard=self.guard,
             on_kill_reset=self._kill_reset_journaled,
+            withdraw=lambda: self.orders.withdraw_unsent(NOT_SENT_SUPERSEDED),
         )
         self._tasks: list[asyncio.Task[Any]] = []
         self._started = False
@@ -313,6 +315,7 @@ class LiveDaemon:
             urls=self.urls,
             out=str(self.out_dir),
         )
+        warn_order_rate(self.settings, self.symbols, self.mode, self.log)
         journal = self.guard.journal = Journal(Path(self.settings.state.dir))
         journaled = journal.reader().state()
         self.recorder.start()
@@ -431,15 +434,21 @@ class LiveDaemon:
         try:
             async with asyncio.timeout(deadline):
                 if self._broker_started and not broker.read_only:
+                    # What the broker has not sent yet never will be: journaled so, first.
+                    self.orders.withdraw_unsent(NOT_SENT_STOPPED)
                     if not await broker.drain(max(deadline - 2.0, 0.1)):
                         self.log.warning("stop_in_flight", in_flight=broker.health().in_flight)
                     if self.settings.live.cancel_on_stop and broker.fatal is None:
                         cancelled = await self._cancel_own_orders()
                     self.loop.on_broker()
+                if self._broker_started and await self.orders.settle_at_stop():
+                    self.loop.on_broker()  # what REST found is booked before the summary
         except TimeoutError:
             self.log.error("stop_deadline_passed", deadline_s=deadline)
         except TradingdError as e:
             self.log.error("stop_incomplete", error=str(e))
+        if self._broker_started and not broker.read_only:
+            self.log.info("orders_accounted", **self.orders.stop_accounting(cancelled))
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -473,16 +482,17 @@ class LiveDaemon:
         return len(cancelled)
 
     def _write_summary(self, cancelled: int) -> None:
-        self.recorder.write_summary(
-            status.summary(
-                run_id=self.run_id,
-                mode=self.mode,
-                loaded=self.loaded,
-                symbols=self.symbols,
-                engine=self.engine,
-                recorder=self.recorder,
-                market=self.market,
-                orders=self.orders,
-                cancelled=cancelled,
-            )
+        summary = status.summary(
+            run_id=self.run_id,
+            mode=self.mode,
+            loaded=self.loaded,
+            symbols=self.symbols,
+            engine=self.engine,
+            recorder=self.recorder,
+            market=self.market,
+            orders=self.orders,
+            cancelled=cancelled,
         )
+        if not self.broker.read_only:
+            summary["orders_out"] = self.orders.stop_accounting(cancelled)
+        self.recorder.write_summary(summary)
