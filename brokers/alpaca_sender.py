@@ -98,7 +98,7 @@ class OrderSender:
     @property
     def unsent(self) -> int:
         """Submits handed over and not POSTed yet."""
-        waiting = self._current is not None and not self._committed
+        waiting = self._withdrawable(self._current)
         return len(self._unsent) + (1 if waiting else 0)
 
     def submit(self, command: SubmitOrder) -> None:
@@ -131,7 +131,7 @@ class OrderSender:
                 self._end_unsent(queued, "canceled before it was sent")
                 return
         current = self._current
-        if current is not None and current.client_order_id == cid and not self._committed:
+        if self._withdrawable(current) and current is not None and current.client_order_id == cid:
             self._take_back_current("canceled before it was sent")
             return
         self._cancels.append(command)
@@ -143,7 +143,7 @@ class OrderSender:
         for command in queued:
             self._end_unsent(command, reason)
         n = len(queued)
-        if self._current is not None and not self._committed:
+        if self._withdrawable(self._current):
             self._take_back_current(reason)
             n += 1
         return n
@@ -215,8 +215,15 @@ class OrderSender:
         unsent = self._unsent
         return min(range(len(unsent)), key=lambda i: key(unsent[i]))
 
-    def _withdrawable(self, current: SubmitOrder | None, symbol: str) -> bool:
-        return current is not None and current.symbol == symbol and not self._committed
+    def _withdrawable(self, current: SubmitOrder | None, symbol: str | None = None) -> bool:
+        """The worker's order may still be taken back: not POSTed (nor maybe POSTed), not
+        taken back already."""
+        return (
+            current is not None
+            and (symbol is None or current.symbol == symbol)
+            and not self._committed
+            and not self._taken_back.is_set()
+        )
 
     def _take_back_current(self, reason: str) -> None:
         current = self._current
