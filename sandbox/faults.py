@@ -144,9 +144,15 @@ class Faults:
         """Answer the next `times` data-stream auth messages with error `code`, then close."""
         self._plan.data_refusals.extend([code] * times)
 
-    def drop_trade_socket(self) -> None:
-        """Cut every trade-updates socket now, without a close frame."""
+    def drop_trade_socket(self, *, hold: bool = False) -> None:
+        """Cut every trade-updates socket now, without a close frame; with `hold`, answer new
+        trade-stream handshakes with HTTP 503 until `restore_trade_socket`."""
+        self._trades.refusing = self._trades.refusing or hold
         self._trades.cut_all()
+
+    def restore_trade_socket(self) -> None:
+        """Accept trade-stream handshakes again (after `drop_trade_socket(hold=True)`)."""
+        self._trades.refusing = False
 
     def fail_rest(
         self, status: int, *, times: int = 1, method: str | None = None, path: str | None = None
