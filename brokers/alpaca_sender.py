@@ -337,7 +337,11 @@ class OrderSender:
                 if attempt >= self._attempts:
                     tracker.reject(cmd, f"not sent: {e}")
                     return
-                self._committed = False  # Alpaca has no such order: it may still be withdrawn
+                # Alpaca has no such order: not sent after all, and it may still be withdrawn.
+                self._committed = False
+                if self._committed_once:
+                    self._committed_once = False
+                    self.sent -= 1
                 await self._sleep(self._backoff.delay(attempt, e))
                 continue
             tracker.apply(snap)

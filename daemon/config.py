@@ -32,7 +32,10 @@ Loc = tuple[str | int, ...]
 # default, so a config's digest (and its orders' client id prefix) survives an upgrade that adds
 # them. `notify` never changes a decision and never enters it.
 _NOT_DIGESTED = {"notify"}
-_ADDED_LATER: tuple[tuple[str, str], ...] = (("live", "max_decision_age_s"),)
+_ADDED_LATER: tuple[tuple[str, str], ...] = (
+    ("live", "max_decision_age_s"),
+    ("live", "connection_limit_backoff_s"),
+)
 _SECRET_WORDS = ("secret", "token", "password", "api_key", "apikey")
 _BOUND_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
 _SHOWN = 40  # characters of a rejected value quoted in a message

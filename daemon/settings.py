@@ -109,6 +109,9 @@ class LiveSettings(BaseModel):
         max_decision_age_s: an order decided longer ago than this (market time) is never sent:
             a slice that old when it closes sends nothing, and an order still unsent at that
             age is dropped. Default: half a bar.
+        connection_limit_backoff_s: after the data stream's 406 (connection limit exceeded),
+            wait at least this long before connecting again (Alpaca holds a dead socket's slot
+            for about 90 s).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -130,6 +133,7 @@ class LiveSettings(BaseModel):
     cancel_on_stop: bool = True
     stop_deadline_s: float = Field(10.0, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
     max_decision_age_s: float | None = Field(None, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
+    connection_limit_backoff_s: float = Field(90.0, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
 
     @field_validator("trading_url", "trade_stream_url", "data_stream_url", "data_url")
     @classmethod

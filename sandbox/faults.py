@@ -162,6 +162,10 @@ class Faults:
         an HTML body, others a JSON error."""
         self._plan.rest.append(_RestFault(status, times, method and method.upper(), path))
 
+    def restore_rest(self) -> None:
+        """Disarm every REST failure still armed by `fail_rest` (an outage ends)."""
+        self._plan.rest.clear()
+
     def lose_order_response(self, times: int = 1) -> None:
         """The next `times` accepted orders are created (and will fill), then the connection is
         closed without an HTTP response."""
