@@ -287,6 +287,14 @@ class AlpacaRest:
         await loop.run_in_executor(self._executor, self._client._session.close)
         self._executor.shutdown(wait=False)
 
+    def wait_s(self) -> float:
+        """Seconds until the limiter lets the next request through (0.0: at once)."""
+        now = self._monotonic()
+        live = [t for t in self._sent if now - t < _WINDOW_S]
+        if len(live) < self._max:
+            return 0.0
+        return _WINDOW_S - (now - live[-self._max])
+
     # -- plumbing -----------------------------------------------------------------------------
 
     async def _acquire(self) -> None:

@@ -238,7 +238,9 @@ async def test_broker_rest_failing_is_survived_without_duplicates(
 ) -> None:
     session = await start_session(tmp_path, sandbox, strategies=BUSY)
     daemon = session.daemon
-    await session.step(2)
+    for _ in range(2):  # at a market's pace: each minute's orders are out before the next
+        await session.step()
+        await session.until(lambda: daemon.broker.health().in_flight == 0)
     sandbox.faults.fail_rest(503, times=40)
     await sandbox.step()
     await session.until(lambda: not daemon.readiness()["broker_rest"])

@@ -62,6 +62,9 @@ async def test_orders_waiting_for_the_rate_limit_are_superseded_then_accounted_f
         "stopped": len(SYMBOLS),
     }
     assert out["never_sent"] == 3 * len(SYMBOLS) == daemon.engine.counters.orders
+    body = daemon.telemetry.exposition()[0].decode()
+    assert 'tradingd_orders_not_sent_total{reason="superseded"} 8.0' in body
+    assert 'tradingd_orders_not_sent_total{reason="stopped"} 4.0' in body
     [line] = log_events(session, "orders_accounted")
     assert line["never_sent"] == 3 * len(SYMBOLS)
     # The journal ended every one of them: a restart sends none.
