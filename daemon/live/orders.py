@@ -37,6 +37,7 @@ from daemon.live.guard import JournalGuard
 from daemon.logs import EventLog
 from daemon.service.telemetry import Telemetry
 from daemon.settings import Settings
+from daemon.timeutil import iso_utc
 from feeds.errors import InvariantViolation, TradingdError
 
 
@@ -122,10 +123,10 @@ class OrderPath:
         n_symbols = len(engine.slice_symbols)
         self.apply_events(self.broker.poll_events())  # fills first: the decision sees them
         held = self.hold_reason(slice_ts + engine.bar_ns, catch_up=catch_up)
-        if held is None and self.withdraw_unsent(NOT_SENT_SUPERSEDED):
+        if held is None and (superseded := self.withdraw_unsent(NOT_SENT_SUPERSEDED)):
             # What the broker could not take yet is replaced, not queued behind: this slice
             # decides afresh from the latest targets and prices (the engine owes a rebalance).
-            self.log.info("orders_superseded", orders=self.not_sent[NOT_SENT_SUPERSEDED])
+            self.log.info("orders_superseded", orders=superseded, slice_time=iso_utc(slice_ts))
         orders = engine.close_slice(send=held is None)
         if held is not None:
             self.held[held] = self.held.get(held, 0) + 1

@@ -242,13 +242,20 @@ async def test_drill_500_symbols_decide_more_orders_than_the_limiter_sends(
         await session.started()
         assert "order_rate_above_limit" in session.log_tail(400)
         rest = daemon.rest
+        broker = daemon.broker
+
+        def quiet() -> bool:
+            """The limiter holds every order back for a while, and no POST is under way."""
+            health = broker.health()
+            return rest.wait_s() > 5.0 and health.in_flight == health.unsent
+
         unsent: list[int] = []
         for _ in range(4):
             await session.step()
             # The sandbox's clock moves a whole minute at a step: the next step comes only
             # while the limiter holds every order back for a while (a POST racing the step
             # would be created a minute after its decision, which a market's clock never shows).
-            await session.until(lambda: rest.wait_s() > 5.0)
+            await session.until(quiet)
             health = daemon.broker.health()
             unsent.append(health.unsent)
             assert health.unsent <= N_SYMBOLS
