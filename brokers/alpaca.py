@@ -44,7 +44,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from brokers.alpaca_reconciler import Reconciler
 from brokers.alpaca_rest import AlpacaRest
 from brokers.alpaca_retry import Backoff, RestWatch
-from brokers.alpaca_sender import OrderSender
+from brokers.alpaca_sender import AgeLimit, OrderSender
 from brokers.alpaca_tracker import OrderTracker
 from brokers.base import (
     AccountSnapshot,
@@ -81,6 +81,8 @@ class AlpacaBroker:
         backoff_min_s, backoff_max_s: the retry delay, doubling with equal jitter; a 429's
             reset time is honoured.
         sleep, rng, now_ns: injected for tests (every wait of the adapter uses `sleep`).
+        poll_s: while the trade stream is down, our open orders are read through REST this
+            often (one request a poll, within the limiter), so fills are booked meanwhile.
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class AlpacaBroker:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         now_ns: Callable[[], int] = time.time_ns,
+        poll_s: float = 2.0,
     ) -> None:
         if submit_attempts < 1:
             raise ValueError("submit_attempts must be at least 1")
@@ -130,6 +133,8 @@ class AlpacaBroker:
             attempts=submit_attempts,
             sleep=sleep,
         )
+        self._poll_s = poll_s
+        self._stream_down = asyncio.Event()
         self._reconcile_wanted = asyncio.Event()
         self._failed = asyncio.Event()
         self._fatal: BaseException | None = None
@@ -200,6 +205,8 @@ class AlpacaBroker:
             reconciled=self._ready.is_set(),
             rest_ok=self._watch.ok,
             in_flight=self._sender.in_flight,
+            sent=self._sender.sent,
+            unsent=self._sender.unsent,
         )
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -239,6 +246,7 @@ class AlpacaBroker:
             ("alpaca-trade-stream", self._stream.run()),
             ("alpaca-reconcile", self._reconcile_loop()),
             ("alpaca-orders", self._sender.run()),
+            ("alpaca-poll", self._poll_loop()),
         ):
             self._tasks.append(asyncio.create_task(self._guard(name, coro), name=name))
         ready = asyncio.create_task(self._ready.wait())
@@ -292,7 +300,34 @@ class AlpacaBroker:
         return await self._sender.drain(timeout_s)
 
     def on_bar(self, bar: Bar) -> None:
-        """Nothing: Alpaca fills against its own market."""
+        """Alpaca fills against its own market: the price only sizes the queue's order."""
+        self._sender.prices[bar.symbol] = bar.close
+
+    def limit_age(self, max_age_s: float, market_now: Callable[[], int]) -> None:
+        """Drop, when the limiter lets it through, an order decided more than `max_age_s`
+        before `market_now()`: OrderCanceled(NOT_SENT_STALE) and an `order_dropped_stale`
+        notice with its age; it is never POSTed."""
+        self._sender.age_limit = AgeLimit(max_age_s, market_now)
+
+    def withdraw_unsent(self, reason: str) -> int:
+        """Take back every order handed over and not POSTed yet (each ends as
+        OrderCanceled(`reason`)); how many."""
+        return self._sender.withdraw(reason)
+
+    async def settle(self) -> bool:
+        """Reconcile once through REST if the trade stream is not up and reconciled (a stop
+        while it is down must report what the account holds); True if it did.
+
+        Raises:
+            TransientBrokerError: REST did not answer.
+        """
+        if self._ready.is_set():
+            return False
+        found = await self._reconciler.run(first=self.reconciliations == 0)
+        self.reconciliations += 1
+        self.last_reconcile = found
+        self.events_ready.set()
+        return True
 
     async def cancel_open(self, ours: Callable[[str], bool]) -> list[str]:
         """Cancel now (not queued) every open order whose client order id `ours` accepts.
@@ -347,17 +382,35 @@ class AlpacaBroker:
                 self._ready.set()
                 self._outbox.notice("info", "broker_ready", reconciliations=self.reconciliations)
 
+    async def _poll_loop(self) -> None:
+        """While the trade stream is down, read our open orders through REST every `poll_s`
+        (the stream has no replay: without this no fill is booked until it returns)."""
+        while True:
+            await self._stream_down.wait()
+            await asyncio.sleep(self._poll_s)  # a drop that heals at once costs no request
+            if not self._stream_down.is_set():
+                continue
+            try:
+                fills = await self._reconciler.poll_open()
+            except TransientBrokerError as e:
+                self._outbox.notice("warning", "order_poll_failed", error=str(e))
+            else:
+                if fills:
+                    self._outbox.notice("info", "fills_polled", fills=fills)
+
     def _on_signal(self, signal: StreamSignal) -> None:
         notice = self._outbox.notice
         match signal:
             case TradeUpdate(data=data):
                 self._tracker.on_trade_update(data)
             case StreamUp(connects=n):
+                self._stream_down.clear()
                 self._generation += 1
                 notice("info", "trade_stream_up", connects=n)
                 self._reconcile_wanted.set()
             case StreamDown(reason=reason, retry_in_s=delay, was_up=was_up):
                 self._ready.clear()
+                self._stream_down.set()
                 notice(
                     "warning" if was_up else "info",
                     "trade_stream_down" if was_up else "trade_stream_retry",

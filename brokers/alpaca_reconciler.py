@@ -117,6 +117,25 @@ class Reconciler:
             listed.add(snap.client_order_id)
             self._tracker.unacked_restored.discard(snap.client_order_id)
 
+    async def poll_open(self) -> int:
+        """One read of our orders still open by the books (one GET of the orders submitted
+        since the oldest of them, paged), applied; the fill events it emitted.
+
+        Raises:
+            TransientBrokerError: REST did not answer (nothing of this poll was applied).
+        """
+        tracker = self._tracker
+        open_ours = [o for o in tracker.orders.values() if o.ours and o.accepted and not o.terminal]
+        if not open_ours:
+            return 0
+        since = min(o.created_ns for o in open_ours) - _SINCE_MARGIN_NS
+        snaps = await self._watch.call(self._rest.orders(status="all", after_ns=since))
+        fills = 0
+        for snap in snaps:
+            if snap.client_order_id in tracker.orders:
+                fills += tracker.apply(snap)
+        return fills
+
     async def _ask_for_the_unlisted(self, listed: set[str]) -> None:
         """Orders open by our books but in neither list (filled or canceled while the stream
         was down or the daemon was not running, submitted before `since`): listed in bulk when

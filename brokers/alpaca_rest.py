@@ -60,6 +60,7 @@ __all__ = [
     "OrderSnapshot",
     "Session",
     "TransientRestError",
+    "Unsent",
 ]
 
 _QTY_QUANTUM = Decimal("1e-9")  # Alpaca takes quantities with up to 9 decimals
@@ -111,6 +112,15 @@ class AlpacaRejected(BrokerRejected):
 
 class DuplicateClientOrderId(AlpacaRejected):
     """The client order id was used before: the first POST landed; look the order up."""
+
+
+class Unsent(Exception):
+    """A submit's gate said no once the limiter let it through: no request was made (and its
+    place in the rate window was given back). `reason` is the gate's."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def _make_session_class(timeout_s: float) -> Any:
@@ -168,8 +178,18 @@ class AlpacaRest:
         # -- orders -------------------------------------------------------------------------------
         self._closed = False
 
-    async def submit_order(self, cmd: SubmitOrder) -> OrderSnapshot:
-        """POST /v2/orders once (no retry). Quantity and limit price go out as exact strings."""
+    async def submit_order(
+        self, cmd: SubmitOrder, *, gate: Callable[[], str | None] | None = None
+    ) -> OrderSnapshot:
+        """POST /v2/orders once (no retry). Quantity and limit price go out as exact strings.
+
+        Args:
+            gate: asked once the limiter lets the request through, right before it is made: a
+                reason not to send it then (the order grew too old waiting, or was withdrawn).
+
+        Raises:
+            Unsent: the gate gave a reason; nothing was sent.
+        """
         qty = cmd.qty.quantize(_QTY_QUANTUM, rounding=ROUND_DOWN)
         if qty <= 0:
             raise AlpacaRejected(f"qty {cmd.qty} rounds to 0 at 9 decimals", status=0)
@@ -186,7 +206,7 @@ class AlpacaRest:
                 raise AlpacaRejected("a limit order needs a limit_price", status=0)
             body["limit_price"] = wire(round_to_tick(cmd.limit_price))
         return await self._call(
-            "POST /v2/orders", self._client.post, "/orders", body, parse=parse_order
+            "POST /v2/orders", self._client.post, "/orders", body, parse=parse_order, gate=gate
         )
 
     async def order_by_client_id(self, client_order_id: str) -> OrderSnapshot | None:
@@ -267,6 +287,14 @@ class AlpacaRest:
         await loop.run_in_executor(self._executor, self._client._session.close)
         self._executor.shutdown(wait=False)
 
+    def wait_s(self) -> float:
+        """Seconds until the limiter lets the next request through (0.0: at once)."""
+        now = self._monotonic()
+        live = [t for t in self._sent if now - t < _WINDOW_S]
+        if len(live) < self._max:
+            return 0.0
+        return _WINDOW_S - (now - live[-self._max])
+
     # -- plumbing -----------------------------------------------------------------------------
 
     async def _acquire(self) -> None:
@@ -282,10 +310,18 @@ class AlpacaRest:
                 await self._sleep(_WINDOW_S - (now - self._sent[0]))
 
     async def _call(
-        self, what: str, fn: Callable[..., Any], *args: Any, parse: Callable[[Any], _T]
+        self,
+        what: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        parse: Callable[[Any], _T],
+        gate: Callable[[], str | None] | None = None,
     ) -> _T:
         """One request on the worker thread; its errors and its parsing errors translated."""
         await self._acquire()
+        if gate is not None and (reason := gate()) is not None:
+            self._sent.pop()  # the slot just taken: no request used it
+            raise Unsent(reason)
         self.requests_sent += 1
         loop = asyncio.get_running_loop()
         try:

@@ -1,5 +1,12 @@
-"""The Alpaca adapter's order sender: one worker that POSTs submits and DELETEs cancels in the
-order they were handed over, once the adapter is reconciled.
+"""The Alpaca adapter's order sender: one worker that POSTs submits and DELETEs cancels once the
+adapter is reconciled, and the queue of what the broker cannot take yet.
+
+The queue holds at most one unsent submit per symbol (a second one for the same symbol
+supersedes the first, which ends as OrderCanceled(NOT_SENT_SUPERSEDED) and is never sent).
+Cancels go first; then reductions (a sell of a long, a buy of a short) before increases, each
+the larger first (quantity times the last price known). An order whose decision is older than
+the age limit when the limiter lets it through is dropped (OrderCanceled(NOT_SENT_STALE)), never
+POSTed; `withdraw` takes back every order not sent yet.
 
 A submit never duplicates: when a POST's outcome is unknown (429, 5xx, timeout, lost
 connection) the order is looked up by its client order id, and POSTed again (same id) only
@@ -12,14 +19,35 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 
 from brokers.alpaca_json import OrderSnapshot
-from brokers.alpaca_rest import AlpacaRejected, AlpacaRest, DuplicateClientOrderId, OrderNotFound
+from brokers.alpaca_rest import (
+    AlpacaRejected,
+    AlpacaRest,
+    DuplicateClientOrderId,
+    OrderNotFound,
+    Unsent,
+)
 from brokers.alpaca_retry import Backoff, RestWatch
 from brokers.alpaca_tracker import OrderTracker
+from brokers.base import NOT_SENT_STALE, NOT_SENT_SUPERSEDED
 from brokers.errors import TransientBrokerError
-from brokers.orders import CancelOrder, SubmitOrder
+from brokers.orders import CancelOrder, OrderCanceled, OrderSide, SubmitOrder
 from brokers.outbox import Outbox
+
+_ONE = Decimal(1)
+
+
+class AgeLimit:
+    """How old (market time) an order's decision may be when it is sent."""
+
+    def __init__(self, max_age_s: float, market_now: Callable[[], int]) -> None:
+        self.max_age_ns = int(max_age_s * 1e9)
+        self.market_now = market_now
+
+    def age_ns(self, command: SubmitOrder) -> int:
+        return self.market_now() - command.ts
 
 
 class OrderSender:
@@ -52,21 +80,73 @@ class OrderSender:
         self._backoff = backoff
         self._attempts = attempts
         self._sleep = sleep
-        self._queue: deque[SubmitOrder | CancelOrder] = deque()
+        self._cancels: deque[CancelOrder] = deque()
+        self._unsent: list[SubmitOrder] = []  # one decision's orders per symbol at most
+        self._current: SubmitOrder | None = None  # taken by the worker, maybe not POSTed yet
+        self._committed = False  # the current one's POST went out (or may have)
+        self._committed_once = False
+        self._taken_back = asyncio.Event()  # the current one was withdrawn before its POST
         self._work = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self.age_limit: AgeLimit | None = None
+        self.prices: dict[str, float] = {}  # last price per symbol (for sizing the queue)
         self.in_flight = 0  # submits handed over whose outcome is not known yet
+        self.sent = 0  # submits POSTed at least once
+        self.not_sent: dict[str, int] = {}  # submits ended unsent, by reason
+
+    @property
+    def unsent(self) -> int:
+        """Submits handed over and not POSTed yet."""
+        waiting = self._withdrawable(self._current)
+        return len(self._unsent) + (1 if waiting else 0)
 
     def submit(self, command: SubmitOrder) -> None:
-        """Queue one submit (the caller checked its client order id is new)."""
-        self._enqueue(command)
+        """Queue one submit (the caller checked its client order id is new).
+
+        An unsent order of the same symbol decided earlier (a smaller `ts`) is superseded:
+        ended as OrderCanceled(NOT_SENT_SUPERSEDED), never sent. The caller sizes the later
+        order as the whole trade wanted (the daemon takes back what is unsent before it
+        decides). Orders of one decision (the same `ts`) queue side by side.
+        """
+        symbol, ts = command.symbol, command.ts
+        older = [o for o in self._unsent if o.symbol == symbol and o.ts < ts]
+        for old in older:
+            self._unsent.remove(old)
+            self._end_unsent(old, NOT_SENT_SUPERSEDED)
+        current = self._current
+        if current is not None and self._withdrawable(current, symbol) and current.ts < ts:
+            self._take_back_current(NOT_SENT_SUPERSEDED)
+        self._unsent.append(command)
         self.in_flight += 1
         self._idle.clear()
+        self._work.set()
 
     def cancel(self, command: CancelOrder) -> None:
-        """Queue one cancel."""
-        self._enqueue(command)
+        """Queue one cancel (an order still unsent is ended here, never sent)."""
+        cid = command.client_order_id
+        for queued in self._unsent:
+            if queued.client_order_id == cid:
+                self._unsent.remove(queued)
+                self._end_unsent(queued, "canceled before it was sent")
+                return
+        current = self._current
+        if self._withdrawable(current) and current is not None and current.client_order_id == cid:
+            self._take_back_current("canceled before it was sent")
+            return
+        self._cancels.append(command)
+        self._work.set()
+
+    def withdraw(self, reason: str) -> int:
+        """End every submit not POSTed yet as OrderCanceled(`reason`); how many."""
+        queued, self._unsent = self._unsent, []
+        for command in queued:
+            self._end_unsent(command, reason)
+        n = len(queued)
+        if self._withdrawable(self._current):
+            self._take_back_current(reason)
+            n += 1
+        return n
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait until no submit is in flight; False if `timeout_s` passed first."""
@@ -94,25 +174,134 @@ class OrderSender:
         return cancelled
 
     async def run(self) -> None:
-        """Send what is queued, in order, until cancelled."""
+        """Send what is queued (cancels first, then the best submit) until cancelled."""
         while True:
-            while not self._queue:
+            while not (self._cancels or self._unsent):
                 self._work.clear()
                 await self._work.wait()
-            command = self._queue[0]
-            if isinstance(command, SubmitOrder):
+            if self._cancels:
+                await self._cancel(self._cancels.popleft())
+                continue
+            command = self._unsent.pop(self._next_index())
+            self._current, self._committed, self._committed_once = command, False, False
+            self._taken_back.clear()
+            try:
                 await self._send(command)
-                self.in_flight -= 1
-                if self.in_flight == 0:
-                    self._idle.set()
-                    self._outbox.ready.set()  # the caller may be waiting for a quiet broker
-            else:
-                await self._cancel(command)
-            self._queue.popleft()
+            finally:
+                self._current = None
+            if not self._taken_back.is_set():  # a withdrawn one was counted out already
+                self._one_done()
 
-    def _enqueue(self, command: SubmitOrder | CancelOrder) -> None:
-        self._queue.append(command)
-        self._work.set()
+    # -- the queue ------------------------------------------------------------------------------
+
+    def _next_index(self) -> int:
+        """Reductions before increases, then the larger (quantity x last price) first."""
+        positions = self._tracker.positions
+        prices = self.prices
+
+        def key(command: SubmitOrder) -> tuple[bool, Decimal]:
+            symbol = command.symbol
+            held = positions.get(symbol)
+            qty = held.qty if held is not None else Decimal(0)
+            reduces = (qty > 0 and command.side is OrderSide.SELL) or (
+                qty < 0 and command.side is OrderSide.BUY
+            )
+            price = command.limit_price
+            if price is None:
+                last = prices.get(symbol)
+                price = Decimal(repr(last)) if last is not None else _ONE
+            return (not reduces, -command.qty * price)
+
+        unsent = self._unsent
+        return min(range(len(unsent)), key=lambda i: key(unsent[i]))
+
+    def _withdrawable(self, current: SubmitOrder | None, symbol: str | None = None) -> bool:
+        """The worker's order may still be taken back: not POSTed (nor maybe POSTed), not
+        taken back already."""
+        return (
+            current is not None
+            and (symbol is None or current.symbol == symbol)
+            and not self._committed
+            and not self._taken_back.is_set()
+        )
+
+    def _take_back_current(self, reason: str) -> None:
+        current = self._current
+        assert current is not None
+        self._taken_back.set()
+        self._end_unsent(current, reason)
+        self._one_done()
+
+    def _end_unsent(self, command: SubmitOrder, reason: str) -> None:
+        """End a submit that never left: terminal in the tracker, an OrderCanceled out."""
+        order = self._tracker.orders.get(command.client_order_id)
+        if order is not None:
+            order.terminal = True
+        self.not_sent[reason] = self.not_sent.get(reason, 0) + 1
+        self._outbox.emit(
+            OrderCanceled(
+                client_order_id=command.client_order_id,
+                symbol=command.symbol,
+                ts=command.ts,
+                reason=reason,
+            )
+        )
+        if self._current is not command:
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self._idle.set()
+                self._outbox.ready.set()
+
+    def _one_done(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._idle.set()
+            self._outbox.ready.set()  # the caller may be waiting for a quiet broker
+
+    def _gate(self) -> str | None:
+        """Asked right before the POST: a reason not to send the current order now."""
+        command = self._current
+        if command is None or self._taken_back.is_set():
+            return "withdrawn"
+        limit = self.age_limit
+        if limit is not None:
+            age_ns = limit.age_ns(command)
+            if age_ns > limit.max_age_ns:
+                self._outbox.notice(
+                    "warning",
+                    "order_dropped_stale",
+                    client_order_id=command.client_order_id,
+                    symbol=command.symbol,
+                    age_s=round(age_ns / 1e9, 3),
+                    limit_s=round(limit.max_age_ns / 1e9, 3),
+                )
+                self._take_back_current(NOT_SENT_STALE)
+                return NOT_SENT_STALE
+        if not self._committed_once:
+            self._committed_once = True
+            self.sent += 1
+        self._committed = True
+        self._outbox.notice(
+            "debug",
+            "order_posted",
+            client_order_id=command.client_order_id,
+            age_s=None if limit is None else round(limit.age_ns(command) / 1e9, 3),
+        )
+        return None
+
+    async def _wait_ready(self) -> bool:
+        """Wait until orders may be sent; False if the current one was withdrawn meanwhile."""
+        if not self._ready.is_set():
+            ready = asyncio.ensure_future(self._ready.wait())
+            out = asyncio.ensure_future(self._taken_back.wait())
+            try:
+                await asyncio.wait({ready, out}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                ready.cancel()
+                out.cancel()
+        return not self._taken_back.is_set()
+
+    # -- sending --------------------------------------------------------------------------------
 
     async def _send(self, cmd: SubmitOrder) -> None:
         cid = cmd.client_order_id
@@ -120,9 +309,12 @@ class OrderSender:
         attempt = 0
         while True:
             attempt += 1
-            await self._ready.wait()
+            if not await self._wait_ready():
+                return
             try:
-                snap = await self._watch.call(self._rest.submit_order(cmd))
+                snap = await self._watch.call(self._rest.submit_order(cmd, gate=self._gate))
+            except Unsent:
+                return
             except DuplicateClientOrderId:
                 notice("info", "submit_duplicate_id_lookup", client_order_id=cid)
                 found = await self._lookup(cid)
@@ -145,6 +337,11 @@ class OrderSender:
                 if attempt >= self._attempts:
                     tracker.reject(cmd, f"not sent: {e}")
                     return
+                # Alpaca has no such order: not sent after all, and it may still be withdrawn.
+                self._committed = False
+                if self._committed_once:
+                    self._committed_once = False
+                    self.sent -= 1
                 await self._sleep(self._backoff.delay(attempt, e))
                 continue
             tracker.apply(snap)

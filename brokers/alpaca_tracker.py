@@ -60,6 +60,7 @@ class TrackedOrder:
         "accepted",
         "broker_order_id",
         "cid",
+        "created_ns",
         "cum_notional",
         "cum_qty",
         "ours",
@@ -79,6 +80,7 @@ class TrackedOrder:
         self.broker_order_id: str | None = None
         self.qty: Decimal | None = None
         self.tif = ""
+        self.created_ns = 0  # when Alpaca created it (0 until a snapshot said)
         self.accepted = False
         self.terminal = False
         self.cum_qty = _ZERO
@@ -253,6 +255,7 @@ class OrderTracker:
         order.broker_order_id = snap.broker_order_id
         order.qty = snap.qty
         order.tif = snap.time_in_force
+        order.created_ns = snap.created_at_ns or order.created_ns
         if order.terminal:
             if snap.filled_qty > order.cum_qty:
                 self._outbox.notice(

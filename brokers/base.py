@@ -19,6 +19,12 @@ from brokers.orders import CancelOrder, ExecutionEvent, OrderSide, SubmitOrder
 from feeds.bar import Bar
 
 NOT_SENT_BEFORE_RESTART = "not sent before restart"
+# Why an order handed to an adapter never left it (the reason of its OrderCanceled). The
+# engine owes a rebalance after the first two: a later decision takes their place.
+NOT_SENT_SUPERSEDED = "not sent: superseded by a later decision"
+NOT_SENT_STALE = "not sent: decided too long before it could be sent"
+NOT_SENT_STOPPED = "not sent: the daemon stopped"
+NOT_SENT_REASONS = (NOT_SENT_SUPERSEDED, NOT_SENT_STALE, NOT_SENT_STOPPED)
 
 NoticeLevel: TypeAlias = Literal["debug", "info", "warning", "error"]
 _ZERO = Decimal(0)
@@ -141,12 +147,16 @@ class BrokerHealth:
         reconciled: reconciled since the stream's last connect: orders may be sent.
         rest_ok: its last request was answered (no transient failure since).
         in_flight: submits handed over whose outcome is not known yet.
+        sent: submits that reached the broker (POSTed at least once), since start.
+        unsent: submits handed over and not sent yet (waiting for the broker or the limiter).
     """
 
     stream_connected: bool
     reconciled: bool
     rest_ok: bool
     in_flight: int
+    sent: int = 0
+    unsent: int = 0
 
 
 class LiveBroker(Broker, Protocol):
@@ -230,6 +240,21 @@ class LiveBroker(Broker, Protocol):
     async def cancel_open(self, ours: Callable[[str], bool]) -> list[str]:
         """Cancel now every open order whose client order id `ours` accepts; the ids cancelled.
         Their OrderCanceled events follow through `poll_events`."""
+        ...
+
+    def limit_age(self, max_age_s: float, market_now: Callable[[], int]) -> None:
+        """Never send an order decided more than `max_age_s` before `market_now()` (its
+        `ts` is the decision's market time): drop it, as OrderCanceled(NOT_SENT_STALE)."""
+        ...
+
+    def withdraw_unsent(self, reason: str) -> int:
+        """Take back every handed-over order not sent yet: each ends as OrderCanceled(`reason`)
+        in `poll_events` (queued now), and is never sent. Returns how many."""
+        ...
+
+    async def settle(self) -> bool:
+        """Bring fills up to date through REST when the event stream is down (a stop that must
+        report the account as it is); True if it read the broker."""
         ...
 
     async def close(self) -> None:

@@ -101,6 +101,13 @@ class ReadOnlyBroker:
         """Raises InvariantViolation: tracking never cancels an order."""
         raise InvariantViolation(f"{_REFUSAL} (cancel of the open orders)")
 
+    def limit_age(self, max_age_s: float, market_now: Callable[[], int]) -> None:
+        """Nothing to limit: nothing is ever sent."""
+
+    def withdraw_unsent(self, reason: str) -> int:
+        """0: nothing is ever sent."""
+        return 0
+
     # -- delegated -----------------------------------------------------------------------------
 
     def restore(self, orders: Sequence[RestoredOrder]) -> None:
@@ -126,6 +133,10 @@ class ReadOnlyBroker:
     async def drain(self, timeout_s: float) -> bool:
         """The inner adapter's `drain` (nothing of this wrapper's is ever in flight)."""
         return await self._inner.drain(timeout_s)
+
+    async def settle(self) -> bool:
+        """The inner adapter's `settle`."""
+        return await self._inner.settle()
 
     async def close(self) -> None:
         """The inner adapter's `close`."""

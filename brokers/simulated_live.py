@@ -10,6 +10,7 @@ OrderCanceled(reason=NOT_SENT_BEFORE_RESTART) on the first poll after `start`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 
@@ -54,6 +55,7 @@ class SimulatedLiveBroker:
         self._restored_ids: set[str] = set()
         self._restored_open: list[RestoredOrder] = []
         self._started = False
+        self._sent = 0
         self.events_ready = asyncio.Event()
         self.reconciliations = 0
         self.last_reconcile: Reconciliation | None = None
@@ -92,7 +94,7 @@ class SimulatedLiveBroker:
 
     def health(self) -> BrokerHealth:
         """Always healthy: no stream, no REST, nothing in flight."""
-        return _HEALTHY
+        return dataclasses.replace(_HEALTHY, sent=self._sent)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -161,6 +163,7 @@ class SimulatedLiveBroker:
                 )
             )
         else:
+            self._sent += 1
             self._sim.submit(command)
             self._collect()
         self.events_ready.set()
@@ -187,6 +190,17 @@ class SimulatedLiveBroker:
         """Notices since the last call, in order."""
         notices, self._notices = self._notices, []
         return notices
+
+    def limit_age(self, max_age_s: float, market_now: Callable[[], int]) -> None:
+        """Nothing to limit: a hand-over is sent before `submit` returns."""
+
+    def withdraw_unsent(self, reason: str) -> int:
+        """0: nothing here waits to be sent."""
+        return 0
+
+    async def settle(self) -> bool:
+        """False: the simulation has no stream to miss fills."""
+        return False
 
     async def cancel_open(self, ours: Callable[[str], bool]) -> list[str]:
         """Cancel every open order whose client order id `ours` accepts; the ids cancelled, in

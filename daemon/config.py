@@ -36,6 +36,7 @@ _NOT_DIGESTED = {"notify"}
 _ADDED_LATER: tuple[tuple[str, str], ...] = (
     ("live", "max_decision_age_s"),
     ("state", "retention"),
+    ("live", "connection_limit_backoff_s"),
 )
 _SECTIONS_ADDED_LATER = ("execution",)
 _SECRET_WORDS = ("secret", "token", "password", "api_key", "apikey")

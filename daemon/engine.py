@@ -20,6 +20,7 @@ from collections.abc import KeysView, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, assert_never
 
+from brokers.base import NOT_SENT_STALE, NOT_SENT_SUPERSEDED
 from brokers.orders import (
     ExecutionEvent,
     OrderAccepted,
@@ -40,6 +41,9 @@ from portfolio.ledger import Ledger
 from portfolio.order_book import OrderBook
 from portfolio.rebalance import Rebalancer, base36
 from portfolio.risk import RiskGate
+
+# Orders an adapter took back unsent: what they were to trade is owed to the next rebalance.
+_TAKEN_BACK = frozenset({NOT_SENT_SUPERSEDED, NOT_SENT_STALE})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -381,7 +385,12 @@ class Engine:
                         counters.duplicate_fills += 1
                 case OrderRejected():
                     counters.rejected_orders += 1
-                case OrderAccepted() | OrderCanceled():
+                case OrderCanceled(reason=reason):
+                    if reason in _TAKEN_BACK:
+                        # A later decision takes its place: the next slice that sends
+                        # rebalances, from the latest targets and prices.
+                        self.owed_rebalance = True
+                case OrderAccepted():
                     pass
                 case _:
                     assert_never(event)

@@ -111,6 +111,9 @@ class LiveSettings(BaseModel):
             a slice that old when it closes sends nothing, and an order still unsent at that
             age is dropped. Default: half a bar of `data.timeframe` (30 s for minute bars,
             12 h for daily bars, so a daily decision is not held for being slower than 30 s).
+        connection_limit_backoff_s: after the data stream's 406 (connection limit exceeded),
+            wait at least this long before connecting again (Alpaca holds a dead socket's slot
+            for about 90 s).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -132,6 +135,7 @@ class LiveSettings(BaseModel):
     cancel_on_stop: bool = True
     stop_deadline_s: float = Field(10.0, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
     max_decision_age_s: float | None = Field(None, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
+    connection_limit_backoff_s: float = Field(90.0, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
 
     @field_validator("trading_url", "trade_stream_url", "data_stream_url", "data_url")
     @classmethod

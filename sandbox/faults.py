@@ -144,9 +144,15 @@ class Faults:
         """Answer the next `times` data-stream auth messages with error `code`, then close."""
         self._plan.data_refusals.extend([code] * times)
 
-    def drop_trade_socket(self) -> None:
-        """Cut every trade-updates socket now, without a close frame."""
+    def drop_trade_socket(self, *, hold: bool = False) -> None:
+        """Cut every trade-updates socket now, without a close frame; with `hold`, answer new
+        trade-stream handshakes with HTTP 503 until `restore_trade_socket`."""
+        self._trades.refusing = self._trades.refusing or hold
         self._trades.cut_all()
+
+    def restore_trade_socket(self) -> None:
+        """Accept trade-stream handshakes again (after `drop_trade_socket(hold=True)`)."""
+        self._trades.refusing = False
 
     def fail_rest(
         self, status: int, *, times: int = 1, method: str | None = None, path: str | None = None
@@ -155,6 +161,10 @@ class Faults:
         given) with `status` before handling them: 429 carries the X-Ratelimit headers, 502-504
         an HTML body, others a JSON error."""
         self._plan.rest.append(_RestFault(status, times, method and method.upper(), path))
+
+    def restore_rest(self) -> None:
+        """Disarm every REST failure still armed by `fail_rest` (an outage ends)."""
+        self._plan.rest.clear()
 
     def lose_order_response(self, times: int = 1) -> None:
         """The next `times` accepted orders are created (and will fill), then the connection is

@@ -126,6 +126,7 @@ class TradeStream:
         self._sockets: set[_TradeSocket] = set()
         self.connections = 0
         self.events: list[dict[str, Any]] = []
+        self.refusing = False  # new handshakes get HTTP 503 (a trade stream that stays down)
 
     async def emit(self, message: dict[str, Any]) -> None:
         """Record `message` and send it to every authenticated socket listening."""
@@ -141,6 +142,8 @@ class TradeStream:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """The ``/stream`` handler: one connection until it closes."""
+        if self.refusing:
+            return web.Response(status=503, text="trade stream unavailable")
         ws = web.WebSocketResponse(timeout=1.0)
         await ws.prepare(request)
         self.connections += 1

@@ -30,6 +30,8 @@ class Controls:
         on_kill_reset: the kill switch's latch was journaled as reset.
         on_bug: told of an unexpected error in a control (a bug, not a refusal) before it is
             raised on: the live daemon stops on it.
+        withdraw: takes back the orders the broker has not sent yet, before a flatten sizes
+            its orders (they would be counted as held otherwise).
     """
 
     def __init__(
@@ -43,6 +45,7 @@ class Controls:
         guard: JournalGuard | None = None,
         on_kill_reset: Callable[[], None] | None = None,
         on_bug: Callable[[Exception], None] | None = None,
+        withdraw: Callable[[], object] | None = None,
     ) -> None:
         self.engine = engine
         self.telemetry = telemetry
@@ -52,6 +55,7 @@ class Controls:
         self.guard = guard
         self.on_kill_reset = on_kill_reset
         self.on_bug = on_bug
+        self.withdraw = withdraw
 
     def halt(self, ts: int) -> dict[str, Any]:
         self.engine.halt()
@@ -97,6 +101,8 @@ class Controls:
             raise TradingdError(
                 "this daemon sends no orders (it tracks an account): nothing to flatten with"
             )
+        if self.withdraw is not None:
+            self.withdraw()
         sequence = self._flatten_sequence()
         orders = self.engine.flatten(ts, sequence=sequence)
         self.telemetry.halted(True)

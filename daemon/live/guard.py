@@ -10,8 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 from brokers.orders import ExecutionEvent
+from daemon.config import LoadedConfig
 from daemon.logs import EventLog
-from portfolio.journal import Journal, JournalError
+from portfolio.journal import Journal, JournalError, LedgerSnapshot
+from portfolio.ledger import Ledger
 
 
 class JournalGuard:
@@ -52,6 +54,20 @@ class JournalGuard:
         except JournalError as e:
             self.broken(str(e))
             return True
+
+    def begin_segment(self, *, mode: str, loaded: LoadedConfig, ledger: Ledger, ts: int) -> None:
+        """Open this run's segment of the journal: its mode, config and starting books."""
+        journal = self.journal
+        assert journal is not None
+        segment = journal.begin_segment(
+            mode=mode,
+            config_digest=loaded.digest,
+            config=loaded.settings.model_dump(mode="json"),
+            config_files=list(loaded.files),
+            ledger=LedgerSnapshot.of(ledger),
+            ts=ts,
+        )
+        self.log.info("journal_segment", segment=segment, path=str(journal.path))
 
     def has_order(self, client_order_id: str) -> bool:
         """Whether the journal holds this order's intent (an order of ours, whatever its prefix)."""

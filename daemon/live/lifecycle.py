@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from brokers.alpaca_rest import MarketClock
+from brokers.base import NOT_SENT_STOPPED, NOT_SENT_SUPERSEDED
 from daemon.config import LoadedConfig
 from daemon.live import status
 from daemon.live.buckets import live_buckets
@@ -31,7 +32,7 @@ from daemon.live.guard import JournalGuard
 from daemon.live.herald import Herald
 from daemon.live.loop import EngineLoop, Fatal
 from daemon.live.market import Backfilled, MarketData
-from daemon.live.orders import OrderPath, SliceLog
+from daemon.live.orders import OrderPath, SliceLog, warn_order_rate
 from daemon.live.recovery import Recovery, reopen_orders, restored_orders
 from daemon.live.slicer import Slicer
 from daemon.live.startup import check_start, log_leaving_universe
@@ -45,7 +46,7 @@ from daemon.wiring import build_live
 from feeds.alpaca_stream import DataEvent
 from feeds.bar import NS_PER_MINUTE
 from feeds.errors import ConfigError, TradingdError
-from portfolio.journal import Journal, JournalError, LedgerSnapshot
+from portfolio.journal import Journal, JournalError
 from portfolio.ledger import Ledger
 
 _NEVER = 2**63 - 1
@@ -132,6 +133,7 @@ class LiveDaemon:
             unsent=self.orders.unsent,
             guard=self.guard,
             on_kill_reset=self.orders.kill_reset,
+            withdraw=lambda: self.orders.withdraw_unsent(NOT_SENT_SUPERSEDED),
             on_bug=lambda e: self.loop.post(Fatal(e, "control")),
         )
         self.failures = TaskFailures(log=log, telemetry=self.telemetry)
@@ -331,6 +333,7 @@ class LiveDaemon:
             urls=self.urls,
             out=str(self.out_dir),
         )
+        warn_order_rate(self.settings, self.symbols, self.mode, self.log)
         journal = self.guard.journal = Journal(Path(self.settings.state.dir))
         journaled = journal.reader().restart_state()
         await check_start(
@@ -420,17 +423,7 @@ class LiveDaemon:
         await self.http.start()
 
     def _begin_segment(self, ts: int) -> None:
-        journal = self.guard.journal
-        assert journal is not None
-        segment = journal.begin_segment(
-            mode=self.mode,
-            config_digest=self.loaded.digest,
-            config=self.settings.model_dump(mode="json"),
-            config_files=list(self.loaded.files),
-            ledger=LedgerSnapshot.of(self.ledger),
-            ts=ts,
-        )
-        self.log.info("journal_segment", segment=segment, path=str(journal.path))
+        self.guard.begin_segment(mode=self.mode, loaded=self.loaded, ledger=self.ledger, ts=ts)
 
     def _halted_by_journal(self) -> None:
         self.engine.halt()
@@ -457,17 +450,23 @@ class LiveDaemon:
         try:
             async with asyncio.timeout(deadline):
                 if self._broker_started and not broker.read_only:
+                    # What the broker has not sent yet never will be: journaled so, first.
+                    self.orders.withdraw_unsent(NOT_SENT_STOPPED)
                     if not await broker.drain(max(deadline - 2.0, 0.1)):
                         self.log.warning("stop_in_flight", in_flight=broker.health().in_flight)
                     if self.settings.live.cancel_on_stop and broker.fatal is None:
                         cancelled = await self.orders.cancel_ours()
                     self.loop.on_broker()
+                if self._broker_started and await self.orders.settle_at_stop():
+                    self.loop.on_broker()  # what REST found is booked before the summary
         except TimeoutError:
             self.log.error("stop_deadline_passed", deadline_s=deadline)
         except TradingdError as e:
             self.log.error("stop_incomplete", error=str(e))
         except Exception as e:
             self.failures.report(self._task_of(e), e, action="found at the stop")
+        if self._broker_started and not broker.read_only:
+            self.log.info("orders_accounted", **self.orders.stop_accounting(cancelled))
         await self.tasks.stop()
         await broker.close()
         await self.rest.close()

@@ -268,6 +268,7 @@ class MarketData:
             silence_s=live.silence_s,
             backoff_min_s=live.backoff_min_s,
             backoff_max_s=live.backoff_max_s,
+            connection_limit_backoff_s=live.connection_limit_backoff_s,
         )
         self.spawn(self.stream.run(), "data-stream")
 

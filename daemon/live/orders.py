@@ -10,13 +10,22 @@ orders this daemon did not place are booked only as `state.unknown_positions` sa
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from brokers.base import LiveBroker
+from brokers.base import (
+    NOT_SENT_REASONS,
+    NOT_SENT_STALE,
+    NOT_SENT_STOPPED,
+    NOT_SENT_SUPERSEDED,
+    LiveBroker,
+)
 from brokers.orders import (
     ExecutionEvent,
     OrderAccepted,
+    OrderCanceled,
     OrderFilled,
     OrderPartiallyFilled,
     OrderRejected,
@@ -27,7 +36,9 @@ from daemon.live.crash import CrashPoints
 from daemon.live.guard import JournalGuard
 from daemon.logs import EventLog
 from daemon.service.telemetry import Telemetry
-from feeds.errors import InvariantViolation
+from daemon.settings import Settings
+from daemon.timeutil import iso_utc
+from feeds.errors import InvariantViolation, TradingdError
 
 
 @dataclass(slots=True)
@@ -92,7 +103,9 @@ class OrderPath:
         self.held: dict[str, int] = {}  # slices decided without orders, by reason
         # Orders to send now of a decision's; others wait (auction orders outside their window).
         self.defer: Callable[[list[SubmitOrder]], list[SubmitOrder]] = _now
+        self.not_sent: Counter[str] = Counter()  # orders the broker took back unsent, by why
         self._journaled = journaled
+        broker.limit_age(max_decision_age_s, market_now)
 
     # -- out ------------------------------------------------------------------------------------
 
@@ -115,6 +128,10 @@ class OrderPath:
         self.apply_events(self.broker.poll_events())  # fills first: the decision sees them
         decision_ts = slice_ts + engine.bar_ns if decided_at is None else decided_at
         held = self.hold_reason(decision_ts, catch_up=catch_up)
+        if held is None and (superseded := self.withdraw_unsent(NOT_SENT_SUPERSEDED)):
+            # What the broker could not take yet is replaced, not queued behind: this slice
+            # decides afresh from the latest targets and prices (the engine owes a rebalance).
+            self.log.info("orders_superseded", orders=superseded, slice_time=iso_utc(slice_ts))
         orders = engine.close_slice(send=held is None, decided_at=decided_at)
         if held is not None:
             self.held[held] = self.held.get(held, 0) + 1
@@ -167,6 +184,48 @@ class OrderPath:
             self.unsent(halted, "trading halted: not sent")
         self.apply_events(broker.poll_events())
 
+    def withdraw_unsent(self, reason: str) -> int:
+        """Take back from the broker every order it has not sent yet; their OrderCanceled
+        (`reason`) events are journaled and applied now. How many."""
+        if self.broker.read_only:
+            return 0
+        n = self.broker.withdraw_unsent(reason)
+        if n:
+            self.apply_events(self.broker.poll_events())
+        return n
+
+    def stop_accounting(self, cancelled: int) -> dict[str, Any]:
+        """What became of the orders handed to the broker this run (for the stop's summary):
+        sent, cancelled at the stop, and never sent (superseded, too old, stopped)."""
+        health = self.broker.health()
+        never = {
+            "superseded": self.not_sent[NOT_SENT_SUPERSEDED],
+            "stale": self.not_sent[NOT_SENT_STALE],
+            "stopped": self.not_sent[NOT_SENT_STOPPED],
+        }
+        return {
+            "sent": health.sent,
+            "cancelled": cancelled,
+            "never_sent": sum(never.values()),
+            "never_sent_by_reason": never,
+            "in_flight": health.in_flight,
+        }
+
+    async def settle_at_stop(self) -> bool:
+        """At the stop, with the trade stream down but REST answering: read the account
+        through REST, so the summary holds what the broker holds, not what the stream last
+        said. True if it did (its events wait in the broker)."""
+        if self.broker.fatal is not None:
+            return False
+        try:
+            settled = await self.broker.settle()
+        except TradingdError as e:
+            self.log.error("stop_reconcile_failed", error=str(e))
+            return False
+        if settled:
+            self.log.info("stop_reconciled_through_rest")
+        return settled
+
     def unsent(self, orders: Iterable[SubmitOrder], reason: str) -> None:
         """Orders decided but not sent end as rejections (the order book closes them)."""
         self.apply_events(
@@ -197,6 +256,8 @@ class OrderPath:
         for event in events:
             if self.foreign(event) and not self._take_foreign(event):
                 continue
+            if isinstance(event, OrderCanceled) and event.reason in NOT_SENT_REASONS:
+                self.not_sent[event.reason] += 1
             if isinstance(event, OrderAccepted):
                 self.crash.reached("after_send")
             elif isinstance(event, OrderFilled | OrderPartiallyFilled):
@@ -245,3 +306,41 @@ class OrderPath:
 
 def _now(orders: list[SubmitOrder]) -> list[SubmitOrder]:
     return orders
+
+
+def order_rate_warning(
+    *, symbols: int, every: str, minutes: int | None, max_requests_per_minute: int
+) -> dict[str, Any] | None:
+    """The numbers of a warning when one rebalance can decide more orders (one per symbol)
+    than the broker's rate limit lets out before the next one is due; None when it cannot.
+
+    Orders beyond the limit wait in the broker's queue: superseded by the next decision or
+    dropped once older than `live.max_decision_age_s`, never sent late.
+    """
+    bars = {"slice": 1, "minutes": minutes or 1}.get(every, 390)  # daily: a session's minutes
+    allowed = max_requests_per_minute * bars
+    if symbols <= allowed:
+        return None
+    return {
+        "symbols": symbols,
+        "rebalance_every": every if every != "minutes" else f"{minutes} minutes",
+        "orders_per_rebalance_max": symbols,
+        "requests_per_rebalance_allowed": allowed,
+        "max_requests_per_minute": max_requests_per_minute,
+    }
+
+
+def warn_order_rate(settings: Settings, symbols: list[str], mode: str, log: EventLog) -> None:
+    """At start-up, one line when a rebalance can ask for more orders than the broker's rate
+    limit sends before the next one (paper and live: the simulated broker has no limit)."""
+    if mode not in ("paper", "live"):
+        return
+    schedule = settings.composer.rebalance
+    numbers = order_rate_warning(
+        symbols=len(symbols),
+        every=schedule.every,
+        minutes=schedule.minutes,
+        max_requests_per_minute=settings.live.max_requests_per_minute,
+    )
+    if numbers is not None:
+        log.warning("order_rate_above_limit", **numbers)

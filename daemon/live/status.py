@@ -86,7 +86,7 @@ def summary(daemon: LiveDaemon, *, cancelled: int) -> dict[str, Any]:
     feed = market.counters
     figures = daemon.recorder.figures
     ledger = engine.ledger
-    return {
+    out: dict[str, Any] = {
         "run_id": daemon.run_id,
         "mode": daemon.mode,
         "config": list(daemon.loaded.files),
@@ -115,3 +115,6 @@ def summary(daemon: LiveDaemon, *, cancelled: int) -> dict[str, Any]:
         "kill_switch": engine.risk.kill_switch,
         "ledger": display_book(ledger.snapshot()),
     }
+    if not daemon.broker.read_only:
+        out["orders_out"] = orders.stop_accounting(cancelled)
+    return out

@@ -46,6 +46,8 @@ TASKS: Final = (
 )
 """The live daemon's long-lived tasks (and its start-up), as `tradingd_task_failures_total`
 labels them."""
+NOT_SENT_LABELS: Final = ("superseded", "stale", "stopped")
+"""Why an order handed to the broker never left its queue (brokers.base.NOT_SENT_*)."""
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _ACK_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -127,6 +129,7 @@ class OrderMetrics:
     filled: Bounded[Counter]
     canceled: Bounded[Counter]
     rejected: Bounded[Counter]
+    not_sent: Bounded[Counter]
     denied: Bounded[Counter]
     clipped: Bounded[Counter]
     ack: Histogram
@@ -300,6 +303,15 @@ def _orders(f: _Factory, syms: Sequence[str]) -> OrderMetrics:
                 ("reason",),
             ),
             ORDER_REJECT_REASONS,
+        ),
+        not_sent=Bounded(
+            f.counter(
+                "tradingd_orders_not_sent",
+                "Orders the broker's queue took back unsent: superseded by a later decision, "
+                "too old when the rate limit let them through (stale), or at the stop.",
+                ("reason",),
+            ),
+            NOT_SENT_LABELS,
         ),
         denied=Bounded(
             f.counter(

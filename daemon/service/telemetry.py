@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
+from brokers.base import NOT_SENT_STALE, NOT_SENT_STOPPED, NOT_SENT_SUPERSEDED
 from brokers.orders import (
     ExecutionEvent,
     OrderAccepted,
@@ -49,6 +50,11 @@ if TYPE_CHECKING:  # types only: importing the engine's stack would slow `tradin
 
 # Round-trip clocks of orders never resolved (a lost event) must not grow without end.
 _MAX_OPEN_CLOCKS = 10_000
+_NOT_SENT = {
+    NOT_SENT_SUPERSEDED: "superseded",
+    NOT_SENT_STALE: "stale",
+    NOT_SENT_STOPPED: "stopped",
+}
 
 
 class Telemetry:
@@ -278,7 +284,11 @@ class Telemetry:
                 orders.rejected[order_reject_reason(event.reason)].inc()
                 clocks.pop(event.client_order_id, None)
             case OrderCanceled():
-                orders.canceled[event.symbol].inc()
+                label = _NOT_SENT.get(event.reason)
+                if label is not None:
+                    orders.not_sent[label].inc()
+                else:
+                    orders.canceled[event.symbol].inc()
                 clocks.pop(event.client_order_id, None)
 
     def on_stale(self, symbol: str, ts: int, stale: bool) -> None:

@@ -192,7 +192,7 @@ async def test_rejected_order_carries_alpacas_message_and_is_not_retried(
 async def test_fill_missed_while_the_trade_stream_was_down_is_recovered_once(
     sandbox: Sandbox, make_broker: BrokerFactory, gate: Gate
 ) -> None:
-    broker = await make_broker()
+    broker = await make_broker(poll_s=3600.0)  # no polling: the reconciliation recovers it
     broker.submit(buy("gap", 7))
     events = await events_until(broker, has(OrderAccepted, "gap"))
     gate.close()  # hold the reconnect until the fill has happened unheard
@@ -276,8 +276,8 @@ async def test_cancel_open_cancels_only_the_orders_it_is_told_are_ours(
     sandbox: Sandbox, make_broker: BrokerFactory
 ) -> None:
     broker = await make_broker()
-    for cid in ("ours-1", "ours-2"):
-        broker.submit(resting(cid))
+    for cid, symbol in (("ours-1", "AAA"), ("ours-2", "BBB")):
+        broker.submit(dataclasses.replace(resting(cid), symbol=symbol))
     person = AlpacaRest(key=KEY, secret=SECRET, url=sandbox.trading_url)
     try:
         await person.submit_order(resting("by-hand"))

@@ -36,10 +36,12 @@ def live_config(
     live: dict[str, Any] | None = None,
     symbols: list[str] | None = None,
     state: dict[str, Any] | None = None,
+    data: Path = DATA,
+    rebalance: dict[str, Any] | None = None,
 ) -> LoadedConfig:
     tree: dict[str, Any] = {
         "symbols": symbols or SYMBOLS,
-        "data": {"path": str(DATA), "timeframe": "1Min"},
+        "data": {"path": str(data), "timeframe": "1Min"},
         "strategies": strategies or {"hold": {"type": "recorder"}},
         "composer": {"rebalance": {"every": "slice"}},
         "risk": {"max_weight": 0.3, "max_gross": 1.0, "allow_short": False},
@@ -60,6 +62,8 @@ def live_config(
             **(live or {}),
         },
     }
+    if rebalance is not None:
+        tree["rebalance"] = rebalance
     path = tmp_path / f"{mode}.yaml"
     path.write_text(yaml.safe_dump(tree), encoding="utf-8")
     return load_config([str(path)])

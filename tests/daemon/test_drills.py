@@ -238,7 +238,9 @@ async def test_broker_rest_failing_is_survived_without_duplicates(
 ) -> None:
     session = await start_session(tmp_path, sandbox, strategies=BUSY)
     daemon = session.daemon
-    await session.step(2)
+    for _ in range(2):  # at a market's pace: each minute's orders are out before the next
+        await session.step()
+        await session.until(lambda: daemon.broker.health().in_flight == 0)
     sandbox.faults.fail_rest(503, times=40)
     await sandbox.step()
     await session.until(lambda: not daemon.readiness()["broker_rest"])
@@ -353,11 +355,13 @@ async def test_audit_of_a_clean_session_finds_nothing_and_a_planted_change_is_fo
     # replay's ledger then lacks that position, and the next decision about it differs.
     with JournalReader.open(state) as journal:
         segment = journal.segments()[-1].id
+        filled = {f.client_order_id for f in journal.state().fills}
+        # A buy that filled (one the next decision superseded before it was sent has none).
         buy = next(
             order
             for record in journal.decisions(segment).values()
             for order in record.orders
-            if order.side.value == "buy"
+            if order.side.value == "buy" and order.client_order_id in filled
         )
     db = sqlite3.connect(state / "journal.sqlite3")
     with db:

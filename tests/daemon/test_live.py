@@ -116,7 +116,11 @@ async def test_throttled_and_failing_submits_are_retried_once_each(
     session = await start_session(tmp_path, sandbox)
     daemon = session.daemon
     sandbox.faults.fail_rest(status, times=3, method="POST", path="/v2/orders")
-    await session.step(2)
+    broker = daemon.broker
+    # At a market's pace: each minute's orders are out (or given up) before the next minute.
+    for _ in range(3):
+        await session.step()
+        await session.until(lambda: broker.health().in_flight == 0)
     await session.settle()
     assert await session.stop() == 0
 
