@@ -38,6 +38,7 @@ from daemon.logs import EventLog
 from daemon.service.telemetry import Telemetry
 from daemon.settings import Settings
 from daemon.timeutil import iso_utc
+from feeds.bar import NS_PER_MINUTE
 from feeds.errors import InvariantViolation, TradingdError
 
 
@@ -309,15 +310,24 @@ def _now(orders: list[SubmitOrder]) -> list[SubmitOrder]:
 
 
 def order_rate_warning(
-    *, symbols: int, every: str, minutes: int | None, max_requests_per_minute: int
+    *,
+    symbols: int,
+    every: str,
+    minutes: int | None,
+    max_requests_per_minute: int,
+    bar_minutes: int = 1,
 ) -> dict[str, Any] | None:
     """The numbers of a warning when one rebalance can decide more orders (one per symbol)
     than the broker's rate limit lets out before the next one is due; None when it cannot.
 
-    Orders beyond the limit wait in the broker's queue: superseded by the next decision or
-    dropped once older than `live.max_decision_age_s`, never sent late.
+    `bar_minutes` is the strategies' bar (a slice) in minutes. Orders beyond the limit wait in
+    the broker's queue: superseded by the next decision or dropped once older than
+    `live.max_decision_age_s`, never sent late.
     """
-    bars = {"slice": 1, "minutes": minutes or 1}.get(every, 390)  # daily: a session's minutes
+    # Minutes between two rebalances; daily: at least a session's.
+    bars = {"slice": bar_minutes, "minutes": max(minutes or 1, bar_minutes)}.get(
+        every, max(390, bar_minutes)
+    )
     allowed = max_requests_per_minute * bars
     if symbols <= allowed:
         return None
@@ -341,6 +351,7 @@ def warn_order_rate(settings: Settings, symbols: list[str], mode: str, log: Even
         every=schedule.every,
         minutes=schedule.minutes,
         max_requests_per_minute=settings.live.max_requests_per_minute,
+        bar_minutes=max(1, settings.data.bar_ns() // NS_PER_MINUTE),
     )
     if numbers is not None:
         log.warning("order_rate_above_limit", **numbers)

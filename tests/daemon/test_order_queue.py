@@ -139,3 +139,23 @@ def test_a_universe_the_rate_limit_cannot_rebalance_each_minute_is_warned_of(
     quiet = io.StringIO()
     warn_order_rate(loaded.settings, SYMBOLS, "sim", EventLog(quiet, level="debug"))
     assert quiet.getvalue() == ""
+
+
+def test_a_daily_strategy_has_a_day_to_send_its_orders() -> None:
+    # 500 symbols on 1Day bars, every slice: 190 requests a minute send them well within a day.
+    assert (
+        order_rate_warning(
+            symbols=500, every="slice", minutes=None, max_requests_per_minute=190, bar_minutes=1440
+        )
+        is None
+    )
+    # The same universe on minute bars cannot.
+    assert order_rate_warning(
+        symbols=500, every="slice", minutes=None, max_requests_per_minute=190
+    ) == {
+        "symbols": 500,
+        "rebalance_every": "slice",
+        "orders_per_rebalance_max": 500,
+        "requests_per_rebalance_allowed": 190,
+        "max_requests_per_minute": 190,
+    }
