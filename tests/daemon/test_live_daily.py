@@ -207,6 +207,9 @@ async def test_an_hourly_strategy_decides_once_per_bucket(
     # minute, whichever comes first, and is decided once.
     assert await sandbox.step()
     await session.until(lambda: ny_ns(day, 10, 30) in daemon.slices.symbols)
+    # Its orders leave before the clock jumps an hour (a market's clock never moves an hour
+    # while four orders are posted: they would be dropped as decided too long before).
+    await session.until(lambda: daemon.broker.health().unsent == 0)
     assert await sandbox.step(59)  # to 12:29; then the clock passes 12:30 plus the grace
     await session.until(lambda: ny_ns(day, 11, 30) in daemon.slices.symbols)
     assert daemon.slices.decided == [ny_ns(day, 10, 30), ny_ns(day, 11, 30)]

@@ -10,6 +10,7 @@ market time it created the order at, minus the decision time the journal holds f
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import string
@@ -245,9 +246,11 @@ async def test_drill_500_symbols_decide_more_orders_than_the_limiter_sends(
         broker = daemon.broker
 
         def quiet() -> bool:
-            """The limiter holds every order back for a while, and no POST is under way."""
+            """The limiter holds every order back for a while, and no POST is under way (an
+            order the sender took, if any, waits for the limiter: the clock, the account check
+            and the orders share it)."""
             health = broker.health()
-            return rest.wait_s() > 5.0 and health.in_flight == health.unsent
+            return rest.wait_s() > 5.0 and health.in_flight - health.unsent <= rest.acquiring
 
         unsent: list[int] = []
         for _ in range(4):
@@ -255,7 +258,7 @@ async def test_drill_500_symbols_decide_more_orders_than_the_limiter_sends(
             # The sandbox's clock moves a whole minute at a step: the next step comes only
             # while the limiter holds every order back for a while (a POST racing the step
             # would be created a minute after its decision, which a market's clock never shows).
-            await session.until(quiet)
+            await _polled(quiet)
             health = daemon.broker.health()
             unsent.append(health.unsent)
             assert health.unsent <= N_SYMBOLS
@@ -283,3 +286,11 @@ async def test_drill_500_symbols_decide_more_orders_than_the_limiter_sends(
         assert out["in_flight"] == 0
     finally:
         await box.close()
+
+
+async def _polled(predicate: Any, deadline_s: float = 60.0) -> None:
+    """Wait for `predicate()`, looked at every 20 ms up to `deadline_s`: the limiter's state
+    changes with time and with a POST's answer, neither of which is a step of the daemon."""
+    async with asyncio.timeout(deadline_s):
+        while not predicate():
+            await asyncio.sleep(0.02)
