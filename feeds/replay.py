@@ -20,11 +20,11 @@ stream entirely in descending time order (newest first) is reversed.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -32,6 +32,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from feeds.bar import Bar
+from feeds.columns import Columns, in_range, with_nulls
 from feeds.datafile import check_unique_columns, has_symbol_column, read_table
 from feeds.days import describe_range, describe_span
 from feeds.errors import SourceError, printable
@@ -104,49 +105,6 @@ class RowProblem:
     reason: str
 
 
-@dataclass(slots=True)
-class _Columns:
-    """Parsed rows of one or more files, column-wise."""
-
-    ts: I64Array
-    symbol: I64Array  # index into the source's symbol table
-    origin: I64Array
-    open: F64Array
-    high: F64Array
-    low: F64Array
-    close: F64Array
-    volume: F64Array
-    trade_count: I64Array
-    trade_count_null: BoolArray
-    vwap: F64Array
-    vwap_null: BoolArray
-
-    def take(self, index: Any) -> _Columns:
-        return _Columns(
-            ts=self.ts[index],
-            symbol=self.symbol[index],
-            origin=self.origin[index],
-            open=self.open[index],
-            high=self.high[index],
-            low=self.low[index],
-            close=self.close[index],
-            volume=self.volume[index],
-            trade_count=self.trade_count[index],
-            trade_count_null=self.trade_count_null[index],
-            vwap=self.vwap[index],
-            vwap_null=self.vwap_null[index],
-        )
-
-    @staticmethod
-    def concat(parts: Sequence[_Columns]) -> _Columns:
-        return _Columns(
-            **{
-                name: np.concatenate([getattr(p, name) for p in parts])
-                for name in _Columns.__slots__
-            }
-        )
-
-
 class ReplaySource:
     """Bars of historical files, merged in time order.
 
@@ -158,6 +116,8 @@ class ReplaySource:
         timezone: zone of naive timestamps (see `DataSettings`).
         timeframe: the configured bar interval; when given, bars spaced otherwise are refused
             (`feeds.spacing.check_spacing`).
+        reusable: keep the whole parse so that `window` can cut other ranges from it (a
+            walk-forward worker parses its data once for all its jobs).
 
     Raises:
         SourceError: the path is missing; a folder has no .csv/.parquet file; a file is empty,
@@ -182,6 +142,7 @@ class ReplaySource:
         end_ns: int | None = None,
         timezone: str | None = None,
         timeframe: Timeframe | None = None,
+        reusable: bool = False,
     ) -> None:
         if timezone is not None:
             _check_zone(timezone)
@@ -200,6 +161,10 @@ class ReplaySource:
         self._span: tuple[int, int] | None = None  # first and last time of those rows
         self._spacing: dict[int, int] = {}  # symbol code -> typical gap (`spacing`)
 
+        self._path = path
+        # Every row problem with its time (None: the time itself is the problem), whatever the
+        # range: a range keeps those in it (`_cut`).
+        self._all_problems: list[tuple[RowProblem, int | None]] = []
         parts = [self._load(i, f, stem) for i, (f, stem) in enumerate(self._list_files(path))]
         found = {self._symbol_table[c] for c in self._present}
         if self._wanted is not None:
@@ -207,15 +172,61 @@ class ReplaySource:
             if missing:
                 raise SourceError(f"{path}: no data for symbol(s) {', '.join(missing)}")
         self.symbols: tuple[str, ...] = tuple(sorted(found))
-        self._rows = self._order(_Columns.concat(parts))
         self._symbol_names = np.array([*self._symbol_table, ""], dtype=object)
+        every = Columns.concat(parts)
+        del parts
+        if reusable:
+            # Kept in replay order: a window of ordered rows orders as the same rows read
+            # with that range would (each stream keeps its order; the merge is by time).
+            every = self._order(every)
+        self._every = every if reusable else None
+        self._cut(every, start_ns, end_ns, timeframe, ordered=reusable)
+
+    def window(
+        self, start_ns: int | None, end_ns: int | None, timeframe: Timeframe | None = None
+    ) -> ReplaySource:
+        """The same files over another range, without reading or parsing them again: the
+        source it gives is the one `ReplaySource(path, start_ns=..., end_ns=...)` would be.
+        Needs a source made with ``reusable=True``.
+
+        Raises:
+            SourceError: as the constructor, for the range and the spacing.
+        """
+        if self._every is None:
+            raise ValueError("window() needs a source made with reusable=True")
+        view = copy.copy(self)
+        view._every = None  # the view does not hand out further windows
+        view._cut(self._every, start_ns, end_ns, timeframe, ordered=True)
+        return view
+
+    def _cut(
+        self,
+        every: Columns,
+        start_ns: int | None,
+        end_ns: int | None,
+        timeframe: Timeframe | None,
+        *,
+        ordered: bool,
+    ) -> None:
+        """Keep the rows (and the problems) in [start_ns, end_ns), in replay order; `ordered`:
+        `every` is in replay order already (and `_spacing` is its spacing)."""
+        self._start_ns, self._end_ns = start_ns, end_ns
+        if start_ns is not None or end_ns is not None:
+            self._rows = self._order(every.take(in_range(every.ts, start_ns, end_ns)))
+        else:
+            self._rows = every if ordered else self._order(every)
+        self.problems = [
+            p
+            for p, ts in self._all_problems
+            if ts is None or bool(in_range(np.array([ts], np.int64), start_ns, end_ns)[0])
+        ]
         if len(self._rows.ts) == 0 and (start_ns is not None or end_ns is not None):
             raise SourceError(
-                f"{path}: no bars in {describe_range(start_ns, end_ns)} (the range asked); "
-                f"the data {describe_span(self._span)}"
+                f"{self._path}: no bars in {describe_range(start_ns, end_ns)} (the range "
+                f"asked); the data {describe_span(self._span)}"
             )
         if timeframe is not None:
-            check_spacing(str(path), self.spacing(), timeframe)
+            check_spacing(str(self._path), self.spacing(), timeframe)
 
     def spacing(self) -> dict[str, int]:
         """Symbol -> the typical gap between its bars, in ns (`feeds.spacing.typical_spacing`)."""
@@ -234,6 +245,12 @@ class ReplaySource:
         1 minute for minute files, 1 day for daily ones; None with fewer than two bars of a
         symbol."""
         return bar_spacing_ns(self._rows.ts, self._rows.symbol)
+
+    def timestamps(self) -> I64Array:
+        """The bars' times in ns, in replay order, without making the bars (read-only)."""
+        ts = self._rows.ts.view()
+        ts.flags.writeable = False
+        return ts
 
     def __iter__(self) -> Iterator[tuple[Bar, int]]:
         """Yield (bar, origin) in replay order; `describe(origin)` names the source row."""
@@ -256,8 +273,8 @@ class ReplaySource:
                     rows.low[lo:hi].tolist(),
                     rows.close[lo:hi].tolist(),
                     rows.volume[lo:hi].tolist(),
-                    _with_nulls(rows.trade_count[lo:hi], rows.trade_count_null[lo:hi]),
-                    _with_nulls(rows.vwap[lo:hi], rows.vwap_null[lo:hi]),
+                    with_nulls(rows.trade_count[lo:hi], rows.trade_count_null[lo:hi]),
+                    with_nulls(rows.vwap[lo:hi], rows.vwap_null[lo:hi]),
                     strict=True,
                 ),
             )
@@ -284,7 +301,7 @@ class ReplaySource:
             stems = [(f, s) for f, s in stems if s in self._wanted or has_symbol_column(f)]
         return list(stems)
 
-    def _load(self, file_index: int, path: Path, stem: str | None) -> _Columns:
+    def _load(self, file_index: int, path: Path, stem: str | None) -> Columns:
         name = str(path)
         self._files.append(name)
         table, lines = read_table(path)
@@ -341,12 +358,7 @@ class ReplaySource:
             self._span = (
                 (lo, hi) if self._span is None else (min(lo, self._span[0]), max(hi, self._span[1]))
             )
-        in_range = np.ones(n, np.bool_)
-        if self._start_ns is not None:
-            in_range &= ts >= self._start_ns
-        if self._end_ns is not None:
-            in_range &= ts < self._end_ns
-        bad = keep_symbol & ~keep & (in_range | ~ok_time)
+        bad = keep_symbol & ~keep
         if bad.any():
             self._record_problems(
                 name,
@@ -355,13 +367,14 @@ class ReplaySource:
                 lines=lines,
                 bad=np.flatnonzero(bad),
                 ok_time=ok_time,
+                ts=ts,
             )
-        keep &= keep_symbol & in_range
+        keep &= keep_symbol
 
         tc = values["trade_count"]
         tc_null = nulls["trade_count"] | ~np.isfinite(tc)
         row_numbers = np.arange(1, n + 1, dtype=np.int64) if lines is None else lines
-        return _Columns(
+        parsed = Columns(
             ts=ts,
             symbol=codes,
             origin=(np.int64(file_index) << _ROW_BITS) | row_numbers,
@@ -374,7 +387,9 @@ class ReplaySource:
             trade_count_null=tc_null,
             vwap=values["vwap"],
             vwap_null=nulls["vwap"],
-        ).take(keep)
+        )
+        # Most files have no bad row: no copy of every column then.
+        return parsed if bool(keep.all()) else parsed.take(keep)
 
     def _symbol_codes_of(self, sym_col: pa.Array | None, stem: str | None, n: int) -> I64Array:
         if sym_col is None:
@@ -406,10 +421,11 @@ class ReplaySource:
         lines: I64Array | None,
         bad: I64Array,
         ok_time: BoolArray,
+        ts: I64Array,
     ) -> None:
         raw_times = time_col.take(pa.array(bad)).to_pylist()
         for i, raw in zip(bad.tolist(), raw_times, strict=True):
-            self.problems.append(
+            problem = (
                 RowProblem(
                     file=name,
                     row=i + 1 if lines is None else int(lines[i]),
@@ -418,59 +434,50 @@ class ReplaySource:
                     reason=(
                         Reason.UNPARSEABLE_VALUE if ok_time[i] else Reason.UNPARSEABLE_TIME
                     ).value,
-                )
+                ),
+                int(ts[i]) if ok_time[i] else None,
             )
+            self._all_problems.append(problem)
 
     # -- ordering --------------------------------------------------------------------------
 
-    def _order(self, rows: _Columns) -> _Columns:
+    def _order(self, rows: Columns) -> Columns:
+        # One permutation of the row indices, applied to every column once at the end: each
+        # intermediate order costs a column or two, not a copy of the whole table.
         # Group by symbol keeping (file, row) order; stable, so each group is the symbol's
         # stream as the files have it.
         file_index = rows.origin >> _ROW_BITS
-        grouped = np.lexsort((file_index, rows.symbol))
-        rows = rows.take(grouped)
-        file_index = file_index[grouped]
-        ts = rows.ts
+        perm = np.lexsort((file_index, rows.symbol))
+        symbol = rows.symbol[perm]
+        file_index = file_index[perm]
+        ts = rows.ts[perm]
         n = len(ts)
         if n == 0:
             self._spacing = {}
-            return rows
-        position = np.arange(n)
+            return rows.take(perm)
         starts = np.flatnonzero(
-            np.r_[True, (rows.symbol[1:] != rows.symbol[:-1]) | (file_index[1:] != file_index[:-1])]
+            np.r_[True, (symbol[1:] != symbol[:-1]) | (file_index[1:] != file_index[:-1])]
         )
+        del file_index
         ends = np.r_[starts[1:], n]
         # A (file, symbol) stream entirely newest-first is reversed.
         for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
             seg = ts[lo:hi]
             if hi - lo > 1 and seg[0] > seg[-1] and bool(np.all(seg[1:] <= seg[:-1])):
-                position[lo:hi] = position[lo:hi][::-1]
-        rows = rows.take(position)
-        ts = rows.ts
+                perm[lo:hi] = perm[lo:hi][::-1].copy()
+                ts[lo:hi] = seg[::-1].copy()
         # Each symbol's stream is contiguous here: its spacing costs one pass, no sort.
-        self._spacing = typical_spacing(ts, rows.symbol)
+        self._spacing = typical_spacing(ts, symbol)
         # k-way merge that leaves out-of-order rows in place: sort by (running max of the
         # symbol's ts, symbol), stable on the stream order.
-        sym_starts = np.flatnonzero(np.r_[True, rows.symbol[1:] != rows.symbol[:-1]])
+        sym_starts = np.flatnonzero(np.r_[True, symbol[1:] != symbol[:-1]])
         sym_ends = np.r_[sym_starts[1:], n]
-        running = np.empty(n, np.int64)
+        running = ts  # in place: ts is this function's own copy
         for lo, hi in zip(sym_starts.tolist(), sym_ends.tolist(), strict=True):
-            running[lo:hi] = np.maximum.accumulate(ts[lo:hi])
+            np.maximum.accumulate(ts[lo:hi], out=running[lo:hi])
         # Symbols are compared by name, not by code (codes follow file order).
         rank = np.argsort(np.argsort(np.array(self._symbol_table, dtype=object), kind="stable"))
-        return rows.take(np.lexsort((rank[rows.symbol], running)))
-
-
-def _with_nulls(values: I64Array | F64Array, null: BoolArray) -> list[Any]:
-    """`values` as a list with None where `null` is set (a fast path for no or all nulls)."""
-    if not null.any():
-        return values.tolist()  # type: ignore[no-any-return]
-    if null.all():
-        return [None] * len(values)
-    out: list[Any] = values.tolist()
-    for i in np.flatnonzero(null).tolist():
-        out[i] = None
-    return out
+        return rows.take(perm[np.lexsort((rank[symbol], running))])
 
 
 def _check_zone(value: str) -> None:

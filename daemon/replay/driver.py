@@ -21,6 +21,7 @@ from brokers.simulated import SimulatedBroker
 from daemon.config import LoadedConfig
 from daemon.engine import Engine, EngineListener, ListenerFanout
 from daemon.logs import EventLog
+from daemon.memory import release_freed_memory
 from daemon.recorder import Recorder
 from daemon.timeutil import iso_utc
 from daemon.wiring import build_engine, day_start_ns, open_source
@@ -66,6 +67,8 @@ def replay(
     settings = loaded.settings
     if source is None:
         source = open_source(loaded, warmup_from=warmup_from)
+        # The parse freed most of what it allocated; glibc would keep it for the whole run.
+        release_freed_memory()
     universe = list(settings.symbols or source.symbols)
     run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{loaded.digest}"
     target = out_dir if out_dir is not None else Path(settings.run.out_dir) / run_id
