@@ -18,6 +18,7 @@ from composer.registry import load_registry
 from daemon.config import LoadedConfig, build_strategies
 from daemon.engine import Engine, EngineListener, ListenerFanout
 from daemon.logs import EventLog
+from daemon.memory import arrow_on_system_heap
 from daemon.recorder import Recorder
 from feeds.bar import NS_PER_DAY, NS_PER_MINUTE
 from feeds.calendar import SessionCalendar
@@ -111,6 +112,7 @@ def open_source(
     settings = loaded.settings
     run = settings.run
     first = warmup_from or run.start
+    arrow_on_system_heap()
     start_ns = day_start_ns(first) if first else None
     end_ns = day_start_ns(run.end + timedelta(days=1)) if run.end else None
     if parsed is not None:

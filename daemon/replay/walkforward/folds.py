@@ -16,6 +16,7 @@ import yaml
 from composer.composer import Composer
 from composer.registry import load_registry
 from daemon.config import LoadedConfig, Loc, build_strategies, load_config
+from daemon.memory import arrow_on_system_heap
 from daemon.timeutil import NS, day_index
 from daemon.wiring import DAY_TZ, open_source
 from feeds.bar import NS_PER_DAY, NS_PER_MINUTE
@@ -99,6 +100,7 @@ def read_sessions(loaded: LoadedConfig) -> tuple[list[date], list[date], list[st
     All dates are kept for warm-up: a window may read bars from before `run.start`.
     """
     settings = loaded.settings
+    arrow_on_system_heap()
     source = ReplaySource(
         Path(settings.data.path),
         symbols=settings.symbols or None,

@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol, TypeAlias
 
 from daemon.config import LoadedConfig, Loc, load_config
 from daemon.logs import EventLog
-from daemon.memory import release_freed_memory
+from daemon.memory import arrow_on_system_heap, release_freed_memory
 from daemon.replay.driver import replay
 from daemon.wiring import open_source
 from feeds.errors import ConfigError
@@ -95,6 +95,7 @@ class ParsedData:
         key = (str(data.path), tuple(symbols or ()), data.timezone, _stamp(Path(data.path)))
         if self._source is None or key != self._key:
             self.clear()
+            arrow_on_system_heap()
             self._source = ReplaySource(
                 Path(data.path), symbols=symbols, timezone=data.timezone, reusable=True
             )
