@@ -32,12 +32,12 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from feeds.bar import Bar
-from feeds.columns import Columns, in_range, with_nulls
+from feeds.columns import Columns, in_range, replay_order, with_nulls
 from feeds.datafile import check_unique_columns, has_symbol_column, read_table
 from feeds.days import describe_range, describe_span
 from feeds.errors import SourceError, printable
 from feeds.sanity import Reason
-from feeds.spacing import check_spacing, typical_spacing
+from feeds.spacing import check_spacing
 from feeds.timeframes import TIMEFRAME_NS, Timeframe, bar_spacing_ns
 from feeds.timestamps import BoolArray, F64Array, I64Array, parse_numbers, parse_times
 
@@ -56,6 +56,7 @@ _SUFFIXES = (".csv", ".parquet")
 _ROW_BITS = 40
 _ROW_MASK = (1 << _ROW_BITS) - 1
 _CHUNK = 16_384
+_KEYS = ("ts", "symbol", "origin")  # the columns that decide the replay order
 
 
 class DataSettings(BaseModel):
@@ -173,14 +174,24 @@ class ReplaySource:
                 raise SourceError(f"{path}: no data for symbol(s) {', '.join(missing)}")
         self.symbols: tuple[str, ...] = tuple(sorted(found))
         self._symbol_names = np.array([*self._symbol_table, ""], dtype=object)
-        every = Columns.concat(parts)
+        # Order by the three key columns alone, then copy each column once, in that order,
+        # freeing the file's column as it goes: the parse holds about one copy of the data.
+        ts, symbol, origin = (np.concatenate([getattr(p, k) for p in parts]) for k in _KEYS)
+        ranged = start_ns is not None or end_ns is not None
+        keep = np.flatnonzero(in_range(ts, start_ns, end_ns)) if ranged and not reusable else None
+        if keep is not None:
+            ts, symbol, origin = ts[keep], symbol[keep], origin[keep]
+        perm = self._order_index(ts, symbol, origin)
+        del ts, symbol, origin
+        rows = Columns.gather(parts, perm if keep is None else keep[perm])
         del parts
+        # Kept when reusable, in replay order: a window of ordered rows orders as the same rows
+        # read with that range would (each stream keeps its order; the merge is by time).
+        self._every = rows if reusable else None
         if reusable:
-            # Kept in replay order: a window of ordered rows orders as the same rows read
-            # with that range would (each stream keeps its order; the merge is by time).
-            every = self._order(every)
-        self._every = every if reusable else None
-        self._cut(every, start_ns, end_ns, timeframe, ordered=reusable)
+            self._cut(rows, start_ns, end_ns, timeframe)
+        else:
+            self._settle(rows, start_ns, end_ns, timeframe)
 
     def window(
         self, start_ns: int | None, end_ns: int | None, timeframe: Timeframe | None = None
@@ -196,7 +207,7 @@ class ReplaySource:
             raise ValueError("window() needs a source made with reusable=True")
         view = copy.copy(self)
         view._every = None  # the view does not hand out further windows
-        view._cut(self._every, start_ns, end_ns, timeframe, ordered=True)
+        view._cut(self._every, start_ns, end_ns, timeframe)
         return view
 
     def _cut(
@@ -205,22 +216,29 @@ class ReplaySource:
         start_ns: int | None,
         end_ns: int | None,
         timeframe: Timeframe | None,
-        *,
-        ordered: bool,
     ) -> None:
-        """Keep the rows (and the problems) in [start_ns, end_ns), in replay order; `ordered`:
-        `every` is in replay order already (and `_spacing` is its spacing)."""
-        self._start_ns, self._end_ns = start_ns, end_ns
+        """Keep the rows of `every` (in replay order, `_spacing` its spacing) in
+        [start_ns, end_ns)."""
         if start_ns is not None or end_ns is not None:
-            self._rows = self._order(every.take(in_range(every.ts, start_ns, end_ns)))
-        else:
-            self._rows = every if ordered else self._order(every)
+            every = self._order(every.take(in_range(every.ts, start_ns, end_ns)))
+        self._settle(every, start_ns, end_ns, timeframe)
+
+    def _settle(
+        self,
+        rows: Columns,
+        start_ns: int | None,
+        end_ns: int | None,
+        timeframe: Timeframe | None,
+    ) -> None:
+        """Take `rows` (the range's, in replay order) and the range's problems; check both."""
+        self._start_ns, self._end_ns = start_ns, end_ns
+        self._rows = rows
         self.problems = [
             p
             for p, ts in self._all_problems
             if ts is None or bool(in_range(np.array([ts], np.int64), start_ns, end_ns)[0])
         ]
-        if len(self._rows.ts) == 0 and (start_ns is not None or end_ns is not None):
+        if len(rows.ts) == 0 and (start_ns is not None or end_ns is not None):
             raise SourceError(
                 f"{self._path}: no bars in {describe_range(start_ns, end_ns)} (the range "
                 f"asked); the data {describe_span(self._span)}"
@@ -442,42 +460,12 @@ class ReplaySource:
     # -- ordering --------------------------------------------------------------------------
 
     def _order(self, rows: Columns) -> Columns:
-        # One permutation of the row indices, applied to every column once at the end: each
-        # intermediate order costs a column or two, not a copy of the whole table.
-        # Group by symbol keeping (file, row) order; stable, so each group is the symbol's
-        # stream as the files have it.
-        file_index = rows.origin >> _ROW_BITS
-        perm = np.lexsort((file_index, rows.symbol))
-        symbol = rows.symbol[perm]
-        file_index = file_index[perm]
-        ts = rows.ts[perm]
-        n = len(ts)
-        if n == 0:
-            self._spacing = {}
-            return rows.take(perm)
-        starts = np.flatnonzero(
-            np.r_[True, (symbol[1:] != symbol[:-1]) | (file_index[1:] != file_index[:-1])]
-        )
-        del file_index
-        ends = np.r_[starts[1:], n]
-        # A (file, symbol) stream entirely newest-first is reversed.
-        for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
-            seg = ts[lo:hi]
-            if hi - lo > 1 and seg[0] > seg[-1] and bool(np.all(seg[1:] <= seg[:-1])):
-                perm[lo:hi] = perm[lo:hi][::-1].copy()
-                ts[lo:hi] = seg[::-1].copy()
-        # Each symbol's stream is contiguous here: its spacing costs one pass, no sort.
-        self._spacing = typical_spacing(ts, symbol)
-        # k-way merge that leaves out-of-order rows in place: sort by (running max of the
-        # symbol's ts, symbol), stable on the stream order.
-        sym_starts = np.flatnonzero(np.r_[True, symbol[1:] != symbol[:-1]])
-        sym_ends = np.r_[sym_starts[1:], n]
-        running = ts  # in place: ts is this function's own copy
-        for lo, hi in zip(sym_starts.tolist(), sym_ends.tolist(), strict=True):
-            np.maximum.accumulate(ts[lo:hi], out=running[lo:hi])
-        # Symbols are compared by name, not by code (codes follow file order).
-        rank = np.argsort(np.argsort(np.array(self._symbol_table, dtype=object), kind="stable"))
-        return rows.take(perm[np.lexsort((rank[symbol], running))])
+        return rows.take(self._order_index(rows.ts, rows.symbol, rows.origin))
+
+    def _order_index(self, ts: I64Array, symbol: I64Array, origin: I64Array) -> I64Array:
+        """The permutation that puts rows of these keys in replay order (sets `_spacing`)."""
+        perm, self._spacing = replay_order(ts, symbol, origin >> _ROW_BITS, self._symbol_table)
+        return perm
 
 
 def _check_zone(value: str) -> None:
