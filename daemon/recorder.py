@@ -17,6 +17,7 @@ file at each slice; a replay lets the OS buffer them (the same rows, far fewer s
 from __future__ import annotations
 
 import csv
+import functools
 from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
@@ -131,6 +132,19 @@ class SeriesFigures:
         return sharpe_of_daily(daily)
 
 
+_CSV_SPECIAL = frozenset(',"\r\n')
+
+
+@functools.lru_cache(maxsize=64)
+def _plain_keys(keys: frozenset[str]) -> bool:
+    return not any(_CSV_SPECIAL.intersection(k) for k in keys)
+
+
+def _plain_names(weights: dict[str, float]) -> bool:
+    """Whether no key of `weights` needs quoting in a CSV field (cached per key set)."""
+    return _plain_keys(frozenset(weights))
+
+
 class Recorder:
     """Writes a run's files into `out_dir` and logs its decisions.
 
@@ -166,6 +180,7 @@ class Recorder:
         # Composed weight per symbol and capital weight per strategy, at each rebalance that
         # changed them (the weights hold until the next row of the same name).
         self._targets = self._open_csv("targets.csv", ["time", "kind", "name", "weight"])
+        self._targets_file = self._files[-1]
         self._orders_out = self._open_csv("orders.csv", _ORDER_COLUMNS)
         self._equity_out = self._open_csv("equity.csv", _EQUITY_COLUMNS)
         self._risk = self._open_csv("risk_events.csv", _RISK_COLUMNS)
@@ -212,11 +227,18 @@ class Recorder:
         self._last_weights = targets.weights
         self._last_strategy_weights = targets.strategy_weights
         when = self._iso(targets.ts)
-        write = self._targets.writerow
-        for symbol, weight in targets.weights.items():
-            write([when, "symbol", symbol, f"{weight:.6f}"])
+        weights = targets.weights
+        if _plain_names(weights):
+            # One string per rebalance, as csv.writer would write it (no field needs quoting):
+            # a quarter of the cost of a writerow per symbol (500 symbols: ~0.4 -> ~0.1 ms).
+            self._targets_file.write(
+                "".join([f"{when},symbol,{s},{w:.6f}\n" for s, w in weights.items()])
+            )
+        else:
+            for symbol, weight in weights.items():
+                self._targets.writerow([when, "symbol", symbol, f"{weight:.6f}"])
         for strategy, weight in targets.strategy_weights.items():
-            write([when, "strategy", strategy, f"{weight:.6f}"])
+            self._targets.writerow([when, "strategy", strategy, f"{weight:.6f}"])
         if self.log.enabled("debug"):
             self.log.debug(
                 "targets",
