@@ -30,7 +30,8 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[2]
-TRADINGD = str(Path(sys.executable).parent / "tradingd")
+# `python -m daemon.cli` from ROOT: the script of another checkout runs that checkout's code.
+TRADINGD = (sys.executable, "-m", "daemon.cli")
 HISTOGRAMS = (
     "tradingd_decision_latency_seconds",
     "tradingd_order_ack_seconds",
@@ -63,11 +64,12 @@ def data_for(symbols: int, work: Path) -> Path:
         names = ",".join(symbol_names(symbols))
         subprocess.run(
             [
-                *(TRADINGD, "bars", "synth", "--symbols", names, "--sessions", "3"),
+                *(*TRADINGD, "bars", "synth", "--symbols", names, "--sessions", "3"),
                 *("--seed", "5", "--out", str(data), "--format", "parquet"),
                 *("--log-level", "error"),
             ],
             check=True,
+            cwd=ROOT,
             stdout=subprocess.DEVNULL,
         )
     return data
@@ -124,7 +126,7 @@ def main() -> int:
         cash = ["--cash", str(HEAVY_CASH)] if args.load == "every-symbol" else []
         sandbox = subprocess.Popen(
             [
-                *(TRADINGD, "sandbox", "--data", str(data), "--speed", str(args.speed)),
+                *(*TRADINGD, "sandbox", "--data", str(data), "--speed", str(args.speed)),
                 *("--port", str(sandbox_port), *cash, "--log-level", "warning"),
             ],
             cwd=ROOT,
@@ -137,7 +139,7 @@ def main() -> int:
             profile = (
                 [sys.executable, "-m", "cProfile", "-o", str(args.profile), "-m", "daemon.cli"]
                 if args.profile
-                else [TRADINGD]
+                else list(TRADINGD)
             )
             daemon = subprocess.Popen(
                 [
