@@ -32,6 +32,7 @@ Fill rules:
 from __future__ import annotations
 
 import datetime as dt
+from collections import deque
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
@@ -114,11 +115,13 @@ class SimulatedBroker:
         calendar: the exchange's sessions; needed by `opg` and `cls` orders.
         bar_ns: the length of the bars shown to `on_bar` (1 minute, 1 day); needed by `opg`
             and `cls` orders.
+        remember_ids: past client_order_ids kept to ignore a repeat (a bound on memory).
 
     Attributes:
         cash: the account's cash, after fills and commissions.
         positions: signed quantity per symbol (no zero entries).
-        duplicates_ignored: submits ignored because their client_order_id was seen before.
+        duplicates_ignored: submits ignored because their client_order_id was seen before
+            (among the last `remember_ids`, or an open order's).
     """
 
     def __init__(
@@ -128,12 +131,15 @@ class SimulatedBroker:
         start_cash: Decimal,
         calendar: SessionCalendar | None = None,
         bar_ns: int | None = None,
+        remember_ids: int = 65_536,
     ) -> None:
         self.settings = settings
         self.cash = start_cash
         self.positions: dict[str, Decimal] = {}
         self.duplicates_ignored = 0
         self._seen: set[str] = set()
+        self._seen_order: deque[str] = deque()  # the same ids, oldest first
+        self._remember = remember_ids
         self._open: dict[str, list[_Order]] = {}
         self._by_id: dict[str, _Order] = {}
         self._last_bar: dict[str, Bar] = {}
@@ -158,10 +164,13 @@ class SimulatedBroker:
     def submit(self, command: SubmitOrder) -> None:
         """Accept (or reject) an order; a client_order_id seen before is ignored silently."""
         cid = command.client_order_id
-        if cid in self._seen:
+        if cid in self._seen or cid in self._by_id:
             self.duplicates_ignored += 1
             return
         self._seen.add(cid)
+        self._seen_order.append(cid)
+        if len(self._seen_order) > self._remember:
+            self._seen.discard(self._seen_order.popleft())
         symbol = command.symbol
         last = self._last_bar.get(symbol)
         reason = None

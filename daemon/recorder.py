@@ -40,6 +40,15 @@ from composer.targets import Targets
 from daemon.engine import Decision
 from daemon.logs import EventLog, Level
 from daemon.research.metrics import SeriesFigures
+from daemon.run_files import (
+    EQUITY_COLUMNS,
+    FILL_COLUMNS,
+    ORDER_COLUMNS,
+    RISK_COLUMNS,
+    TERMINAL,
+    cut_partial_line,
+    plain_names,
+)
 from daemon.timeutil import IsoFormatter
 from portfolio.events import KillSwitchTripped
 from portfolio.ledger import Ledger
@@ -62,45 +71,6 @@ class _OrderRow:
     filled_qty: Decimal = Decimal(0)
     notional: Decimal = Decimal(0)
     detail: str = ""
-
-
-_ORDER_COLUMNS = [
-    "time",
-    "slice_time",
-    "client_order_id",
-    "symbol",
-    "side",
-    "qty",
-    "type",
-    "limit_price",
-    "risk",
-    "status",
-    "filled_qty",
-    "avg_fill_price",
-    "detail",
-]
-_EQUITY_COLUMNS = ["time", "cash", "equity", "gross_exposure", "drawdown"]
-_FILL_COLUMNS = [
-    "time",
-    "client_order_id",
-    "symbol",
-    "side",
-    "qty",
-    "price",
-    "commission",
-    "execution_id",
-]
-_RISK_COLUMNS = [
-    "time",
-    "event",
-    "client_order_id",
-    "symbol",
-    "side",
-    "requested_qty",
-    "approved_qty",
-    "reason",
-]
-_TERMINAL = frozenset({"filled", "rejected", "canceled"})
 
 
 class Recorder:
@@ -158,10 +128,10 @@ class Recorder:
         self.started = True
         fills = self.out_dir / "fills.csv"
         if journaled_fills is not None and self.opener is None and fills.exists():
-            self._fills = self._open_csv("fills.csv", _FILL_COLUMNS, keep=True)
+            self._fills = self._open_csv("fills.csv", FILL_COLUMNS, keep=True)
             self._append_missing(fills, journaled_fills())
         else:
-            self._fills = self._open_csv("fills.csv", _FILL_COLUMNS)
+            self._fills = self._open_csv("fills.csv", FILL_COLUMNS)
         self._fills_file = self._files[-1]
         self._rejected = self._open_csv(
             "rejected_bars.csv", ["file", "row", "symbol", "time", "reason"]
@@ -169,9 +139,10 @@ class Recorder:
         # Composed weight per symbol and capital weight per strategy, at each rebalance that
         # changed them (the weights hold until the next row of the same name).
         self._targets = self._open_csv("targets.csv", ["time", "kind", "name", "weight"])
-        self._orders_out = self._open_csv("orders.csv", _ORDER_COLUMNS)
-        self._equity_out = self._open_csv("equity.csv", _EQUITY_COLUMNS)
-        self._risk = self._open_csv("risk_events.csv", _RISK_COLUMNS)
+        self._targets_file = self._files[-1]
+        self._orders_out = self._open_csv("orders.csv", ORDER_COLUMNS)
+        self._equity_out = self._open_csv("equity.csv", EQUITY_COLUMNS)
+        self._risk = self._open_csv("risk_events.csv", RISK_COLUMNS)
         if self.flush_each_slice:
             self.flush()  # the headers: a kill -9 before the first slice leaves no empty file
 
@@ -179,7 +150,7 @@ class Recorder:
         """A csv writer on a new file, or (keep) on the end of the file there."""
         path = self.out_dir / name
         if keep:
-            _cut_partial_line(path)
+            cut_partial_line(path)
         fresh = not keep or path.stat().st_size == 0
         if self.opener is not None:
             handle = self.opener(name)
@@ -237,11 +208,18 @@ class Recorder:
         self._last_weights = targets.weights
         self._last_strategy_weights = targets.strategy_weights
         when = self._iso(targets.ts)
-        write = self._targets.writerow
-        for symbol, weight in targets.weights.items():
-            write([when, "symbol", symbol, f"{weight:.6f}"])
+        weights = targets.weights
+        if plain_names(weights):
+            # One string per rebalance, as csv.writer would write it (no field needs quoting):
+            # a quarter of the cost of a writerow per symbol (500 symbols: ~0.4 -> ~0.1 ms).
+            self._targets_file.write(
+                "".join([f"{when},symbol,{s},{w:.6f}\n" for s, w in weights.items()])
+            )
+        else:
+            for symbol, weight in weights.items():
+                self._targets.writerow([when, "symbol", symbol, f"{weight:.6f}"])
         for strategy, weight in targets.strategy_weights.items():
-            write([when, "strategy", strategy, f"{weight:.6f}"])
+            self._targets.writerow([when, "strategy", strategy, f"{weight:.6f}"])
         if self.log.enabled("debug"):
             self.log.debug(
                 "targets",
@@ -366,7 +344,7 @@ class Recorder:
                 pass
             case _:
                 assert_never(event)
-        if row is not None and row.status in _TERMINAL:
+        if row is not None and row.status in TERMINAL:
             self._write_ended()
 
     def _fill_row(self, event: Fill) -> str:
@@ -411,7 +389,7 @@ class Recorder:
         """Write the rows of every order, in decision order, up to the first still open."""
         pending, rows = self._pending, self._rows
         write = self._orders_out.writerow
-        while pending and (rows[pending[0]].status in _TERMINAL or len(pending) > MAX_PENDING_ROWS):
+        while pending and (rows[pending[0]].status in TERMINAL or len(pending) > MAX_PENDING_ROWS):
             cid = pending.popleft()
             write(self._order_line(cid, rows.pop(cid)))
 
@@ -484,11 +462,3 @@ class Recorder:
             str(avg),
             row.detail,
         ]
-
-
-def _cut_partial_line(path: Path) -> None:
-    """Drop an unfinished last line (a write cut by a kill) so appended rows start clean."""
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with path.open("r+b") as handle:
-            handle.truncate(data.rfind(b"\n") + 1)

@@ -19,6 +19,7 @@ from composer.registry import load_registry
 from daemon.config import LoadedConfig, build_strategies
 from daemon.engine import Engine, EngineListener, ListenerFanout
 from daemon.logs import EventLog
+from daemon.memory import arrow_on_system_heap
 from daemon.recorder import Recorder
 from feeds.bar import NS_PER_DAY, NS_PER_MINUTE
 from feeds.calendar import SessionCalendar
@@ -118,8 +119,11 @@ def order_id_prefix(loaded: LoadedConfig) -> str:
     return loaded.settings.run.order_id_prefix or f"td{loaded.digest[:6]}"
 
 
-def open_source(loaded: LoadedConfig, *, warmup_from: date | None = None) -> ReplaySource:
-    """The configured data, over the run's range (from `warmup_from` when given).
+def open_source(
+    loaded: LoadedConfig, *, warmup_from: date | None = None, parsed: ReplaySource | None = None
+) -> ReplaySource:
+    """The configured data, over the run's range (from `warmup_from` when given); cut from
+    `parsed` (a reusable source of the same data) when given, without reading the files.
 
     Raises:
         SourceError: the data cannot be read, the range leaves no bar, or the bars are not
@@ -128,11 +132,16 @@ def open_source(loaded: LoadedConfig, *, warmup_from: date | None = None) -> Rep
     settings = loaded.settings
     run = settings.run
     first = warmup_from or run.start
+    arrow_on_system_heap()
+    start_ns = day_start_ns(first) if first else None
+    end_ns = day_start_ns(run.end + timedelta(days=1)) if run.end else None
+    if parsed is not None:
+        return parsed.window(start_ns, end_ns, settings.data.timeframe)
     return ReplaySource(
         Path(settings.data.path),
         symbols=settings.symbols or None,
-        start_ns=day_start_ns(first) if first else None,
-        end_ns=day_start_ns(run.end + timedelta(days=1)) if run.end else None,
+        start_ns=start_ns,
+        end_ns=end_ns,
         timezone=settings.data.timezone,
         timeframe=settings.data.timeframe,
     )

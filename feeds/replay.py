@@ -20,11 +20,11 @@ stream entirely in descending time order (newest first) is reversed.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -32,11 +32,12 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from feeds.bar import Bar
+from feeds.columns import Columns, in_range, replay_order, with_nulls
 from feeds.datafile import check_unique_columns, has_symbol_column, read_table
 from feeds.days import describe_range, describe_span
 from feeds.errors import SourceError, printable
 from feeds.sanity import Reason
-from feeds.spacing import check_spacing, typical_spacing
+from feeds.spacing import check_spacing
 from feeds.timeframes import TIMEFRAME_NS, Timeframe, bar_spacing_ns
 from feeds.timestamps import BoolArray, F64Array, I64Array, parse_numbers, parse_times
 
@@ -55,6 +56,7 @@ _SUFFIXES = (".csv", ".parquet")
 _ROW_BITS = 40
 _ROW_MASK = (1 << _ROW_BITS) - 1
 _CHUNK = 16_384
+_KEYS = ("ts", "symbol", "origin")  # the columns that decide the replay order
 
 
 class DataSettings(BaseModel):
@@ -104,49 +106,6 @@ class RowProblem:
     reason: str
 
 
-@dataclass(slots=True)
-class _Columns:
-    """Parsed rows of one or more files, column-wise."""
-
-    ts: I64Array
-    symbol: I64Array  # index into the source's symbol table
-    origin: I64Array
-    open: F64Array
-    high: F64Array
-    low: F64Array
-    close: F64Array
-    volume: F64Array
-    trade_count: I64Array
-    trade_count_null: BoolArray
-    vwap: F64Array
-    vwap_null: BoolArray
-
-    def take(self, index: Any) -> _Columns:
-        return _Columns(
-            ts=self.ts[index],
-            symbol=self.symbol[index],
-            origin=self.origin[index],
-            open=self.open[index],
-            high=self.high[index],
-            low=self.low[index],
-            close=self.close[index],
-            volume=self.volume[index],
-            trade_count=self.trade_count[index],
-            trade_count_null=self.trade_count_null[index],
-            vwap=self.vwap[index],
-            vwap_null=self.vwap_null[index],
-        )
-
-    @staticmethod
-    def concat(parts: Sequence[_Columns]) -> _Columns:
-        return _Columns(
-            **{
-                name: np.concatenate([getattr(p, name) for p in parts])
-                for name in _Columns.__slots__
-            }
-        )
-
-
 class ReplaySource:
     """Bars of historical files, merged in time order.
 
@@ -158,6 +117,8 @@ class ReplaySource:
         timezone: zone of naive timestamps (see `DataSettings`).
         timeframe: the configured bar interval; when given, bars spaced otherwise are refused
             (`feeds.spacing.check_spacing`).
+        reusable: keep the whole parse so that `window` can cut other ranges from it (a
+            walk-forward worker parses its data once for all its jobs).
 
     Raises:
         SourceError: the path is missing; a folder has no .csv/.parquet file; a file is empty,
@@ -182,6 +143,7 @@ class ReplaySource:
         end_ns: int | None = None,
         timezone: str | None = None,
         timeframe: Timeframe | None = None,
+        reusable: bool = False,
     ) -> None:
         if timezone is not None:
             _check_zone(timezone)
@@ -200,6 +162,10 @@ class ReplaySource:
         self._span: tuple[int, int] | None = None  # first and last time of those rows
         self._spacing: dict[int, int] = {}  # symbol code -> typical gap (`spacing`)
 
+        self._path = path
+        # Every row problem with its time (None: the time itself is the problem), whatever the
+        # range: a range keeps those in it (`_cut`).
+        self._all_problems: list[tuple[RowProblem, int | None]] = []
         parts = [self._load(i, f, stem) for i, (f, stem) in enumerate(self._list_files(path))]
         found = {self._symbol_table[c] for c in self._present}
         if self._wanted is not None:
@@ -207,15 +173,78 @@ class ReplaySource:
             if missing:
                 raise SourceError(f"{path}: no data for symbol(s) {', '.join(missing)}")
         self.symbols: tuple[str, ...] = tuple(sorted(found))
-        self._rows = self._order(_Columns.concat(parts))
         self._symbol_names = np.array([*self._symbol_table, ""], dtype=object)
-        if len(self._rows.ts) == 0 and (start_ns is not None or end_ns is not None):
+        # Order by the three key columns alone, then copy each column once, in that order,
+        # freeing the file's column as it goes: the parse holds about one copy of the data.
+        ts, symbol, origin = (np.concatenate([getattr(p, k) for p in parts]) for k in _KEYS)
+        ranged = start_ns is not None or end_ns is not None
+        keep = np.flatnonzero(in_range(ts, start_ns, end_ns)) if ranged and not reusable else None
+        if keep is not None:
+            ts, symbol, origin = ts[keep], symbol[keep], origin[keep]
+        perm = self._order_index(ts, symbol, origin)
+        del ts, symbol, origin
+        rows = Columns.gather(parts, perm if keep is None else keep[perm])
+        del parts
+        # Kept when reusable, in replay order: a window of ordered rows orders as the same rows
+        # read with that range would (each stream keeps its order; the merge is by time).
+        self._every = rows if reusable else None
+        if reusable:
+            self._cut(rows, start_ns, end_ns, timeframe)
+        else:
+            self._settle(rows, start_ns, end_ns, timeframe)
+
+    def window(
+        self, start_ns: int | None, end_ns: int | None, timeframe: Timeframe | None = None
+    ) -> ReplaySource:
+        """The same files over another range, without reading or parsing them again: the
+        source it gives is the one `ReplaySource(path, start_ns=..., end_ns=...)` would be.
+        Needs a source made with ``reusable=True``.
+
+        Raises:
+            SourceError: as the constructor, for the range and the spacing.
+        """
+        if self._every is None:
+            raise ValueError("window() needs a source made with reusable=True")
+        view = copy.copy(self)
+        view._every = None  # the view does not hand out further windows
+        view._cut(self._every, start_ns, end_ns, timeframe)
+        return view
+
+    def _cut(
+        self,
+        every: Columns,
+        start_ns: int | None,
+        end_ns: int | None,
+        timeframe: Timeframe | None,
+    ) -> None:
+        """Keep the rows of `every` (in replay order, `_spacing` its spacing) in
+        [start_ns, end_ns)."""
+        if start_ns is not None or end_ns is not None:
+            every = self._order(every.take(in_range(every.ts, start_ns, end_ns)))
+        self._settle(every, start_ns, end_ns, timeframe)
+
+    def _settle(
+        self,
+        rows: Columns,
+        start_ns: int | None,
+        end_ns: int | None,
+        timeframe: Timeframe | None,
+    ) -> None:
+        """Take `rows` (the range's, in replay order) and the range's problems; check both."""
+        self._start_ns, self._end_ns = start_ns, end_ns
+        self._rows = rows
+        self.problems = [
+            p
+            for p, ts in self._all_problems
+            if ts is None or bool(in_range(np.array([ts], np.int64), start_ns, end_ns)[0])
+        ]
+        if len(rows.ts) == 0 and (start_ns is not None or end_ns is not None):
             raise SourceError(
-                f"{path}: no bars in {describe_range(start_ns, end_ns)} (the range asked); "
-                f"the data {describe_span(self._span)}"
+                f"{self._path}: no bars in {describe_range(start_ns, end_ns)} (the range "
+                f"asked); the data {describe_span(self._span)}"
             )
         if timeframe is not None:
-            check_spacing(str(path), self.spacing(), timeframe)
+            check_spacing(str(self._path), self.spacing(), timeframe)
 
     def spacing(self) -> dict[str, int]:
         """Symbol -> the typical gap between its bars, in ns (`feeds.spacing.typical_spacing`)."""
@@ -234,6 +263,12 @@ class ReplaySource:
         1 minute for minute files, 1 day for daily ones; None with fewer than two bars of a
         symbol."""
         return bar_spacing_ns(self._rows.ts, self._rows.symbol)
+
+    def timestamps(self) -> I64Array:
+        """The bars' times in ns, in replay order, without making the bars (read-only)."""
+        ts = self._rows.ts.view()
+        ts.flags.writeable = False
+        return ts
 
     def __iter__(self) -> Iterator[tuple[Bar, int]]:
         """Yield (bar, origin) in replay order; `describe(origin)` names the source row."""
@@ -256,8 +291,8 @@ class ReplaySource:
                     rows.low[lo:hi].tolist(),
                     rows.close[lo:hi].tolist(),
                     rows.volume[lo:hi].tolist(),
-                    _with_nulls(rows.trade_count[lo:hi], rows.trade_count_null[lo:hi]),
-                    _with_nulls(rows.vwap[lo:hi], rows.vwap_null[lo:hi]),
+                    with_nulls(rows.trade_count[lo:hi], rows.trade_count_null[lo:hi]),
+                    with_nulls(rows.vwap[lo:hi], rows.vwap_null[lo:hi]),
                     strict=True,
                 ),
             )
@@ -284,7 +319,7 @@ class ReplaySource:
             stems = [(f, s) for f, s in stems if s in self._wanted or has_symbol_column(f)]
         return list(stems)
 
-    def _load(self, file_index: int, path: Path, stem: str | None) -> _Columns:
+    def _load(self, file_index: int, path: Path, stem: str | None) -> Columns:
         name = str(path)
         self._files.append(name)
         table, lines = read_table(path)
@@ -341,12 +376,7 @@ class ReplaySource:
             self._span = (
                 (lo, hi) if self._span is None else (min(lo, self._span[0]), max(hi, self._span[1]))
             )
-        in_range = np.ones(n, np.bool_)
-        if self._start_ns is not None:
-            in_range &= ts >= self._start_ns
-        if self._end_ns is not None:
-            in_range &= ts < self._end_ns
-        bad = keep_symbol & ~keep & (in_range | ~ok_time)
+        bad = keep_symbol & ~keep
         if bad.any():
             self._record_problems(
                 name,
@@ -355,13 +385,14 @@ class ReplaySource:
                 lines=lines,
                 bad=np.flatnonzero(bad),
                 ok_time=ok_time,
+                ts=ts,
             )
-        keep &= keep_symbol & in_range
+        keep &= keep_symbol
 
         tc = values["trade_count"]
         tc_null = nulls["trade_count"] | ~np.isfinite(tc)
         row_numbers = np.arange(1, n + 1, dtype=np.int64) if lines is None else lines
-        return _Columns(
+        parsed = Columns(
             ts=ts,
             symbol=codes,
             origin=(np.int64(file_index) << _ROW_BITS) | row_numbers,
@@ -374,7 +405,9 @@ class ReplaySource:
             trade_count_null=tc_null,
             vwap=values["vwap"],
             vwap_null=nulls["vwap"],
-        ).take(keep)
+        )
+        # Most files have no bad row: no copy of every column then.
+        return parsed if bool(keep.all()) else parsed.take(keep)
 
     def _symbol_codes_of(self, sym_col: pa.Array | None, stem: str | None, n: int) -> I64Array:
         if sym_col is None:
@@ -406,10 +439,11 @@ class ReplaySource:
         lines: I64Array | None,
         bad: I64Array,
         ok_time: BoolArray,
+        ts: I64Array,
     ) -> None:
         raw_times = time_col.take(pa.array(bad)).to_pylist()
         for i, raw in zip(bad.tolist(), raw_times, strict=True):
-            self.problems.append(
+            problem = (
                 RowProblem(
                     file=name,
                     row=i + 1 if lines is None else int(lines[i]),
@@ -418,59 +452,20 @@ class ReplaySource:
                     reason=(
                         Reason.UNPARSEABLE_VALUE if ok_time[i] else Reason.UNPARSEABLE_TIME
                     ).value,
-                )
+                ),
+                int(ts[i]) if ok_time[i] else None,
             )
+            self._all_problems.append(problem)
 
     # -- ordering --------------------------------------------------------------------------
 
-    def _order(self, rows: _Columns) -> _Columns:
-        # Group by symbol keeping (file, row) order; stable, so each group is the symbol's
-        # stream as the files have it.
-        file_index = rows.origin >> _ROW_BITS
-        grouped = np.lexsort((file_index, rows.symbol))
-        rows = rows.take(grouped)
-        file_index = file_index[grouped]
-        ts = rows.ts
-        n = len(ts)
-        if n == 0:
-            self._spacing = {}
-            return rows
-        position = np.arange(n)
-        starts = np.flatnonzero(
-            np.r_[True, (rows.symbol[1:] != rows.symbol[:-1]) | (file_index[1:] != file_index[:-1])]
-        )
-        ends = np.r_[starts[1:], n]
-        # A (file, symbol) stream entirely newest-first is reversed.
-        for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
-            seg = ts[lo:hi]
-            if hi - lo > 1 and seg[0] > seg[-1] and bool(np.all(seg[1:] <= seg[:-1])):
-                position[lo:hi] = position[lo:hi][::-1]
-        rows = rows.take(position)
-        ts = rows.ts
-        # Each symbol's stream is contiguous here: its spacing costs one pass, no sort.
-        self._spacing = typical_spacing(ts, rows.symbol)
-        # k-way merge that leaves out-of-order rows in place: sort by (running max of the
-        # symbol's ts, symbol), stable on the stream order.
-        sym_starts = np.flatnonzero(np.r_[True, rows.symbol[1:] != rows.symbol[:-1]])
-        sym_ends = np.r_[sym_starts[1:], n]
-        running = np.empty(n, np.int64)
-        for lo, hi in zip(sym_starts.tolist(), sym_ends.tolist(), strict=True):
-            running[lo:hi] = np.maximum.accumulate(ts[lo:hi])
-        # Symbols are compared by name, not by code (codes follow file order).
-        rank = np.argsort(np.argsort(np.array(self._symbol_table, dtype=object), kind="stable"))
-        return rows.take(np.lexsort((rank[rows.symbol], running)))
+    def _order(self, rows: Columns) -> Columns:
+        return rows.take(self._order_index(rows.ts, rows.symbol, rows.origin))
 
-
-def _with_nulls(values: I64Array | F64Array, null: BoolArray) -> list[Any]:
-    """`values` as a list with None where `null` is set (a fast path for no or all nulls)."""
-    if not null.any():
-        return values.tolist()  # type: ignore[no-any-return]
-    if null.all():
-        return [None] * len(values)
-    out: list[Any] = values.tolist()
-    for i in np.flatnonzero(null).tolist():
-        out[i] = None
-    return out
+    def _order_index(self, ts: I64Array, symbol: I64Array, origin: I64Array) -> I64Array:
+        """The permutation that puts rows of these keys in replay order (sets `_spacing`)."""
+        perm, self._spacing = replay_order(ts, symbol, origin >> _ROW_BITS, self._symbol_table)
+        return perm
 
 
 def _check_zone(value: str) -> None:

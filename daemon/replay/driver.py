@@ -21,6 +21,7 @@ from brokers.simulated import SimulatedBroker
 from daemon.config import LoadedConfig
 from daemon.engine import Engine, EngineListener, ListenerFanout
 from daemon.logs import EventLog
+from daemon.memory import release_freed_memory
 from daemon.recorder import Opener, Recorder
 from daemon.replay.buckets import BucketFeed, feed_buckets
 from daemon.research.metrics import figure
@@ -75,6 +76,7 @@ def replay(
     settings = loaded.settings
     if source is None:
         source = open_source(loaded, warmup_from=warmup_from)
+        release_freed_memory()  # the parse freed most of what it took; glibc would keep it
     universe = list(settings.symbols or source.symbols)
     run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{loaded.digest}"
     target = out_dir if out_dir is not None else Path(settings.run.out_dir) / run_id
@@ -85,8 +87,7 @@ def replay(
     engine, broker = build_engine(
         loaded, universe, listener, trade_from_ts=trade_from, broker_bar_ns=finer_ns
     )
-    # Only now, with the config and the data validated, does the output folder exist.
-    recorder.start()
+    recorder.start()  # only now, the config and the data validated, is the folder made
     log.info(
         "replay_started",
         run_id=run_id,

@@ -405,3 +405,20 @@ def test_same_inputs_give_the_same_events_and_ids() -> None:
 def test_settings_reject_bad_values(bad: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         SimulatedBrokerSettings(**bad)
+
+
+def test_past_client_order_ids_are_kept_up_to_a_bound() -> None:
+    b = SimulatedBroker(
+        SimulatedBrokerSettings(slippage_bps=0.0), start_cash=D(1_000_000), remember_ids=2
+    )
+    b.on_bar(bar(T0, 100.0))
+    for cid in ("a", "b", "c"):
+        b.submit(order(cid))
+    b.on_bar(bar(T0 + M, 100.0))
+    assert len(fills(b.poll_events())) == 3
+    b.submit(order("c"))  # among the last two: a repeat
+    b.submit(order("a"))  # forgotten: a new order
+    assert b.duplicates_ignored == 1
+    assert [e.client_order_id for e in b.poll_events()] == ["a"]
+    b.submit(order("a"))  # open: a repeat whatever the bound
+    assert b.duplicates_ignored == 2

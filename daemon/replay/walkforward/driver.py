@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from daemon.config import LoadedConfig, Loc, load_config
+from daemon.memory import release_freed_memory
 from daemon.replay.walkforward.folds import (
     Fold,
     GridPoint,
@@ -96,7 +97,10 @@ def walk_forward(
             f"{len(sessions)} sessions in the data: too few for one fold of "
             f"{train_days} + {test_days}"
         )
-    points = read_grid(grid_path, loaded.files, base_overrides) if grid_path else [{}]
+    release_freed_memory()  # the parse of read_sessions is gone: return its pages
+    points = (
+        read_grid(grid_path, loaded.files, base_overrides, universe=universe) if grid_path else [{}]
+    )
     valid, skipped = _candidates(points, paths, base_overrides, universe, warmup_days)
     if not valid:
         raise ConfigError(f"{grid_path}: no grid point gives a valid config")

@@ -16,6 +16,7 @@ import yaml
 from composer.composer import Composer
 from composer.registry import load_registry
 from daemon.config import LoadedConfig, Loc, build_strategies, load_config
+from daemon.memory import arrow_on_system_heap
 from daemon.timeutil import NS, day_index
 from daemon.wiring import DAY_TZ, open_source
 from feeds.bar import NS_PER_DAY, NS_PER_MINUTE
@@ -65,7 +66,11 @@ def make_folds(sessions: Sequence[date], *, train_days: int, test_days: int) -> 
 
 
 def read_grid(
-    path: str, config_paths: Sequence[str], overrides: Mapping[Loc, Any] | None = None
+    path: str,
+    config_paths: Sequence[str],
+    overrides: Mapping[Loc, Any] | None = None,
+    *,
+    universe: Sequence[str] | None = None,
 ) -> list[GridPoint]:
     """The grid file's points: the cartesian product of its lists, in file order.
 
@@ -85,7 +90,7 @@ def read_grid(
     for key, values in zip(keys, data.values(), strict=True):
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{path}: {key}: must be a non-empty list of values")
-        _check_key(path, key, values[0], config_paths, overrides or {})
+        _check_key(path, key, values[0], config_paths, overrides or {}, universe=universe)
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*data.values())]
 
 
@@ -95,13 +100,14 @@ def read_sessions(loaded: LoadedConfig) -> tuple[list[date], list[date], list[st
     All dates are kept for warm-up: a window may read bars from before `run.start`.
     """
     settings = loaded.settings
+    arrow_on_system_heap()
     source = ReplaySource(
         Path(settings.data.path),
         symbols=settings.symbols or None,
         timezone=settings.data.timezone,
     )
     universe = list(settings.symbols or source.symbols)
-    ts = np.fromiter((bar.ts for bar, _ in source), dtype=np.int64, count=len(source))
+    ts = source.timestamps()
     if len(ts) == 0:
         return [], [], universe
     first = datetime.fromtimestamp(int(ts[0]) / NS, tz=ZoneInfo(DAY_TZ)).date()
@@ -136,7 +142,13 @@ def point_overrides(point: GridPoint) -> dict[Loc, Any]:
 
 
 def _check_key(
-    grid: str, key: str, value: Any, paths: Sequence[str], overrides: Mapping[Loc, Any]
+    grid: str,
+    key: str,
+    value: Any,
+    paths: Sequence[str],
+    overrides: Mapping[Loc, Any],
+    *,
+    universe: Sequence[str] | None,
 ) -> None:
     """A key path must name a config key: probe it with its first value and look for an
     'unknown' complaint about the path or one of its prefixes (an unknown section, strategy
@@ -146,8 +158,11 @@ def _check_key(
         raise ConfigError(f"{grid}: {key}: not a dotted key path")
     try:
         loaded = load_point(paths, overrides, {key: value})
-        universe = list(loaded.settings.symbols or open_source(loaded).symbols)
-        build_strategies(loaded, load_registry(), universe)
+        # The data's symbols when the caller knows them (and the key is not about the data):
+        # no second parse of the files.
+        known = None if parts[0] == "data" else universe
+        symbols = list(loaded.settings.symbols or known or open_source(loaded).symbols)
+        build_strategies(loaded, load_registry(), symbols)
     except ConfigError as e:
         prefixes = {".".join(parts[:n]) for n in range(1, len(parts) + 1)}
         for line in str(e).splitlines():

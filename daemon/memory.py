@@ -1,0 +1,47 @@
+"""Handing memory the process freed back to the system."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+from collections.abc import Callable
+
+
+def arrow_on_system_heap() -> None:
+    """Make Arrow allocate from the C library's heap, not its default pool (mimalloc or
+    jemalloc), for the rest of the process.
+
+    Tables read from data files live only until their columns are parsed; the default pool
+    keeps what they freed (about 75 MB at 1.47M bars), the heap hands it back at the next
+    `release_freed_memory`. Called before a parse by the drivers (not by `feeds`: it is a
+    choice for the whole process).
+    """
+    import pyarrow as pa
+
+    pa.set_memory_pool(pa.system_memory_pool())
+
+
+def release_freed_memory() -> None:
+    """Return the heap's free pages to the system (glibc's `malloc_trim(0)`); a no-op where
+    there is no glibc.
+
+    Parsing a data set frees most of what it allocated (Arrow buffers, intermediate arrays),
+    but glibc keeps those pages mapped: at 1.47M bars the process stays at ~600 MB where ~250 MB
+    is in use. Called once after a parse, it costs a few milliseconds.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        return None
+    return trim

@@ -1,0 +1,127 @@
+"""Parsed bar rows held column-wise, and the array helpers the replay source cuts them with."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from feeds.spacing import typical_spacing
+from feeds.timestamps import BoolArray, F64Array, I64Array
+
+
+@dataclass(slots=True)
+class Columns:
+    """Parsed rows of one or more files, column-wise (`feeds.replay.ReplaySource`)."""
+
+    ts: I64Array
+    symbol: I64Array  # index into the source's symbol table
+    origin: I64Array
+    open: F64Array
+    high: F64Array
+    low: F64Array
+    close: F64Array
+    volume: F64Array
+    trade_count: I64Array
+    trade_count_null: BoolArray
+    vwap: F64Array
+    vwap_null: BoolArray
+
+    def take(self, index: Any) -> Columns:
+        """The rows at `index` (indices or a mask)."""
+        return Columns(
+            ts=self.ts[index],
+            symbol=self.symbol[index],
+            origin=self.origin[index],
+            open=self.open[index],
+            high=self.high[index],
+            low=self.low[index],
+            close=self.close[index],
+            volume=self.volume[index],
+            trade_count=self.trade_count[index],
+            trade_count_null=self.trade_count_null[index],
+            vwap=self.vwap[index],
+            vwap_null=self.vwap_null[index],
+        )
+
+    @staticmethod
+    def gather(parts: Sequence[Columns], index: I64Array) -> Columns:
+        """The rows of `parts` (one after another) at `index`, built column by column. It
+        consumes `parts`: each of their columns is emptied once copied, so that the whole
+        costs one copy of the data, not two."""
+        out: dict[str, Any] = {}
+        for name in Columns.__slots__:
+            column = np.concatenate([getattr(p, name) for p in parts])
+            for p in parts:
+                setattr(p, name, np.empty(0, column.dtype))  # not a view: that would keep it
+            out[name] = column[index]
+            del column
+        return Columns(**out)
+
+
+def in_range(ts: I64Array, start_ns: int | None, end_ns: int | None) -> BoolArray:
+    """Which of `ts` fall in [start_ns, end_ns) (None: unbounded)."""
+    keep = np.ones(len(ts), np.bool_)
+    if start_ns is not None:
+        keep &= ts >= start_ns
+    if end_ns is not None:
+        keep &= ts < end_ns
+    return keep
+
+
+def with_nulls(values: I64Array | F64Array, null: BoolArray) -> list[Any]:
+    """`values` as a list with None where `null` is set (a fast path for no or all nulls)."""
+    if not null.any():
+        return values.tolist()  # type: ignore[no-any-return]
+    if null.all():
+        return [None] * len(values)
+    out: list[Any] = values.tolist()
+    for i in np.flatnonzero(null).tolist():
+        out[i] = None
+    return out
+
+
+def replay_order(
+    ts: I64Array, symbol: I64Array, file_index: I64Array, symbol_names: Sequence[str]
+) -> tuple[I64Array, dict[int, int]]:
+    """The permutation that puts rows in replay order, and each symbol's typical spacing.
+
+    Replay order: all symbols merged by time, ties by symbol name; within one symbol the files'
+    order is kept (a row back in time stays where it stands), except that a (file, symbol)
+    stream entirely newest-first is reversed. `file_index` is each row's file, `symbol` its
+    code into `symbol_names`.
+    """
+    # Group by symbol keeping (file, row) order; stable, so each group is the symbol's
+    # stream as the files have it.
+    perm = np.lexsort((file_index, symbol))
+    symbol = symbol[perm]
+    file_index = file_index[perm]
+    ts = ts[perm]
+    n = len(ts)
+    if n == 0:
+        return perm, {}
+    starts = np.flatnonzero(
+        np.r_[True, (symbol[1:] != symbol[:-1]) | (file_index[1:] != file_index[:-1])]
+    )
+    del file_index
+    ends = np.r_[starts[1:], n]
+    # A (file, symbol) stream entirely newest-first is reversed.
+    for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
+        seg = ts[lo:hi]
+        if hi - lo > 1 and seg[0] > seg[-1] and bool(np.all(seg[1:] <= seg[:-1])):
+            perm[lo:hi] = perm[lo:hi][::-1].copy()
+            ts[lo:hi] = seg[::-1].copy()
+    # Each symbol's stream is contiguous here: its spacing costs one pass, no sort.
+    spacing = typical_spacing(ts, symbol)
+    # k-way merge that leaves out-of-order rows in place: sort by (running max of the
+    # symbol's ts, symbol), stable on the stream order.
+    sym_starts = np.flatnonzero(np.r_[True, symbol[1:] != symbol[:-1]])
+    sym_ends = np.r_[sym_starts[1:], n]
+    running = ts  # in place: ts is this function's own copy
+    for lo, hi in zip(sym_starts.tolist(), sym_ends.tolist(), strict=True):
+        np.maximum.accumulate(ts[lo:hi], out=running[lo:hi])
+    # Symbols are compared by name, not by code (codes follow file order).
+    rank = np.argsort(np.argsort(np.array(list(symbol_names), dtype=object), kind="stable"))
+    return perm[np.lexsort((rank[symbol], running))], spacing
