@@ -153,23 +153,14 @@ class MarketData:
             return
         start_ns = past[max(len(past) - sessions_back, 0)].open_ns
         bars = await self.fetch(start_ns, clock.ts)
-        engine = self.engine
-        journal = self.guard.journal
-        for bar in bars:
-            if engine.slice_ts is not None and bar.ts > engine.slice_ts:
-                self._close_warm_slice()
-            if journal is not None:
-                journal.bar(bar, warmup=True)
-            engine.on_bar(bar)
-        if engine.slice_ts is not None:
-            self._close_warm_slice()
+        self._warm_feed(bars)
         self.warmup_bars = len(bars)
         if bars:
             self.slicer.resume_after(bars[-1].ts)
         self.log.info(
             "warmup_done",
             bars=len(bars),
-            slices=engine.counters.warmup_slices,
+            slices=self.engine.counters.warmup_slices,
             lookback_bars=need,
             first=iso_utc(bars[0].ts) if bars else None,
             last=iso_utc(bars[-1].ts) if bars else None,
@@ -232,7 +223,7 @@ class MarketData:
         """Completed bars through the core, slice by slice, deciding nothing."""
         engine = self.engine
         journal = self.guard.journal
-        for bar in sorted(bars, key=lambda b: (b.ts, b.symbol)):
+        for bar in sorted(bars, key=lambda b: (b.ts, b.symbol)):  # as fetched, whatever the source
             if engine.slice_ts is not None and bar.ts > engine.slice_ts:
                 self._close_warm_slice()
             if journal is not None:

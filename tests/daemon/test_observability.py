@@ -251,8 +251,14 @@ async def test_paced_replay_serves_state_and_metrics_that_promtool_accepts(
         async with asyncio.timeout(DEADLINE_S):
             while not (await get(http, url + "/state"))[1]["halted"]:
                 await asyncio.sleep(0.05)
-        _, text = await get(http, url + "/metrics")
-        assert total(samples(text), "tradingd_halted") == 1
+        # /metrics is the replay's published snapshot (every 0.25 s), /state is read live: the
+        # halt shows there by the next snapshot.
+        async with asyncio.timeout(DEADLINE_S):
+            while True:
+                _, text = await get(http, url + "/metrics")
+                if total(samples(text), "tradingd_halted") == 1:
+                    break
+                await asyncio.sleep(0.05)
         promtool = shutil.which("promtool")
         if promtool is not None:
             lint = subprocess.run(
