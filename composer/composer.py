@@ -137,6 +137,11 @@ class Composer:
         method = self._method
         return list(method.detector.history) if isinstance(method, RegimeMethod) else []
 
+    def route(self, symbol: str) -> Callable[[Bar], None] | None:
+        """The callable `on_bar` hands `symbol`'s bars to (None: nobody trades it); fixed at
+        construction, so a per-bar caller may look it up once per symbol."""
+        return self._routes.get(symbol)
+
     def on_bar(self, bar: Bar) -> None:
         """Feed one accepted bar to the strategies that trade its symbol (and the method) (HOT)."""
         handle = self._routes.get(bar[0])

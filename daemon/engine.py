@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import KeysView, Mapping, Sequence
+from collections.abc import Callable, KeysView, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, assert_never
 
@@ -137,6 +137,10 @@ class EngineCounters:
     held_slices: int = 0  # decided without orders (catch-up, broker unavailable)
 
 
+def _no_route(bar: Bar) -> None:
+    """The route of a symbol no strategy trades: its bars only price and mark."""
+
+
 class Engine:
     """The decision core. Deterministic: the same bars and config give the same commands."""
 
@@ -194,7 +198,11 @@ class Engine:
         self.owed_rebalance = False
         # Bound once: these run for every bar.
         self._check = sanity.check
-        self._composer_on_bar = composer.on_bar
+        # Each symbol's strategies' callable, looked up once (the composer's routes are fixed):
+        # membership and routing in one dict lookup per bar.
+        self._routes: dict[str, Callable[[Bar], None]] = {
+            s: composer.route(s) or _no_route for s in self.symbols
+        }
 
     def on_bar(self, bar: Bar) -> str | None:
         """Check one bar and, if accepted, feed it into the open slice.
@@ -204,7 +212,8 @@ class Engine:
             A bar of a symbol outside the universe is rejected as "unknown_symbol".
         """
         symbol, ts, _, _, _, close, _, _, _ = bar
-        if symbol not in self._universe:
+        route = self._routes.get(symbol)
+        if route is None:
             self.rejected["unknown_symbol"] += 1
             return "unknown_symbol"
         reason = self._check(bar)
@@ -231,7 +240,7 @@ class Engine:
                 "the driver must close the slice first"
             )
         self._slice_closes[symbol] = close
-        self._composer_on_bar(bar)
+        route(bar)
         return None
 
     def _mark_late(self, symbol: str, close: float) -> None:

@@ -142,6 +142,7 @@ class Recorder:
         self._targets_file = self._files[-1]
         self._orders_out = self._open_csv("orders.csv", ORDER_COLUMNS)
         self._equity_out = self._open_csv("equity.csv", EQUITY_COLUMNS)
+        self._equity_write = self._files[-1].write
         self._risk = self._open_csv("risk_events.csv", RISK_COLUMNS)
         if self.flush_each_slice:
             self.flush()  # the headers: a kill -9 before the first slice leaves no empty file
@@ -185,14 +186,10 @@ class Recorder:
             self._cash, self._cash_text = cash, str(cash.quantize(CENT))
         equity = ledger.equity_float
         drawdown = ledger.drawdown
-        self._equity_out.writerow(
-            [
-                self._iso(ts),
-                self._cash_text,
-                f"{equity:.2f}",
-                f"{ledger.gross_exposure_float():.2f}",
-                f"{drawdown:.6f}",
-            ]
+        # One string, as csv.writer would write it (no field needs quoting): every slice.
+        self._equity_write(
+            f"{self._iso(ts)},{self._cash_text},{equity:.2f},"
+            f"{ledger.gross_exposure_float():.2f},{drawdown:.6f}\n"
         )
         self.figures.add(ts, equity, drawdown)
         if self.flush_each_slice:

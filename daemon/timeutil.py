@@ -61,28 +61,39 @@ _SECONDS_PER_DAY = 86_400
 
 class IsoFormatter:
     """ISO-8601 UTC to the second (`2024-01-02T14:30:00Z`) for many timestamps, fast: the date
-    part is cached while timestamps stay on one day, and a repeated timestamp costs nothing."""
+    part is cached while timestamps stay on one day, the time part per second of the day (bars
+    repeat the same few hundred), and a repeated timestamp costs nothing."""
 
-    __slots__ = ("_day", "_prefix", "_text", "_ts")
+    __slots__ = ("_day_s", "_prefix", "_text", "_times", "_ts")
+
+    _TIMES_MAX = 4096  # cached times of day; cleared when full (second bars)
 
     def __init__(self) -> None:
-        self._day: int | None = None
+        self._day_s = 2**63  # the cached day's first second: none yet (any ts is before it)
         self._prefix = ""
         self._ts: int | None = None
         self._text = ""
+        self._times: dict[int, str] = {}
 
     def __call__(self, ts_ns: int) -> str:
         if ts_ns == self._ts:
             return self._text
-        day, second = divmod(ts_ns // NS, _SECONDS_PER_DAY)
-        if day != self._day:
-            self._day = day
+        second = ts_ns // NS - self._day_s
+        if not 0 <= second < _SECONDS_PER_DAY:
+            day, second = divmod(ts_ns // NS, _SECONDS_PER_DAY)
+            self._day_s = day * _SECONDS_PER_DAY
             self._prefix = (_EPOCH_DAY + timedelta(days=day)).isoformat()
-        hour, rest = divmod(second, 3600)
-        minute, sec = divmod(rest, 60)
+        clock = self._times.get(second)
+        if clock is None:
+            times = self._times
+            if len(times) >= self._TIMES_MAX:
+                times.clear()
+            hour, rest = divmod(second, 3600)
+            minute, sec = divmod(rest, 60)
+            clock = times[second] = f"T{hour:02d}:{minute:02d}:{sec:02d}Z"
         self._ts = ts_ns
-        self._text = f"{self._prefix}T{hour:02d}:{minute:02d}:{sec:02d}Z"
-        return self._text
+        self._text = text = self._prefix + clock
+        return text
 
 
 def iso_utc(ts_ns: int) -> str:

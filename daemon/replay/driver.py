@@ -164,7 +164,7 @@ def _feed(
     total = len(source)
     step = max(total // 100, 1)
     for n, (bar, origin) in enumerate(source, 1):
-        ts = bar.ts
+        ts = bar[1]  # Bar is a NamedTuple: indexing beats the attribute on this path
         if ts > slice_ts:
             if engine.slice_ts is not None:
                 _decide(engine, broker)
