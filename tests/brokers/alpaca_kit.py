@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
+from brokers.alpaca import AlpacaBroker
+from brokers.alpaca_rest import AlpacaRest
 from brokers.base import LiveBroker
 from brokers.orders import ExecutionEvent, OrderSide, OrderType, SubmitOrder
 from sandbox import Sandbox
@@ -52,3 +54,32 @@ def sandbox_fills(sandbox: Sandbox, cid: str) -> list[dict[str, Any]]:
         for m in sandbox.trade_events
         if m["data"].get("event") == "fill" and m["data"]["order"]["client_order_id"] == cid
     ]
+
+
+BrokerFactory = Callable[..., Awaitable[AlpacaBroker]]
+
+
+async def broker_factory(
+    sandbox: Sandbox, sleep: Callable[[float], Awaitable[None]]
+) -> AsyncIterator[BrokerFactory]:
+    """Alpaca brokers on `sandbox`, started, with `sleep` for every backoff; closed after."""
+    made: list[AlpacaBroker] = []
+
+    async def make(**kwargs: Any) -> AlpacaBroker:
+        rest = AlpacaRest(key=KEY, secret=SECRET, url=sandbox.trading_url, sleep=sleep)
+        broker = AlpacaBroker(
+            rest=rest,
+            stream_url=sandbox.trade_stream_url,
+            key=KEY,
+            secret=SECRET,
+            sleep=sleep,
+            now_ns=lambda: sandbox.now_ns,
+            **kwargs,
+        )
+        made.append(broker)
+        await asyncio.wait_for(broker.start(), 10)
+        return broker
+
+    yield make
+    for broker in made:
+        await broker.close()

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
@@ -28,7 +27,16 @@ from brokers.read_only import ReadOnlyBroker
 from brokers.ticks import round_to_tick
 from feeds.errors import InvariantViolation
 from sandbox import Sandbox
-from tests.brokers.alpaca_kit import KEY, SECRET, buy, events_until, has, sandbox_fills
+from tests.brokers.alpaca_kit import (
+    KEY,
+    SECRET,
+    BrokerFactory,
+    broker_factory,
+    buy,
+    events_until,
+    has,
+    sandbox_fills,
+)
 
 
 class Gate:
@@ -57,31 +65,10 @@ def gate() -> Gate:
     return Gate()
 
 
-BrokerFactory = Callable[..., Awaitable[AlpacaBroker]]
-
-
 @pytest.fixture
 async def make_broker(sandbox: Sandbox, gate: Gate) -> AsyncIterator[BrokerFactory]:
-    made: list[AlpacaBroker] = []
-
-    async def make(**kwargs: Any) -> AlpacaBroker:
-        rest = AlpacaRest(key=KEY, secret=SECRET, url=sandbox.trading_url, sleep=gate.sleep)
-        broker = AlpacaBroker(
-            rest=rest,
-            stream_url=sandbox.trade_stream_url,
-            key=KEY,
-            secret=SECRET,
-            sleep=gate.sleep,
-            now_ns=lambda: sandbox.now_ns,
-            **kwargs,
-        )
-        made.append(broker)
-        await asyncio.wait_for(broker.start(), 10)
-        return broker
-
-    yield make
-    for broker in made:
-        await broker.close()
+    async for make in broker_factory(sandbox, gate.sleep):
+        yield make
 
 
 def resting(cid: str) -> SubmitOrder:

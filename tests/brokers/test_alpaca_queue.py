@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
 from brokers.alpaca import AlpacaBroker
-from brokers.alpaca_rest import AlpacaRest
 from brokers.base import NOT_SENT_STALE, NOT_SENT_SUPERSEDED
 from brokers.orders import (
     ExecutionEvent,
@@ -22,9 +20,13 @@ from brokers.orders import (
     SubmitOrder,
 )
 from sandbox import Sandbox
-from tests.brokers.alpaca_kit import KEY, SECRET, buy, events_until, has
-
-BrokerFactory = Callable[..., Awaitable[AlpacaBroker]]
+from tests.brokers.alpaca_kit import (
+    BrokerFactory,
+    broker_factory,
+    buy,
+    events_until,
+    has,
+)
 
 
 class Held:
@@ -53,26 +55,8 @@ def held() -> Held:
 
 @pytest.fixture
 async def make_broker(sandbox: Sandbox, held: Held) -> AsyncIterator[BrokerFactory]:
-    made: list[AlpacaBroker] = []
-
-    async def make(**kwargs: Any) -> AlpacaBroker:
-        rest = AlpacaRest(key=KEY, secret=SECRET, url=sandbox.trading_url, sleep=held.sleep)
-        broker = AlpacaBroker(
-            rest=rest,
-            stream_url=sandbox.trade_stream_url,
-            key=KEY,
-            secret=SECRET,
-            sleep=held.sleep,
-            now_ns=lambda: sandbox.now_ns,
-            **kwargs,
-        )
-        made.append(broker)
-        await asyncio.wait_for(broker.start(), 10)
-        return broker
-
-    yield make
-    for broker in made:
-        await broker.close()
+    async for make in broker_factory(sandbox, held.sleep):
+        yield make
 
 
 async def until(predicate: Callable[[], bool]) -> None:

@@ -41,11 +41,17 @@ def minute_config(tmp_path: Path) -> LoadedConfig:
 
 
 def minute_bars(seed: int, minutes: int) -> list[list[Bar]]:
-    rng = random.Random(seed)
-    prices = dict.fromkeys(SYMBOLS, 100.0)
+    return walk_bars(random.Random(seed), dict.fromkeys(SYMBOLS, 100.0), T0, minutes)
+
+
+def walk_bars(
+    rng: random.Random, prices: dict[str, float], start_ns: int, minutes: int
+) -> list[list[Bar]]:
+    """`minutes` rows of one-minute bars of SYMBOLS from `start_ns`, a random walk from (and
+    updating) `prices`."""
     out = []
     for m in range(minutes):
-        ts = T0 + m * NS_PER_MINUTE
+        ts = start_ns + m * NS_PER_MINUTE
         row = []
         for symbol in SYMBOLS:
             old = prices[symbol]

@@ -21,7 +21,7 @@ from daemon.wiring import build_engine
 from feeds.bar import NS_PER_MINUTE, Bar
 from portfolio.journal import JOURNAL_FILE, MIGRATIONS, Journal, JournalReader, LedgerSnapshot
 from portfolio.journal.retention import compact, export, stats
-from tests.daemon.test_audit import SYMBOLS, T0, WARMUP_MINUTES, Driver, minute_config
+from tests.daemon.test_audit import SYMBOLS, T0, WARMUP_MINUTES, Driver, minute_config, walk_bars
 from tests.portfolio.test_journal_account import drop_schema_4, schema_of
 
 NS_PER_DAY = 86_400 * 10**9
@@ -31,18 +31,7 @@ MINUTES = 10  # trading minutes per session
 def session_bars(
     rng: random.Random, prices: dict[str, float], day: int, minutes: int
 ) -> list[list[Bar]]:
-    out = []
-    for m in range(minutes):
-        ts = T0 + day * NS_PER_DAY + m * NS_PER_MINUTE
-        row = []
-        for symbol in SYMBOLS:
-            old = prices[symbol]
-            new = prices[symbol] = round(old * (1 + rng.gauss(0, 0.004)), 2)
-            row.append(
-                Bar(symbol, ts, old, max(old, new) + 0.01, min(old, new) - 0.01, new, 500.0, 9)
-            )
-        out.append(row)
-    return out
+    return walk_bars(rng, prices, T0 + day * NS_PER_DAY, minutes)
 
 
 def run_sessions(state_dir: Path, loaded: LoadedConfig, sessions: int, *, tail: int = 0) -> Driver:
