@@ -83,3 +83,24 @@ async def broker_factory(
     yield make
     for broker in made:
         await broker.close()
+
+
+class Gate:
+    """The injected sleep: returns at once while open (no real backoff waits), blocks while
+    closed, and records every delay asked for."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+        self._open = asyncio.Event()
+        self._open.set()
+
+    async def sleep(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        await self._open.wait()
+        await asyncio.sleep(0)
+
+    def close(self) -> None:
+        self._open.clear()
+
+    def open(self) -> None:
+        self._open.set()

@@ -31,33 +31,13 @@ from tests.brokers.alpaca_kit import (
     KEY,
     SECRET,
     BrokerFactory,
+    Gate,
     broker_factory,
     buy,
     events_until,
     has,
     sandbox_fills,
 )
-
-
-class Gate:
-    """The injected sleep: returns at once while open (no real backoff waits), blocks while
-    closed, and records every delay asked for."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-        self._open = asyncio.Event()
-        self._open.set()
-
-    async def sleep(self, seconds: float) -> None:
-        self.delays.append(seconds)
-        await self._open.wait()
-        await asyncio.sleep(0)
-
-    def close(self) -> None:
-        self._open.clear()
-
-    def open(self) -> None:
-        self._open.set()
 
 
 @pytest.fixture

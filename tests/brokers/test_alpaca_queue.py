@@ -22,6 +22,7 @@ from brokers.orders import (
 from sandbox import Sandbox
 from tests.brokers.alpaca_kit import (
     BrokerFactory,
+    Gate,
     broker_factory,
     buy,
     events_until,
@@ -29,32 +30,13 @@ from tests.brokers.alpaca_kit import (
 )
 
 
-class Held:
-    """The injected sleep of the adapter: blocks while closed (a trade-stream reconnect waits),
-    returns at once while open."""
-
-    def __init__(self) -> None:
-        self._open = asyncio.Event()
-        self._open.set()
-
-    async def sleep(self, seconds: float) -> None:
-        await self._open.wait()
-        await asyncio.sleep(0)
-
-    def close(self) -> None:
-        self._open.clear()
-
-    def open(self) -> None:
-        self._open.set()
+@pytest.fixture
+def held() -> Gate:
+    return Gate()
 
 
 @pytest.fixture
-def held() -> Held:
-    return Held()
-
-
-@pytest.fixture
-async def make_broker(sandbox: Sandbox, held: Held) -> AsyncIterator[BrokerFactory]:
+async def make_broker(sandbox: Sandbox, held: Gate) -> AsyncIterator[BrokerFactory]:
     async for make in broker_factory(sandbox, held.sleep):
         yield make
 
@@ -65,7 +47,7 @@ async def until(predicate: Callable[[], bool]) -> None:
             await asyncio.sleep(0.005)
 
 
-async def stream_down(broker: AlpacaBroker, sandbox: Sandbox, held: Held) -> None:
+async def stream_down(broker: AlpacaBroker, sandbox: Sandbox, held: Gate) -> None:
     """Cut the trade stream and hold its reconnect: orders cannot be sent meanwhile."""
     held.close()
     sandbox.faults.drop_trade_socket()
@@ -81,7 +63,7 @@ def canceled(events: list[ExecutionEvent]) -> dict[str, str]:
 
 
 async def test_a_later_decision_supersedes_an_unsent_order_of_its_symbol(
-    sandbox: Sandbox, make_broker: BrokerFactory, held: Held
+    sandbox: Sandbox, make_broker: BrokerFactory, held: Gate
 ) -> None:
     broker = await make_broker()
     await stream_down(broker, sandbox, held)
@@ -100,7 +82,7 @@ async def test_a_later_decision_supersedes_an_unsent_order_of_its_symbol(
 
 
 async def test_reductions_go_before_increases_then_the_larger_first(
-    sandbox: Sandbox, make_broker: BrokerFactory, held: Held
+    sandbox: Sandbox, make_broker: BrokerFactory, held: Gate
 ) -> None:
     broker = await make_broker()
     broker.submit(buy("own", 20, "AAA"))
@@ -120,7 +102,7 @@ async def test_reductions_go_before_increases_then_the_larger_first(
 
 
 async def test_an_order_older_than_the_limit_when_it_could_go_is_dropped_unsent(
-    sandbox: Sandbox, make_broker: BrokerFactory, held: Held
+    sandbox: Sandbox, make_broker: BrokerFactory, held: Gate
 ) -> None:
     broker = await make_broker()
     broker.limit_age(30.0, lambda: sandbox.now_ns)
@@ -139,7 +121,7 @@ async def test_an_order_older_than_the_limit_when_it_could_go_is_dropped_unsent(
 
 
 async def test_withdraw_takes_back_every_unsent_order_and_drain_returns_at_once(
-    sandbox: Sandbox, make_broker: BrokerFactory, held: Held
+    sandbox: Sandbox, make_broker: BrokerFactory, held: Gate
 ) -> None:
     broker = await make_broker()
     await stream_down(broker, sandbox, held)
@@ -155,7 +137,7 @@ async def test_withdraw_takes_back_every_unsent_order_and_drain_returns_at_once(
 
 
 async def test_fills_are_polled_through_rest_while_the_trade_stream_stays_down(
-    sandbox: Sandbox, make_broker: BrokerFactory, held: Held
+    sandbox: Sandbox, make_broker: BrokerFactory, held: Gate
 ) -> None:
     broker = await make_broker(poll_s=0.05)
     broker.submit(buy("polled", 4))
@@ -172,7 +154,7 @@ async def test_fills_are_polled_through_rest_while_the_trade_stream_stays_down(
 
 
 async def test_settle_reconciles_through_rest_while_the_trade_stream_is_down(
-    sandbox: Sandbox, make_broker: BrokerFactory, held: Held
+    sandbox: Sandbox, make_broker: BrokerFactory, held: Gate
 ) -> None:
     broker = await make_broker(poll_s=3600.0)
     broker.submit(buy("at-stop", 3))
