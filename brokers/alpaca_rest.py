@@ -169,7 +169,6 @@ class AlpacaRest:
         self._monotonic = monotonic
         self._sleep = sleep
         self._sent: deque[float] = deque()
-        self.acquiring = 0  # requests waiting for the limiter (or for the one ahead of them)
         self._limiter = asyncio.Lock()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="alpaca-rest"
@@ -300,19 +299,15 @@ class AlpacaRest:
 
     async def _acquire(self) -> None:
         """At most `max_requests_per_minute` requests in any rolling 60 s."""
-        self.acquiring += 1
-        try:
-            async with self._limiter:
-                while True:
-                    now = self._monotonic()
-                    while self._sent and now - self._sent[0] >= _WINDOW_S:
-                        self._sent.popleft()
-                    if len(self._sent) < self._max:
-                        self._sent.append(now)
-                        return
-                    await self._sleep(_WINDOW_S - (now - self._sent[0]))
-        finally:
-            self.acquiring -= 1
+        async with self._limiter:
+            while True:
+                now = self._monotonic()
+                while self._sent and now - self._sent[0] >= _WINDOW_S:
+                    self._sent.popleft()
+                if len(self._sent) < self._max:
+                    self._sent.append(now)
+                    return
+                await self._sleep(_WINDOW_S - (now - self._sent[0]))
 
     async def _call(
         self,

@@ -325,35 +325,22 @@ class OrderTracker:
         order.cum_qty = snap.filled_qty
         order.cum_notional += delta * price
         done = snap.status == "filled" or (snap.qty is not None and snap.filled_qty >= snap.qty)
+        fill: dict[str, Any] = {
+            "client_order_id": order.cid,
+            "symbol": order.symbol,
+            "side": order.side,
+            "qty": delta,
+            "price": price,
+            "commission": _ZERO,
+            "ts": ts,
+            "execution_id": execution_id,
+        }
         if done:
             order.terminal = True
-            self._outbox.emit(
-                OrderFilled(
-                    client_order_id=order.cid,
-                    symbol=order.symbol,
-                    side=order.side,
-                    qty=delta,
-                    price=price,
-                    commission=_ZERO,
-                    ts=ts,
-                    execution_id=execution_id,
-                )
-            )
+            self._outbox.emit(OrderFilled(**fill))
         else:
             leaves = snap.qty - snap.filled_qty if snap.qty is not None else _ZERO
-            self._outbox.emit(
-                OrderPartiallyFilled(
-                    client_order_id=order.cid,
-                    symbol=order.symbol,
-                    side=order.side,
-                    qty=delta,
-                    price=price,
-                    commission=_ZERO,
-                    ts=ts,
-                    execution_id=execution_id,
-                    leaves_qty=leaves,
-                )
-            )
+            self._outbox.emit(OrderPartiallyFilled(**fill, leaves_qty=leaves))
         self._book(order, delta, price, None if execution is None else execution.position_qty)
         return done
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, get_args, get_origin
@@ -372,3 +374,24 @@ def _kind(value: Any) -> str:
     if isinstance(value, str):
         return "a string"
     return type(value).__name__
+
+
+def run_overrides(
+    *,
+    data: str | os.PathLike[str] | None,
+    symbols: Sequence[str] | None,
+    start: date | str | None,
+    end: date | str | None,
+) -> dict[Loc, Any]:
+    """The overrides a run's arguments make (data.path, symbols, run.start, run.end): what the
+    command line's `--data/--symbols/--start/--end` and the Python API's keywords set alike."""
+    out: dict[Loc, Any] = {}
+    if data is not None:
+        out[("data", "path")] = os.fspath(data)
+    if symbols is not None:
+        out[("symbols",)] = list(symbols)
+    if start is not None:
+        out[("run", "start")] = start.isoformat() if isinstance(start, date) else start
+    if end is not None:
+        out[("run", "end")] = end.isoformat() if isinstance(end, date) else end
+    return out

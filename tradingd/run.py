@@ -15,7 +15,7 @@ from typing import IO, Any, Literal
 import orjson
 import pandas as pd
 
-from daemon.config import Loc
+from daemon.config import Loc, run_overrides
 from daemon.logs import EventLog
 from daemon.replay.driver import replay as _replay
 from daemon.research.report.folder import write_folder_report
@@ -199,18 +199,9 @@ def _run_overrides(
     start: date | str | None,
     end: date | str | None,
 ) -> dict[Loc, Any]:
-    out: dict[Loc, Any] = {}
-    if data is not None:
-        out[("data", "path")] = os.fspath(data)
-    if symbols is not None:
-        if isinstance(symbols, str):
-            raise ConfigError(f"replay() arguments: symbols: a list of symbols, not {symbols!r}")
-        out[("symbols",)] = list(symbols)
-    if start is not None:
-        out[("run", "start")] = start.isoformat() if isinstance(start, date) else start
-    if end is not None:
-        out[("run", "end")] = end.isoformat() if isinstance(end, date) else end
-    return out
+    if isinstance(symbols, str):
+        raise ConfigError(f"replay() arguments: symbols: a list of symbols, not {symbols!r}")
+    return run_overrides(data=data, symbols=symbols, start=start, end=end)
 
 
 def _copy(source: Path, target: Path) -> Path:

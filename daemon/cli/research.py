@@ -10,7 +10,7 @@ from typing import Any
 
 from daemon.cli.log import command_log
 from daemon.cli.options import out_folder
-from daemon.config import Loc, load_config
+from daemon.config import Loc, load_config, run_overrides
 from daemon.logs import EventLog
 from daemon.replay.driver import progress_bar, replay
 from feeds.errors import ConfigError
@@ -116,16 +116,12 @@ def _ratio(value: float | None) -> str:
 def _overrides(args: argparse.Namespace) -> dict[Loc, Any]:
     if args.start and args.end and args.end < args.start:
         raise ConfigError(f"command line: --end {args.end} is before --start {args.start}")
-    out: dict[Loc, Any] = {}
-    if args.data:
-        out[("data", "path")] = args.data
-    if args.symbols:
-        out[("symbols",)] = [s for s in args.symbols.split(",") if s.strip()]
-    if args.start:
-        out[("run", "start")] = args.start.isoformat()
-    if args.end:
-        out[("run", "end")] = args.end.isoformat()
-    return out
+    return run_overrides(
+        data=args.data or None,
+        symbols=[s for s in args.symbols.split(",") if s.strip()] if args.symbols else None,
+        start=args.start,
+        end=args.end,
+    )
 
 
 def _write_report(out_dir: Path, log: EventLog) -> Path:

@@ -13,11 +13,9 @@ that owns the ledger `publish()` it, after which scrapes serve the published tex
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
@@ -85,7 +83,6 @@ class Telemetry:
         self._scraped = ScrapeTimeCollector(self.symbols, monotonic)
         # client_order_id -> [submitted at (monotonic), acknowledged yet]
         self._clocks: dict[str, list[float | bool]] = {}
-        self.guard: AbstractContextManager[Any] = contextlib.nullcontext()
         self._published: bytes | None = None
         self.registry = CollectorRegistry(auto_describe=True)
         families = register_families(
@@ -102,15 +99,12 @@ class Telemetry:
     def exposition(self) -> tuple[bytes, str]:
         """The text exposition of the registry and its content type (format 0.0.4).
 
-        Once `publish()` was called, the text it rendered (never waits). Otherwise rendered now,
-        under `guard`.
+        Once `publish()` was called, the text it rendered (never waits). Otherwise rendered now.
         """
         published = self._published
         if published is not None:
             return published, CONTENT_TYPE_PLAIN_0_0_4
-        with self.guard:
-            body = generate_latest(WithoutCreated(self.registry))
-        return body, CONTENT_TYPE_PLAIN_0_0_4
+        return generate_latest(WithoutCreated(self.registry)), CONTENT_TYPE_PLAIN_0_0_4
 
     def publish(self) -> None:
         """Render the exposition now, for every scrape until the next `publish()`.

@@ -246,11 +246,9 @@ async def test_drill_500_symbols_decide_more_orders_than_the_limiter_sends(
         broker = daemon.broker
 
         def quiet() -> bool:
-            """The limiter holds every order back for a while, and no POST is under way (an
-            order the sender took, if any, waits for the limiter: the clock, the account check
-            and the orders share it)."""
+            """The limiter holds every order back for a while, and no POST is under way."""
             health = broker.health()
-            return rest.wait_s() > 5.0 and health.in_flight - health.unsent <= rest.acquiring
+            return rest.wait_s() > 5.0 and health.in_flight == health.unsent
 
         unsent: list[int] = []
         for _ in range(4):
