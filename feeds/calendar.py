@@ -1,18 +1,24 @@
-"""Exchange sessions (holidays, early closes) from `exchange_calendars`, as UTC ns bounds.
+"""Exchange sessions (holidays, early closes) as UTC ns bounds.
 
-The underlying calendar is built lazily, for whole years, and only for the years asked about;
-asking about a date outside the built range rebuilds it over the union of both ranges. Lookups
-for one day are cached, because consecutive bars almost always fall on the same day.
+NYSE (XNYS, the default) is read from the shipped table `feeds/xnys_sessions.txt` for the years
+it covers (see `feeds.calendar_table`): no pandas, no `exchange_calendars`, a few milliseconds.
+Other exchanges, and NYSE outside the table's years, come from `exchange_calendars`. The
+sessions are built lazily, for whole years, and only for the years asked about; asking about a
+date outside the built range rebuilds it over the union of both ranges. Lookups for one day are
+cached, because consecutive bars almost always fall on the same day.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import warnings
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from feeds import calendar_table
 from feeds.bar import NS_PER_SECOND
 
 # Years built beyond those asked for, on each side.
@@ -34,19 +40,20 @@ class SessionCalendar:
     """
 
     def __init__(self, name: str = "XNYS") -> None:
-        # Imported here: it loads pandas (most of a second), which only a calendar needs, not
-        # every module that imports this one.
-        import exchange_calendars as xcals
+        if name != _SHIPPED:
+            # Imported here: it loads pandas (most of a second), which only a calendar other
+            # than the shipped one needs, not every module that imports this one.
+            import exchange_calendars as xcals
 
-        if name not in xcals.get_calendar_names():
-            raise ValueError(f"unknown exchange calendar {name!r}")
+            if name not in xcals.get_calendar_names():
+                raise ValueError(f"unknown exchange calendar {name!r}")
         self.name = name
         self._first_year = 0
         self._last_year = -1
         # Epoch day (exchange-local date) -> (open_ns, close_ns) of the regular session.
         self._by_day: dict[int, tuple[int, int]] = {}
         self._session_days: np.ndarray[Any, np.dtype[np.int64]] = np.empty(0, np.int64)
-        self._tz: dt.tzinfo = dt.UTC
+        self._tz: dt.tzinfo = _SHIPPED_TZ if name == _SHIPPED else dt.UTC
         # Cache of the last local day looked up: [day_start_ns, day_end_ns) and its bounds.
         self._day_lo = 0
         self._day_hi = 0
@@ -134,6 +141,14 @@ class SessionCalendar:
         if self._last_year >= self._first_year:
             first_year = min(first_year, self._first_year)
             last_year = max(last_year, self._last_year)
+        if self.name == _SHIPPED:
+            table_first, table_last, _ = _shipped_table()
+            if table_first <= first_year and last_year <= table_last:
+                self._build_from_table(
+                    max(first_year - _MARGIN_YEARS, table_first),
+                    min(last_year + _MARGIN_YEARS, table_last),
+                )
+                return
         import exchange_calendars as xcals
 
         with warnings.catch_warnings():
@@ -171,6 +186,49 @@ class SessionCalendar:
         self._first_year = first_year
         self._last_year = last_year
         self._day_lo = self._day_hi = 0
+
+    def _build_from_table(self, first_year: int, last_year: int) -> None:
+        """The sessions of whole years from the shipped table: weekdays at regular hours but
+        for the days it names."""
+        _, _, (closed, special) = _shipped_table()
+        shut = set(closed)
+        tz = self._tz
+        by_day: dict[int, tuple[int, int]] = {}
+        day = dt.date(first_year, 1, 1)
+        one_day = dt.timedelta(days=1)
+        regular = (calendar_table.REGULAR_OPEN, calendar_table.REGULAR_CLOSE)
+        while day.year <= last_year:
+            hours = special.get(day)
+            if hours is None and day.weekday() < 5 and day not in shut:
+                hours = regular
+            if hours is not None:
+                midnight = dt.datetime(day.year, day.month, day.day, tzinfo=tz)
+                by_day[_epoch_day(day)] = (
+                    _at_minute(midnight, hours[0]),
+                    _at_minute(midnight, hours[1]),
+                )
+            day += one_day
+        self._by_day = by_day
+        self._session_days = np.fromiter(by_day, dtype=np.int64, count=len(by_day))
+        self._first_year = first_year
+        self._last_year = last_year
+        self._day_lo = self._day_hi = 0
+
+
+# The calendar shipped as a table (feeds/xnys_sessions.txt), and its time zone.
+_SHIPPED = "XNYS"
+_SHIPPED_TZ = ZoneInfo("America/New_York")
+
+
+@functools.cache
+def _shipped_table() -> tuple[int, int, calendar_table.Exceptions]:
+    return calendar_table.read(calendar_table.TABLE_PATH.read_text(encoding="utf-8"))
+
+
+def _at_minute(midnight: dt.datetime, minute: int) -> int:
+    """UTC ns of `minute` minutes after local `midnight` (as a wall-clock time)."""
+    local = midnight.replace(hour=minute // 60, minute=minute % 60)
+    return int(local.timestamp()) * NS_PER_SECOND
 
 
 def _epoch_day(day: dt.date) -> int:

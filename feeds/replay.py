@@ -39,7 +39,7 @@ from feeds.errors import SourceError, printable
 from feeds.sanity import Reason
 from feeds.spacing import check_spacing
 from feeds.timeframes import TIMEFRAME_NS, Timeframe, bar_spacing_ns
-from feeds.timestamps import BoolArray, F64Array, I64Array, parse_numbers, parse_times
+from feeds.timestamps import BoolArray, F64Array, I64Array, numpy_of, parse_numbers, parse_times
 
 __all__ = ["DataSettings", "ReplaySource", "RowProblem", "Timeframe"]
 _TIME_NAMES = ("timestamp", "date", "time", "datetime", "t")
@@ -420,7 +420,7 @@ class ReplaySource:
             mapping.append(self._code(text))
         # Null symbol cells take the file's stem (folder) or the empty symbol.
         table = np.array([*mapping, self._code(stem or "")], dtype=np.int64)
-        indices = np.asarray(encoded.indices.fill_null(len(mapping)).to_numpy(), dtype=np.int64)
+        indices = np.asarray(numpy_of(encoded.indices, len(mapping)), dtype=np.int64)
         return np.asarray(table[indices], dtype=np.int64)
 
     def _code(self, symbol: str) -> int:
