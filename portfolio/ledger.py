@@ -79,6 +79,8 @@ class Ledger:
         self.high_water = start_cash
         self.drawdown = 0.0
         self.equity_float = float(start_cash)
+        # Float mirror of the gross exposure, summed with the equity mirror (same pass).
+        self._gross_f = 0.0
         self.qty_float: dict[str, float] = {}
         # The last execution ids applied, oldest first (a second line against duplicates: the
         # journal is the source of truth for them, so months of fills are not all kept here).
@@ -261,7 +263,8 @@ class Ledger:
         changed = False
         get = prices.get
         equity_f = self._cash_f
-        # One pass: convert changed prices and sum the float mirror (no method calls).
+        gross_f = 0.0
+        # One pass: convert changed prices and sum the float mirrors (no method calls).
         for symbol, held in self._held.items():
             px = get(symbol)
             if px is not None and px != held[3]:
@@ -273,11 +276,14 @@ class Ledger:
                     last = cache[px] = Decimal(repr(px))
                 held[0].last_price = last
                 changed = True
-            equity_f += held[1] * held[2]
+            value = held[1] * held[2]
+            equity_f += value
+            gross_f += abs(value)
         if not changed:
             return
         self._stale = True
         self.equity_float = equity_f
+        self._gross_f = gross_f
         hwm_f = self._high_water_f
         if equity_f >= hwm_f - self._high_water_margin:
             self._update_high_water(equity_f)
@@ -290,9 +296,13 @@ class Ledger:
     def _update_equity(self) -> None:
         """Refresh the float mirror, drawdown and (exactly, when it may move) the high water."""
         equity_f = self._cash_f
+        gross_f = 0.0
         for _pos, qty_f, px, _key in self._held.values():
-            equity_f += qty_f * px
+            value = qty_f * px
+            equity_f += value
+            gross_f += abs(value)
         self.equity_float = equity_f
+        self._gross_f = gross_f
         if equity_f >= self._high_water_f - self._high_water_margin:
             self._update_high_water(equity_f)
         else:
@@ -323,17 +333,11 @@ class Ledger:
         ~3 ulp of its Decimal and the running sum within n ulp of the terms' magnitudes: the
         bound is twice (positions + 8) ulp of |cash| + gross.
         """
-        total = abs(self._cash_f)
-        for _pos, qty_f, px, _key in self._held.values():
-            total += abs(qty_f * px)
-        return total * (len(self._held) + 8) * _ULP
+        return (abs(self._cash_f) + self._gross_f) * (len(self._held) + 8) * _ULP
 
     def gross_exposure_float(self) -> float:
-        """Float mirror of `gross_exposure`, for per-slice reports (cheap: no Decimal)."""
-        gross = 0.0
-        for _pos, qty_f, px, _key in self._held.values():
-            gross += abs(qty_f * px)
-        return gross
+        """Float mirror of `gross_exposure`, for per-slice reports (kept with the equity mirror)."""
+        return self._gross_f
 
     def unrealized_pnl(self) -> Decimal:
         """Sum over positions of qty * (last_price - avg_cost)."""
