@@ -47,6 +47,14 @@ class Columns:
         )
 
     @staticmethod
+    def concat(parts: Sequence[Columns]) -> Columns:
+        """The rows of `parts`, one after another."""
+        names = Columns.__slots__
+        return Columns(
+            **{name: np.concatenate([getattr(p, name) for p in parts]) for name in names}
+        )
+
+    @staticmethod
     def gather(parts: Sequence[Columns], index: I64Array) -> Columns:
         """The rows of `parts` (one after another) at `index`, built column by column. It
         consumes `parts`: each of their columns is emptied once copied, so that the whole

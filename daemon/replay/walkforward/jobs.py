@@ -13,13 +13,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeAlias
 
-from daemon.config import LoadedConfig, Loc, load_config
+from daemon.config import Loc, load_config
 from daemon.logs import EventLog
-from daemon.memory import arrow_on_system_heap, release_freed_memory
 from daemon.replay.driver import replay
-from daemon.wiring import open_source
 from feeds.errors import ConfigError
-from feeds.replay import ReplaySource
 
 Mode: TypeAlias = Literal["serial", "processes", "dask"]
 
@@ -57,15 +54,9 @@ def run_job(job: Job) -> JobResult:
     """Replay one window (a module-level function: process pools and Dask pickle it by name)."""
     loaded = load_config(job.config_paths, dict(job.overrides))
     out = Path(job.out_dir)
-    source = open_source(loaded, warmup_from=job.warmup_from, parsed=_PARSED.get(loaded))
-    result = replay(
-        loaded,
-        out_dir=out,
-        log=EventLog(io.StringIO()),
-        warmup_from=job.warmup_from,
-        source=source,
-    )
-    del source
+    # The source streams the job's range from the files: a worker holds a few batches of
+    # rows, not the data set, and parses only the rows its range keeps.
+    result = replay(loaded, out_dir=out, log=EventLog(io.StringIO()), warmup_from=job.warmup_from)
     equity: tuple[tuple[str, float], ...] = ()
     if job.want_equity:
         with (out / "equity.csv").open(newline="", encoding="utf-8") as f:
@@ -74,50 +65,6 @@ def run_job(job: Job) -> JobResult:
             at, value = header.index("time"), header.index("equity")
             equity = tuple((r[at], float(r[value])) for r in rows)
     return JobResult(summary=result.summary, equity=equity)
-
-
-class ParsedData:
-    """The last data set this process parsed, whole: each worker reads and parses its files
-    once for all its jobs and cuts each job's window from it (`ReplaySource.window`).
-
-    Keyed by what the parse depends on, the files' sizes and modification times included,
-    so a changed file is read again.
-    """
-
-    def __init__(self) -> None:
-        self._key: tuple[Any, ...] | None = None
-        self._source: ReplaySource | None = None
-
-    def get(self, loaded: LoadedConfig) -> ReplaySource:
-        """The whole parse of `loaded`'s data (read now if not the one held)."""
-        data = loaded.settings.data
-        symbols = loaded.settings.symbols or None
-        key = (str(data.path), tuple(symbols or ()), data.timezone, _stamp(Path(data.path)))
-        if self._source is None or key != self._key:
-            self.clear()
-            arrow_on_system_heap()
-            self._source = ReplaySource(
-                Path(data.path), symbols=symbols, timezone=data.timezone, reusable=True
-            )
-            self._key = key
-            release_freed_memory()
-        return self._source
-
-    def clear(self) -> None:
-        """Drop the held parse."""
-        self._key = self._source = None
-
-
-_PARSED = ParsedData()
-
-
-def _stamp(path: Path) -> tuple[tuple[str, int, int], ...]:
-    """(name, size, mtime) of the file or of every file in the folder."""
-    try:
-        files = sorted(path.iterdir()) if path.is_dir() else [path]
-        return tuple((f.name, (st := f.stat()).st_size, st.st_mtime_ns) for f in files)
-    except OSError:
-        return ()  # the parse itself reports the problem
 
 
 def runner(
@@ -138,7 +85,7 @@ def runner(
 
         return submit_dask, "dask", n, client.close
     if workers == 1:
-        return (lambda job: _Done(run_job(job))), "serial", 1, _PARSED.clear
+        return (lambda job: _Done(run_job(job))), "serial", 1, lambda: None
     pool: Executor = ProcessPoolExecutor(max_workers=workers)
 
     def submit_pool(job: Job) -> Future:
