@@ -47,6 +47,20 @@ class Columns:
         )
 
     @staticmethod
+    def empty(n: int) -> Columns:
+        """`n` rows to fill (`put`)."""
+        kinds: dict[str, Any] = dict.fromkeys(Columns.__slots__, np.float64)
+        kinds |= dict.fromkeys(("ts", "symbol", "origin", "trade_count"), np.int64)
+        kinds |= dict.fromkeys(("trade_count_null", "vwap_null"), np.bool_)
+        return Columns(**{name: np.empty(n, kind) for name, kind in kinds.items()})
+
+    def put(self, at: int, rows: Columns) -> None:
+        """Copy `rows` into these from row `at` on."""
+        end = at + len(rows.ts)
+        for name in Columns.__slots__:
+            getattr(self, name)[at:end] = getattr(rows, name)
+
+    @staticmethod
     def concat(parts: Sequence[Columns]) -> Columns:
         """The rows of `parts`, one after another."""
         names = Columns.__slots__
@@ -131,5 +145,10 @@ def replay_order(
     for lo, hi in zip(sym_starts.tolist(), sym_ends.tolist(), strict=True):
         np.maximum.accumulate(ts[lo:hi], out=running[lo:hi])
     # Symbols are compared by name, not by code (codes follow file order).
-    rank = np.argsort(np.argsort(np.array(list(symbol_names), dtype=object), kind="stable"))
-    return perm[np.lexsort((rank[symbol], running))], spacing
+    return perm[np.lexsort((name_rank(symbol_names)[symbol], running))], spacing
+
+
+def name_rank(names: Sequence[str]) -> I64Array:
+    """The rank of each symbol code by the symbol's name."""
+    order = np.argsort(np.array(list(names), dtype=object), kind="stable")
+    return np.asarray(np.argsort(order), dtype=np.int64)

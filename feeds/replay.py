@@ -33,7 +33,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from feeds.bar import Bar
-from feeds.columns import Columns, in_range, replay_order, with_nulls
+from feeds.columns import Columns, in_range, name_rank, replay_order, with_nulls
 from feeds.datafile import (
     data_files,
     file_schema,
@@ -44,7 +44,7 @@ from feeds.datafile import (
 from feeds.days import describe_range, describe_span
 from feeds.errors import SourceError
 from feeds.merge import merge_streams, running_max
-from feeds.rows import ROW_BITS, ROW_MASK, VALUES, RowParser, RowProblem
+from feeds.rows import ROW_BITS, ROW_MASK, VALUES, RowParser, RowProblem, one_array
 from feeds.spacing import SAMPLE_GAPS, check_spacing, typical_spacing
 from feeds.timeframes import TIMEFRAME_NS, Timeframe, bar_spacing_ns
 from feeds.timestamps import BoolArray, I64Array
@@ -246,6 +246,18 @@ class ReplaySource:
         if timeframe is not None:
             check_spacing(str(self._path), self.spacing(), timeframe)
 
+    def hold(self) -> ReplaySource:
+        """Read the range's rows into memory (once), so that the source can be iterated again
+        without reading the files: for several replays of one range. Returns self."""
+        if self._rows is None:
+            held = Columns.empty(self._count)
+            at = 0
+            for window in self._windows():
+                held.put(at, window)
+                at += len(window.ts)
+            self._rows, self._parts = held, None
+        return self
+
     def spacing(self) -> dict[str, int]:
         """Symbol -> the typical gap between its bars, in ns (`feeds.spacing.typical_spacing`)."""
         return {self._symbol_table[code]: gap for code, gap in self._spacing.items()}
@@ -309,7 +321,7 @@ class ReplaySource:
             return
         assert self._parts is not None
         codes = sorted(self._parts)
-        rank = _name_rank(self._symbol_table)
+        rank = name_rank(self._symbol_table)
         yield from merge_streams(
             [self._stream(self._parts[c]) for c in codes], [int(rank[c]) for c in codes]
         )
@@ -359,10 +371,12 @@ class ReplaySource:
                 inside = keep & in_range(parsed.ts, start_ns, end_ns)
                 if not inside.any():
                     continue
-                found = np.unique(parsed.symbol[inside])
-                if len(found) > 1 or (code is not None and int(found[0]) != code):
+                symbols = parsed.symbol[inside]
+                if (code is not None and int(symbols[0]) != code) or bool(
+                    (symbols != symbols[0]).any()
+                ):
                     return None
-                code = int(found[0])
+                code = int(symbols[0])
                 ts = parsed.ts[inside]
                 rising = rising or bool((ts[1:] > ts[:-1]).any())
                 rising = rising or (last_ts is not None and int(ts[0]) > last_ts)
@@ -442,7 +456,7 @@ class ReplaySource:
         record: bool,
     ) -> tuple[Columns, BoolArray]:
         present = set(batch.column_names)
-        columns = {label: _array(batch.column(c)) for label, c in labels.items() if c in present}
+        columns = {label: one_array(batch.column(c)) for label, c in labels.items() if c in present}
         return self._parser.parse(
             name, columns, stem=stem, rows=rows, file_index=index, record=record
         )
@@ -473,16 +487,6 @@ class ReplaySource:
         """The permutation that puts rows of these keys in replay order (sets `_spacing`)."""
         perm, self._spacing = replay_order(ts, symbol, origin >> ROW_BITS, self._symbol_table)
         return perm
-
-
-def _array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-
-
-def _name_rank(names: Sequence[str]) -> I64Array:
-    """Each symbol code's rank by name."""
-    order = np.argsort(np.array(list(names), dtype=object), kind="stable")
-    return np.asarray(np.argsort(order), dtype=np.int64)
 
 
 def _check_zone(value: str) -> None:

@@ -50,6 +50,11 @@ class RowProblem:
     reason: str
 
 
+def one_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A column as one array (a table's columns come in chunks)."""
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
 class RowParser:
     """Parses tables of rows into `Columns` with a symbol table shared by all the files.
 
@@ -128,12 +133,12 @@ class RowParser:
         ok_values = np.ones(n, np.bool_)
         nulls: dict[str, np.ndarray] = {}
         skip_values = not any(label in columns for label in VALUES)
+        # Views of one value for absent columns: no memory per row.
+        absent, all_null = np.broadcast_to(np.float64(np.nan), (n,)), np.broadcast_to(True, (n,))
         for label in VALUES:
             col = columns.get(label)
             if col is None:
-                # A view of one value: no memory per row.
-                values[label] = np.broadcast_to(np.float64(np.nan), (n,))
-                nulls[label] = np.broadcast_to(np.True_, (n,))
+                values[label], nulls[label] = absent, all_null
                 continue
             values[label], ok, nulls[label] = parse_numbers(col)
             ok_values &= ok
@@ -146,7 +151,10 @@ class RowParser:
             keep_symbol = np.ones(n, np.bool_)
         if record:
             self.rows_read += n
-            self.present.update(np.unique(codes[keep_symbol]).tolist())
+            if "symbol" in columns:
+                self.present.update(np.unique(codes[keep_symbol]).tolist())
+            elif keep_symbol.any():
+                self.present.add(int(codes[0]))  # one symbol: the file's
             timed = ts[keep_symbol & ok_time]
             if len(timed):
                 lo, hi = int(timed.min()), int(timed.max())

@@ -13,10 +13,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeAlias
 
-from daemon.config import Loc, load_config
+from daemon.config import LoadedConfig, Loc, load_config
 from daemon.logs import EventLog
+from daemon.memory import release_freed_memory
 from daemon.replay.driver import replay
+from daemon.wiring import open_source
 from feeds.errors import ConfigError
+from feeds.replay import ReplaySource
 
 Mode: TypeAlias = Literal["serial", "processes", "dask"]
 
@@ -54,9 +57,13 @@ def run_job(job: Job) -> JobResult:
     """Replay one window (a module-level function: process pools and Dask pickle it by name)."""
     loaded = load_config(job.config_paths, dict(job.overrides))
     out = Path(job.out_dir)
-    # The source streams the job's range from the files: a worker holds a few batches of
-    # rows, not the data set, and parses only the rows its range keeps.
-    result = replay(loaded, out_dir=out, log=EventLog(io.StringIO()), warmup_from=job.warmup_from)
+    result = replay(
+        loaded,
+        out_dir=out,
+        log=EventLog(io.StringIO()),
+        warmup_from=job.warmup_from,
+        source=_HELD.get(loaded, job.warmup_from),
+    )
     equity: tuple[tuple[str, float], ...] = ()
     if job.want_equity:
         with (out / "equity.csv").open(newline="", encoding="utf-8") as f:
@@ -65,6 +72,56 @@ def run_job(job: Job) -> JobResult:
             at, value = header.index("time"), header.index("equity")
             equity = tuple((r[at], float(r[value])) for r in rows)
     return JobResult(summary=result.summary, equity=equity)
+
+
+class HeldRange:
+    """The rows of the last range this process replayed, held for the next job of the same
+    range (a fold's training jobs differ only in their grid point).
+
+    A job reads only its range from the files (`ReplaySource` streams them): a worker holds one
+    window of rows, never the whole data set. Keyed by what the rows depend on, the files'
+    sizes and modification times included, so a changed file is read again.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, ...] | None = None
+        self._source: ReplaySource | None = None
+
+    def get(self, loaded: LoadedConfig, warmup_from: date) -> ReplaySource:
+        """The rows of `loaded`'s data over the run's range from `warmup_from` on."""
+        settings = loaded.settings
+        data = settings.data
+        key = (
+            str(data.path),
+            tuple(settings.symbols or ()),
+            data.timezone,
+            data.timeframe,
+            warmup_from,
+            settings.run.end,
+            _stamp(Path(data.path)),
+        )
+        if self._source is None or key != self._key:
+            self.clear()
+            self._source = open_source(loaded, warmup_from=warmup_from).hold()
+            self._key = key
+            release_freed_memory()
+        return self._source
+
+    def clear(self) -> None:
+        """Drop the held rows."""
+        self._key = self._source = None
+
+
+_HELD = HeldRange()
+
+
+def _stamp(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """(name, size, mtime) of the file or of every file in the folder."""
+    try:
+        files = sorted(path.iterdir()) if path.is_dir() else [path]
+        return tuple((f.name, (st := f.stat()).st_size, st.st_mtime_ns) for f in files)
+    except OSError:
+        return ()  # the read itself reports the problem
 
 
 def runner(
@@ -85,7 +142,7 @@ def runner(
 
         return submit_dask, "dask", n, client.close
     if workers == 1:
-        return (lambda job: _Done(run_job(job))), "serial", 1, lambda: None
+        return (lambda job: _Done(run_job(job))), "serial", 1, _HELD.clear
     pool: Executor = ProcessPoolExecutor(max_workers=workers)
 
     def submit_pool(job: Job) -> Future:
