@@ -14,7 +14,7 @@ from feeds.columns import Columns
 from feeds.datafile import check_unique_columns
 from feeds.errors import SourceError, printable
 from feeds.sanity import Reason
-from feeds.timestamps import F64Array, I64Array, parse_numbers, parse_times
+from feeds.timestamps import F64Array, I64Array, numpy_of, parse_numbers, parse_times
 
 TIME_NAMES = ("timestamp", "date", "time", "datetime", "t")
 REQUIRED = (
@@ -214,7 +214,7 @@ class RowParser:
             mapping.append(self.code(text))
         # Null symbol cells take the file's stem (folder) or the empty symbol.
         table = np.array([*mapping, self.code(stem or "")], dtype=np.int64)
-        indices = np.asarray(encoded.indices.fill_null(len(mapping)).to_numpy(), dtype=np.int64)
+        indices = numpy_of(encoded.indices, pa.int64(), len(mapping))
         return np.asarray(table[indices], dtype=np.int64)
 
     def _record_problems(

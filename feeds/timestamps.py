@@ -133,11 +133,9 @@ def parse_numbers(column: pa.Array) -> tuple[F64Array, BoolArray, BoolArray]:
     typ = column.type
     if pa.types.is_string(typ) or pa.types.is_large_string(typ):
         column = pc.utf8_trim_whitespace(column)
-    null = np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=np.bool_)
+    null = numpy_of(column.is_null(), pa.bool_())
     try:
-        values = np.asarray(
-            column.cast(pa.float64()).fill_null(math.nan).to_numpy(), dtype=np.float64
-        )
+        values = numpy_of(column, pa.float64(), math.nan)
         return values, np.ones(n, np.bool_), null
     except _CAST_ERRORS:
         pass
@@ -148,7 +146,7 @@ def parse_numbers(column: pa.Array) -> tuple[F64Array, BoolArray, BoolArray]:
         block = column.slice(lo, _BLOCK)
         hi = lo + len(block)
         try:
-            values[lo:hi] = block.cast(pa.float64()).fill_null(math.nan).to_numpy()
+            values[lo:hi] = numpy_of(block, pa.float64(), math.nan)
             continue
         except _CAST_ERRORS:
             pass
@@ -192,22 +190,43 @@ def _localize(naive: pa.Array, zone: str) -> pa.Array:
     return pc.assume_timezone(naive, zone, ambiguous="earliest", nonexistent="earliest")
 
 
+def numpy_of(array: pa.Array, kind: pa.DataType, fill: float = 0) -> Any:
+    """`array` cast to `kind` (int64, float64 or bool) as a new numpy array, nulls as `fill`.
+
+    Read from the Arrow buffers: pyarrow's own conversion, and its scalars (``fill_null``),
+    import pandas, ~70 MB of memory for a process that needs none (a walk-forward's parent,
+    whose pages its forked workers share).
+    """
+    bools = pa.types.is_boolean(kind)
+    array = array.cast(pa.uint8() if bools else kind)
+    n = len(array)
+    dtype = np.dtype(np.uint8 if bools else np.int64 if pa.types.is_integer(kind) else np.float64)
+    if n == 0:
+        return np.zeros(0, np.bool_ if bools else dtype)
+    data = np.frombuffer(array.buffers()[1], dtype, count=n, offset=array.offset * dtype.itemsize)
+    out = data.astype(np.bool_) if bools else data.copy()
+    if array.null_count:
+        bits = np.unpackbits(np.frombuffer(array.buffers()[0], np.uint8), bitorder="little")
+        out[~bits[array.offset : array.offset + n].astype(np.bool_)] = fill
+    return out
+
+
 def _from_timestamps(column: pa.Array) -> tuple[I64Array, BoolArray]:
-    ok = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
-    ts = np.asarray(column.cast(pa.int64()).fill_null(0).to_numpy(), dtype=np.int64)
+    ok = numpy_of(column.is_valid(), pa.bool_())
+    ts = numpy_of(column, pa.int64())
     return ts, ok
 
 
 def _from_epoch(column: pa.Array) -> tuple[I64Array, BoolArray]:
-    ok = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
+    ok = numpy_of(column.is_valid(), pa.bool_())
     if pa.types.is_integer(column.type):
-        raw_int = np.asarray(column.cast(pa.int64()).fill_null(0).to_numpy(), dtype=np.int64)
+        raw_int = numpy_of(column, pa.int64())
         magnitude = np.abs(raw_int.astype(np.float64))
         mult = _multipliers(magnitude)
         ok &= magnitude * mult < _I64_MAX
         ts = np.where(ok, raw_int, 0) * mult
     else:
-        raw = np.asarray(column.cast(pa.float64()).fill_null(0.0).to_numpy(), dtype=np.float64)
+        raw = numpy_of(column, pa.float64())
         magnitude = np.abs(raw)
         mult = _multipliers(magnitude)
         with np.errstate(invalid="ignore"):
