@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 
+from feeds.bar import Bar
 from feeds.spacing import typical_spacing
 from feeds.timestamps import BoolArray, F64Array, I64Array
+
+_CHUNK = 16_384  # bars made at a time
 
 
 @dataclass(slots=True)
@@ -45,6 +49,31 @@ class Columns:
             vwap=self.vwap[index],
             vwap_null=self.vwap_null[index],
         )
+
+    def bars(self, names: Any) -> Iterator[tuple[Bar, int]]:
+        """(bar, origin) of each row; `names` holds the symbol of each code (numpy objects)."""
+        # `tuple.__new__(Bar, row)` makes a Bar without calling a Python-level __new__ (no
+        # argument parsing, no defaults): with map and zip the whole per-row loop runs in C.
+        make = tuple.__new__
+        for lo in range(0, len(self.ts), _CHUNK):
+            hi = lo + _CHUNK
+            bars = map(
+                make,
+                repeat(Bar),
+                zip(
+                    names[self.symbol[lo:hi]].tolist(),
+                    self.ts[lo:hi].tolist(),
+                    self.open[lo:hi].tolist(),
+                    self.high[lo:hi].tolist(),
+                    self.low[lo:hi].tolist(),
+                    self.close[lo:hi].tolist(),
+                    self.volume[lo:hi].tolist(),
+                    with_nulls(self.trade_count[lo:hi], self.trade_count_null[lo:hi]),
+                    with_nulls(self.vwap[lo:hi], self.vwap_null[lo:hi]),
+                    strict=True,
+                ),
+            )
+            yield from zip(bars, self.origin[lo:hi].tolist(), strict=True)
 
     @staticmethod
     def empty(n: int) -> Columns:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -33,7 +32,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from feeds.bar import Bar
-from feeds.columns import Columns, in_range, name_rank, replay_order, with_nulls
+from feeds.columns import Columns, in_range, name_rank, replay_order
 from feeds.datafile import (
     data_files,
     file_schema,
@@ -50,7 +49,6 @@ from feeds.timeframes import TIMEFRAME_NS, Timeframe, bar_spacing_ns
 from feeds.timestamps import BoolArray, I64Array
 
 __all__ = ["DataSettings", "ReplaySource", "RowProblem", "Timeframe"]
-_CHUNK = 16_384  # bars made at a time
 # Rows read at a time when streaming: what the source holds is a few batches per symbol.
 _BATCH = 8192
 _KEYS = ("ts", "symbol", "origin")  # the columns that decide the replay order
@@ -93,6 +91,7 @@ class _FilePart:
     path: Path
     stem: str | None
     labels: dict[str, str]
+    checked: tuple[str, ...]  # the columns whose parse decides which rows make bars
     first_row: int
     last_row: int
 
@@ -280,6 +279,16 @@ class ReplaySource:
         ts = np.concatenate([w.ts for w in windows])
         return bar_spacing_ns(ts, np.concatenate([w.symbol for w in windows]))
 
+    def times(self) -> I64Array:
+        """The bars' times in ns, in no particular order: reads no more of the files than it
+        takes to know which rows make bars."""
+        if self._parts is None:
+            return self.timestamps()
+        ts = [np.empty(0, np.int64)]
+        for parts in self._parts.values():
+            ts.extend(rows.ts for rows, _ in self._stream(parts, checked_only=True))
+        return np.concatenate(ts)
+
     def timestamps(self) -> I64Array:
         """The bars' times in ns, in replay order, without making the bars (read-only)."""
         ts = np.concatenate([np.empty(0, np.int64), *(w.ts for w in self._windows())])
@@ -289,29 +298,8 @@ class ReplaySource:
     def __iter__(self) -> Iterator[tuple[Bar, int]]:
         """Yield (bar, origin) in replay order; `describe(origin)` names the source row."""
         names = self._symbol_names
-        # `tuple.__new__(Bar, row)` makes a Bar without calling a Python-level __new__ (no
-        # argument parsing, no defaults): with map and zip the whole per-row loop runs in C.
-        make = tuple.__new__
         for rows in self._windows():
-            for lo in range(0, len(rows.ts), _CHUNK):
-                hi = lo + _CHUNK
-                bars = map(
-                    make,
-                    repeat(Bar),
-                    zip(
-                        names[rows.symbol[lo:hi]].tolist(),
-                        rows.ts[lo:hi].tolist(),
-                        rows.open[lo:hi].tolist(),
-                        rows.high[lo:hi].tolist(),
-                        rows.low[lo:hi].tolist(),
-                        rows.close[lo:hi].tolist(),
-                        rows.volume[lo:hi].tolist(),
-                        with_nulls(rows.trade_count[lo:hi], rows.trade_count_null[lo:hi]),
-                        with_nulls(rows.vwap[lo:hi], rows.vwap_null[lo:hi]),
-                        strict=True,
-                    ),
-                )
-                yield from zip(bars, rows.origin[lo:hi].tolist(), strict=True)
+            yield from rows.bars(names)
 
     def _windows(self) -> Iterator[Columns]:
         """The rows in replay order, a window at a time."""
@@ -405,6 +393,7 @@ class ReplaySource:
                     path=path,
                     stem=stem,
                     labels=labels,
+                    checked=tuple(read),
                     first_row=first_row,
                     last_row=last_row,
                 )
@@ -414,14 +403,17 @@ class ReplaySource:
             self._spacing.update(typical_spacing(ts, np.full(len(ts), code, np.int64)))
         return parts
 
-    def _stream(self, parts: list[_FilePart]) -> Iterator[tuple[Columns, I64Array]]:
+    def _stream(
+        self, parts: list[_FilePart], *, checked_only: bool = False
+    ) -> Iterator[tuple[Columns, I64Array]]:
         """One symbol's rows in the range, in stream order, a batch at a time, with the
-        running maximum of their times (`feeds.merge`)."""
+        running maximum of their times (`feeds.merge`). With `checked_only`, only the columns
+        that decide which rows make bars are read (the others are NaN)."""
         start_ns, end_ns = self._start_ns, self._end_ns
         carry: int | None = None
         for part in parts:
             name = self._files[part.index]
-            columns = list(part.labels.values())
+            columns = list(part.checked if checked_only else part.labels.values())
             for batch, rows in read_batches(part.path, columns, self._batch_rows):
                 if rows[-1] < part.first_row:
                     continue

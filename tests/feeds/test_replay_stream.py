@@ -94,6 +94,7 @@ def test_a_streamed_source_is_the_source_read_whole(
         return
     assert streamed._parts is not None  # streamed, not read whole
     assert len(streamed) == len(list(streamed))
+    assert sorted(streamed.times().tolist()) == sorted(whole.window(start_ns, end_ns).times())
     same(streamed, whole.window(start_ns, end_ns))
     same(streamed.hold(), whole.window(start_ns, end_ns))
     same(streamed, whole.window(start_ns, end_ns))  # held: iterates again, the same
