@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
@@ -51,29 +51,34 @@ class Columns:
         )
 
     def bars(self, names: Any) -> Iterator[tuple[Bar, int]]:
-        """(bar, origin) of each row; `names` holds the symbol of each code (numpy objects)."""
+        """(bar, origin) of each row; `names` holds the symbol of each code (numpy objects).
+
+        Built of C iterators (chain, zip, map) over chunks of rows: no Python frame per bar.
+        """
+        return chain.from_iterable(
+            self._chunk(names, lo, lo + _CHUNK) for lo in range(0, len(self.ts), _CHUNK)
+        )
+
+    def _chunk(self, names: Any, lo: int, hi: int) -> Iterator[tuple[Bar, int]]:
         # `tuple.__new__(Bar, row)` makes a Bar without calling a Python-level __new__ (no
         # argument parsing, no defaults): with map and zip the whole per-row loop runs in C.
-        make = tuple.__new__
-        for lo in range(0, len(self.ts), _CHUNK):
-            hi = lo + _CHUNK
-            bars = map(
-                make,
-                repeat(Bar),
-                zip(
-                    names[self.symbol[lo:hi]].tolist(),
-                    self.ts[lo:hi].tolist(),
-                    self.open[lo:hi].tolist(),
-                    self.high[lo:hi].tolist(),
-                    self.low[lo:hi].tolist(),
-                    self.close[lo:hi].tolist(),
-                    self.volume[lo:hi].tolist(),
-                    with_nulls(self.trade_count[lo:hi], self.trade_count_null[lo:hi]),
-                    with_nulls(self.vwap[lo:hi], self.vwap_null[lo:hi]),
-                    strict=True,
-                ),
-            )
-            yield from zip(bars, self.origin[lo:hi].tolist(), strict=True)
+        bars = map(
+            tuple.__new__,
+            repeat(Bar),
+            zip(
+                names[self.symbol[lo:hi]].tolist(),
+                self.ts[lo:hi].tolist(),
+                self.open[lo:hi].tolist(),
+                self.high[lo:hi].tolist(),
+                self.low[lo:hi].tolist(),
+                self.close[lo:hi].tolist(),
+                self.volume[lo:hi].tolist(),
+                with_nulls(self.trade_count[lo:hi], self.trade_count_null[lo:hi]),
+                with_nulls(self.vwap[lo:hi], self.vwap_null[lo:hi]),
+                strict=True,
+            ),
+        )
+        return zip(bars, self.origin[lo:hi].tolist(), strict=True)
 
     @staticmethod
     def empty(n: int) -> Columns:

@@ -45,6 +45,7 @@ def merge_streams(
         ranks: each stream's symbol rank by name (ties of the running time go to the lower).
     """
     buffers: list[_Buffer | None] = [None] * len(streams)
+    order = sorted(range(len(streams)), key=lambda i: ranks[i])
     live = set(range(len(streams)))
 
     def refill(i: int) -> None:
@@ -69,8 +70,8 @@ def merge_streams(
         bound = min(lasts, default=None)
         pieces: list[Columns] = []
         keys: list[I64Array] = []
-        rank_keys: list[I64Array] = []
-        for i, held in enumerate(buffers):
+        for i in order:
+            held = buffers[i]
             if held is None:
                 continue
             cut = (
@@ -82,17 +83,17 @@ def merge_streams(
                 continue
             pieces.append(held.rows.take(slice(0, cut)))
             keys.append(held.running[:cut])
-            rank_keys.append(np.full(cut, ranks[i], np.int64))
             rest = len(held.running) - cut
             buffers[i] = (
                 None if rest == 0 else _Buffer(held.rows.take(slice(cut, None)), held.running[cut:])
             )
-        if pieces:
-            window = pieces[0] if len(pieces) == 1 else Columns.concat(pieces)
-            if len(pieces) > 1:
-                # Stable: rows of one stream keep their order.
-                window = window.take(np.lexsort((np.concatenate(rank_keys), np.concatenate(keys))))
-            yield window
+        if len(pieces) == 1:
+            yield pieces[0]
+        elif pieces:
+            # The pieces are in rank order and each is sorted: a stable sort by time alone
+            # gives (time, rank, stream order), and finds the sorted runs cheaply.
+            perm = np.argsort(np.concatenate(keys), kind="stable")
+            yield Columns.concat(pieces).take(perm)
         if bound is None:
             return
         for i in [i for i in live if (b := buffers[i]) is not None and b.running[-1] == bound]:

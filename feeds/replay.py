@@ -8,10 +8,17 @@ otherwise). Column names are case-insensitive:
     prices    ``open high low close`` (or ``o h l c``), ``volume`` (or ``v``), required
     optional  ``trade_count`` (or ``n``), ``vwap`` (or ``vw``)
 
-Time forms are those of `feeds.timestamps`. Every file is parsed when the source is opened:
+Time forms are those of `feeds.timestamps`. Every file is read when the source is opened:
 problems with a whole file raise `SourceError`; a row whose time or a value cannot be parsed
 becomes a `RowProblem` and the other rows still load. Empty price cells become NaN, which the
 sanity check rejects.
+
+Memory: when each file holds one symbol (a folder of per-symbol files, the usual layout) and
+no stream is newest-first, the source streams. Opening it reads the files a batch at a time
+(for Parquet files of number columns, only the time column) to note the problems, symbols,
+span, spacing and the range's rows; iterating reads them again, a batch at a time, and merges
+the symbols in replay order as it goes (`feeds.merge`). What it holds is a few batches, not
+the history. Other layouts are read whole, once.
 
 Order: all symbols merged by time, ties by symbol. Within one symbol the file's order is kept,
 so a row that goes back in time arrives where it stands and the sanity check rejects it; only a
@@ -23,6 +30,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -298,8 +306,7 @@ class ReplaySource:
     def __iter__(self) -> Iterator[tuple[Bar, int]]:
         """Yield (bar, origin) in replay order; `describe(origin)` names the source row."""
         names = self._symbol_names
-        for rows in self._windows():
-            yield from rows.bars(names)
+        return chain.from_iterable(rows.bars(names) for rows in self._windows())
 
     def _windows(self) -> Iterator[Columns]:
         """The rows in replay order, a window at a time."""
