@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -157,3 +159,19 @@ def test_the_merge_orders_by_running_time_then_rank(streams: list[list[int]], ba
         running = np.maximum.accumulate(np.array(ts))
         keys += [(int(r), ranks[i], k, i) for k, r in enumerate(running)]
     assert got == [(i, k) for _, _, k, i in sorted(keys)]
+
+
+def test_reading_parquet_times_does_not_import_pandas() -> None:
+    # pyarrow's conversions import pandas (~70 MB): a walk-forward's parent, whose pages its
+    # workers share, reads the times of the data without it.
+    root = Path(__file__).resolve().parents[2]
+    code = (
+        "import sys; from pathlib import Path; from feeds.replay import ReplaySource\n"
+        "s = ReplaySource(Path('data/sample/minute'), timeframe='1Min')\n"
+        "assert len(s.times()) == len(s) > 0\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "False"
