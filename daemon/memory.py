@@ -7,19 +7,28 @@ import ctypes.util
 import functools
 from collections.abc import Callable
 
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
+_MMAP_THRESHOLD = 128 * 1024  # glibc's default, kept fixed
+
 
 def arrow_on_system_heap() -> None:
     """Make Arrow allocate from the C library's heap, not its default pool (mimalloc or
-    jemalloc), for the rest of the process.
+    jemalloc), and have the heap map large blocks on their own, for the rest of the process.
 
-    Tables read from data files live only until their columns are parsed; the default pool
-    keeps what they freed (about 75 MB at 1.47M bars), the heap hands it back at the next
-    `release_freed_memory`. Called before a parse by the drivers (not by `feeds`: it is a
-    choice for the whole process).
+    A replay reads its files a batch at a time (`feeds.replay.ReplaySource`): the batches'
+    Arrow buffers and numpy columns live a moment each, between the long-lived objects of the
+    run. The default pool would keep what they freed; glibc, which raises its mapping
+    threshold after the first large free, would then put them in the heap, fragment it and
+    keep its pages (about 80 MB over 1.47M bars). With the threshold fixed at its default,
+    every block of 128 KiB or more is mapped alone and handed back when freed. Called before
+    a parse by the drivers (not by `feeds`: it is a choice for the whole process).
     """
     import pyarrow as pa
 
     pa.set_memory_pool(pa.system_memory_pool())
+    mallopt = _libc_function("mallopt")
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
 
 
 def release_freed_memory() -> None:
@@ -30,18 +39,19 @@ def release_freed_memory() -> None:
     but glibc keeps those pages mapped: at 1.47M bars the process stays at ~600 MB where ~250 MB
     is in use. Called once after a parse, it costs a few milliseconds.
     """
-    trim = _malloc_trim()
+    trim = _libc_function("malloc_trim")
     if trim is not None:
         trim(0)
 
 
 @functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
+def _libc_function(symbol: str) -> Callable[..., int] | None:
+    """A function of glibc's allocator, or None where there is no glibc."""
     name = ctypes.util.find_library("c")
     if name is None:
         return None
     try:
-        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
+        function: Callable[..., int] = getattr(ctypes.CDLL(name), symbol)
     except (OSError, AttributeError):  # not glibc (musl, macOS)
         return None
-    return trim
+    return function

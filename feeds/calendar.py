@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import warnings
+from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -141,78 +142,111 @@ class SessionCalendar:
         if self._last_year >= self._first_year:
             first_year = min(first_year, self._first_year)
             last_year = max(last_year, self._last_year)
-        if self.name == _SHIPPED:
-            table_first, table_last, _ = _shipped_table()
-            if table_first <= first_year and last_year <= table_last:
-                self._build_from_table(
-                    max(first_year - _MARGIN_YEARS, table_first),
-                    min(last_year + _MARGIN_YEARS, table_last),
-                )
-                return
-        import exchange_calendars as xcals
+        built = _built(self.name, first_year, last_year)
+        self._tz = built.tz
+        self._session_days = built.session_days
+        self._by_day = built.by_day
+        self._first_year = built.first_year
+        self._last_year = built.last_year
+        self._day_lo = self._day_hi = 0
 
-        with warnings.catch_warnings():
-            # exchange_calendars triggers pandas deprecation warnings inside its own code; they
-            # are not ours to fix and would fail runs that turn warnings into errors.
-            warnings.simplefilter("ignore")
-            # A build costs about the same (~0.4 s) for one year or forty: build a margin of
-            # years around the request, so a run crossing New Year does not build again.
+
+@dataclass(frozen=True, slots=True)
+class _Built:
+    """Sessions of whole years, built once per process and shared by every calendar of the
+    exchange (read only): a walk-forward worker makes a calendar for each of its replays."""
+
+    tz: dt.tzinfo
+    session_days: np.ndarray[Any, np.dtype[np.int64]]
+    by_day: dict[int, tuple[int, int]]
+    first_year: int
+    last_year: int
+
+
+_BUILT: dict[str, _Built] = {}
+
+
+def _built(name: str, first_year: int, last_year: int) -> _Built:
+    """The sessions of `name` over at least [first_year, last_year], built if not held."""
+    held = _BUILT.get(name)
+    if held is not None and held.first_year <= first_year and last_year <= held.last_year:
+        return held
+    if name == _SHIPPED:
+        table_first, table_last, _ = _shipped_table()
+        if table_first <= first_year and last_year <= table_last:
+            built = _from_table(
+                max(first_year - _MARGIN_YEARS, table_first),
+                min(last_year + _MARGIN_YEARS, table_last),
+            )
+            _BUILT[name] = built
+            return built
+    import exchange_calendars as xcals
+
+    with warnings.catch_warnings():
+        # exchange_calendars triggers pandas deprecation warnings inside its own code; they
+        # are not ours to fix and would fail runs that turn warnings into errors.
+        warnings.simplefilter("ignore")
+        # A build costs about the same (~0.4 s) for one year or forty: build a margin of
+        # years around the request, so a run crossing New Year does not build again.
+        try:
+            cal = xcals.get_calendar(
+                name,
+                start=f"{first_year - _MARGIN_YEARS}-01-01",
+                end=f"{last_year + _MARGIN_YEARS}-12-31",
+            )
+            first_year -= _MARGIN_YEARS
+            last_year += _MARGIN_YEARS
+        except (ValueError, xcals.errors.CalendarError):
             try:
                 cal = xcals.get_calendar(
-                    self.name,
-                    start=f"{first_year - _MARGIN_YEARS}-01-01",
-                    end=f"{last_year + _MARGIN_YEARS}-12-31",
+                    name, start=f"{first_year}-01-01", end=f"{last_year}-12-31"
                 )
-                first_year -= _MARGIN_YEARS
-                last_year += _MARGIN_YEARS
-            except (ValueError, xcals.errors.CalendarError):
-                try:
-                    cal = xcals.get_calendar(
-                        self.name, start=f"{first_year}-01-01", end=f"{last_year}-12-31"
-                    )
-                except (ValueError, xcals.errors.CalendarError) as e:
-                    raise ValueError(
-                        f"{self.name}: no calendar for {first_year}-{last_year}: {e}"
-                    ) from e
-            session_days = cal.sessions.values.astype("datetime64[D]").astype(np.int64)
-            opens = np.asarray(cal.opens_nanos, dtype=np.int64)
-            closes = np.asarray(cal.closes_nanos, dtype=np.int64)
-        self._tz = cal.tz
-        self._session_days = session_days
-        self._by_day = {
+            except (ValueError, xcals.errors.CalendarError) as e:
+                raise ValueError(f"{name}: no calendar for {first_year}-{last_year}: {e}") from e
+        session_days = cal.sessions.values.astype("datetime64[D]").astype(np.int64)
+        opens = np.asarray(cal.opens_nanos, dtype=np.int64)
+        closes = np.asarray(cal.closes_nanos, dtype=np.int64)
+    built = _Built(
+        tz=cal.tz,
+        session_days=session_days,
+        by_day={
             int(d): (int(o), int(c))
             for d, o, c in zip(session_days.tolist(), opens.tolist(), closes.tolist(), strict=True)
-        }
-        self._first_year = first_year
-        self._last_year = last_year
-        self._day_lo = self._day_hi = 0
+        },
+        first_year=first_year,
+        last_year=last_year,
+    )
+    _BUILT[name] = built
+    return built
 
-    def _build_from_table(self, first_year: int, last_year: int) -> None:
-        """The sessions of whole years from the shipped table: weekdays at regular hours but
-        for the days it names."""
-        _, _, (closed, special) = _shipped_table()
-        shut = set(closed)
-        tz = self._tz
-        by_day: dict[int, tuple[int, int]] = {}
-        day = dt.date(first_year, 1, 1)
-        one_day = dt.timedelta(days=1)
-        regular = (calendar_table.REGULAR_OPEN, calendar_table.REGULAR_CLOSE)
-        while day.year <= last_year:
-            hours = special.get(day)
-            if hours is None and day.weekday() < 5 and day not in shut:
-                hours = regular
-            if hours is not None:
-                midnight = dt.datetime(day.year, day.month, day.day, tzinfo=tz)
-                by_day[_epoch_day(day)] = (
-                    _at_minute(midnight, hours[0]),
-                    _at_minute(midnight, hours[1]),
-                )
-            day += one_day
-        self._by_day = by_day
-        self._session_days = np.fromiter(by_day, dtype=np.int64, count=len(by_day))
-        self._first_year = first_year
-        self._last_year = last_year
-        self._day_lo = self._day_hi = 0
+
+def _from_table(first_year: int, last_year: int) -> _Built:
+    """NYSE's sessions of whole years from the shipped table: weekdays at regular hours but for
+    the days it names."""
+    _, _, (closed, special) = _shipped_table()
+    shut = set(closed)
+    by_day: dict[int, tuple[int, int]] = {}
+    day = dt.date(first_year, 1, 1)
+    one_day = dt.timedelta(days=1)
+    regular = (calendar_table.REGULAR_OPEN, calendar_table.REGULAR_CLOSE)
+    while day.year <= last_year:
+        hours = special.get(day)
+        if hours is None and day.weekday() < 5 and day not in shut:
+            hours = regular
+        if hours is not None:
+            midnight = dt.datetime(day.year, day.month, day.day, tzinfo=_SHIPPED_TZ)
+            by_day[_epoch_day(day)] = (
+                _at_minute(midnight, hours[0]),
+                _at_minute(midnight, hours[1]),
+            )
+        day += one_day
+    return _Built(
+        tz=_SHIPPED_TZ,
+        session_days=np.fromiter(by_day, dtype=np.int64, count=len(by_day)),
+        by_day=by_day,
+        first_year=first_year,
+        last_year=last_year,
+    )
 
 
 # The calendar shipped as a table (feeds/xnys_sessions.txt), and its time zone.

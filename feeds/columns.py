@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
 
+from feeds.bar import Bar
 from feeds.spacing import typical_spacing
 from feeds.timestamps import BoolArray, F64Array, I64Array
+
+_CHUNK = 16_384  # bars made at a time
 
 
 @dataclass(slots=True)
@@ -44,6 +48,58 @@ class Columns:
             trade_count_null=self.trade_count_null[index],
             vwap=self.vwap[index],
             vwap_null=self.vwap_null[index],
+        )
+
+    def bars(self, names: Any) -> Iterator[tuple[Bar, int]]:
+        """(bar, origin) of each row; `names` holds the symbol of each code (numpy objects).
+
+        Built of C iterators (chain, zip, map) over chunks of rows: no Python frame per bar.
+        """
+        return chain.from_iterable(
+            self._chunk(names, lo, lo + _CHUNK) for lo in range(0, len(self.ts), _CHUNK)
+        )
+
+    def _chunk(self, names: Any, lo: int, hi: int) -> Iterator[tuple[Bar, int]]:
+        # `tuple.__new__(Bar, row)` makes a Bar without calling a Python-level __new__ (no
+        # argument parsing, no defaults): with map and zip the whole per-row loop runs in C.
+        bars = map(
+            tuple.__new__,
+            repeat(Bar),
+            zip(
+                names[self.symbol[lo:hi]].tolist(),
+                self.ts[lo:hi].tolist(),
+                self.open[lo:hi].tolist(),
+                self.high[lo:hi].tolist(),
+                self.low[lo:hi].tolist(),
+                self.close[lo:hi].tolist(),
+                self.volume[lo:hi].tolist(),
+                with_nulls(self.trade_count[lo:hi], self.trade_count_null[lo:hi]),
+                with_nulls(self.vwap[lo:hi], self.vwap_null[lo:hi]),
+                strict=True,
+            ),
+        )
+        return zip(bars, self.origin[lo:hi].tolist(), strict=True)
+
+    @staticmethod
+    def empty(n: int) -> Columns:
+        """`n` rows to fill (`put`)."""
+        kinds: dict[str, Any] = dict.fromkeys(Columns.__slots__, np.float64)
+        kinds |= dict.fromkeys(("ts", "symbol", "origin", "trade_count"), np.int64)
+        kinds |= dict.fromkeys(("trade_count_null", "vwap_null"), np.bool_)
+        return Columns(**{name: np.empty(n, kind) for name, kind in kinds.items()})
+
+    def put(self, at: int, rows: Columns) -> None:
+        """Copy `rows` into these from row `at` on."""
+        end = at + len(rows.ts)
+        for name in Columns.__slots__:
+            getattr(self, name)[at:end] = getattr(rows, name)
+
+    @staticmethod
+    def concat(parts: Sequence[Columns]) -> Columns:
+        """The rows of `parts`, one after another."""
+        names = Columns.__slots__
+        return Columns(
+            **{name: np.concatenate([getattr(p, name) for p in parts]) for name in names}
         )
 
     @staticmethod
@@ -123,5 +179,10 @@ def replay_order(
     for lo, hi in zip(sym_starts.tolist(), sym_ends.tolist(), strict=True):
         np.maximum.accumulate(ts[lo:hi], out=running[lo:hi])
     # Symbols are compared by name, not by code (codes follow file order).
-    rank = np.argsort(np.argsort(np.array(list(symbol_names), dtype=object), kind="stable"))
-    return perm[np.lexsort((rank[symbol], running))], spacing
+    return perm[np.lexsort((name_rank(symbol_names)[symbol], running))], spacing
+
+
+def name_rank(names: Sequence[str]) -> I64Array:
+    """The rank of each symbol code by the symbol's name."""
+    order = np.argsort(np.array(list(names), dtype=object), kind="stable")
+    return np.asarray(np.argsort(order), dtype=np.int64)

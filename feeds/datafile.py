@@ -11,18 +11,20 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from feeds.errors import SourceError
+from feeds.errors import SourceError, printable
 from feeds.timestamps import I64Array
 
 _OTHER_DELIMITERS = {";": "';'", "\t": "tabs", "|": "'|'"}
+_SUFFIXES = (".csv", ".parquet")
 _SHOWN = 60  # characters of a bad line quoted in a message
 
 
@@ -73,6 +75,89 @@ def read_table(path: Path) -> tuple[pa.Table, I64Array | None]:
     else:
         lines = np.arange(2, table.num_rows + 2, dtype=np.int64)
     return table, lines
+
+
+def read_batches(
+    path: Path, columns: Sequence[str], batch_rows: int
+) -> Iterator[tuple[Any, I64Array]]:
+    """Read a file `batch_rows` rows at a time: (table or record batch of `columns`, the row
+    number of each row: CSV line numbers, 1-based Parquet rows).
+
+    A Parquet file is decoded batch by batch, so that memory stays bounded by the batch, not
+    the file; a CSV is read whole (`read_table`) and handed out in slices.
+
+    Raises:
+        SourceError: as `read_table`.
+    """
+    if path.suffix.lower() != ".parquet":
+        table, lines = read_table(path)
+        assert lines is not None
+        yield from table_slices(table, lines, columns, batch_rows)
+        return
+    first = 1
+    try:
+        # One thread: the decoding threads' own heaps would keep more memory than they save
+        # time on a few columns.
+        reader = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+        for batch in reader.iter_batches(
+            batch_size=batch_rows, columns=list(columns), use_threads=False
+        ):
+            yield batch, np.arange(first, first + batch.num_rows, dtype=np.int64)
+            first += batch.num_rows
+    except (OSError, pa.ArrowException) as e:
+        raise SourceError(f"{path}: cannot read: {_one_line(str(e))}") from e
+
+
+def table_slices(
+    table: pa.Table, lines: I64Array, columns: Sequence[str], batch_rows: int
+) -> Iterator[tuple[pa.Table, I64Array]]:
+    """A table read whole, `batch_rows` rows at a time, as `read_batches` hands them out."""
+    table = table.select(list(columns))
+    for lo in range(0, table.num_rows, batch_rows):
+        yield table.slice(lo, batch_rows), lines[lo : lo + batch_rows]
+
+
+def file_schema(path: Path) -> tuple[list[str], dict[str, pa.DataType], int] | None:
+    """(column names, their types, rows) of a Parquet file from its footer; None for a CSV
+    (its columns are all text and known only by reading it).
+
+    Raises:
+        SourceError: the file cannot be read.
+    """
+    if path.suffix.lower() != ".parquet":
+        return None
+    try:
+        meta = pq.ParquetFile(path)
+        schema = meta.schema_arrow
+        rows = meta.metadata.num_rows
+    except (OSError, pa.ArrowException) as e:
+        raise SourceError(f"{path}: cannot read: {_one_line(str(e))}") from e
+    return list(schema.names), {f.name: f.type for f in schema}, rows
+
+
+def data_files(path: Path, wanted: set[str] | None) -> list[tuple[Path, str | None]]:
+    """The data files of `path` (a file, or a folder's .csv and .parquet files in name order)
+    with their symbol stems (None for a single file). With `wanted`, other symbols' files are
+    left out unless they may carry a ``symbol`` column.
+
+    Raises:
+        SourceError: the path is missing or unreadable, or the folder has no data file.
+    """
+    try:
+        if not path.exists():
+            raise SourceError(f"{printable(str(path))}: no such file or folder")
+        if path.is_file():
+            return [(path, None)]
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _SUFFIXES)
+    except (OSError, ValueError) as e:  # a name the OS refuses, a folder we may not list
+        raise SourceError(f"{printable(str(path))}: cannot read: {e}") from None
+    if not files:
+        raise SourceError(f"{path}: folder has no .csv or .parquet files")
+    stems = [(f, f.stem.strip().upper()) for f in files]
+    if wanted is not None:
+        # Skip other symbols' files unread, unless they may carry a `symbol` column.
+        stems = [(f, s) for f, s in stems if s in wanted or has_symbol_column(f)]
+    return list(stems)
 
 
 def has_symbol_column(path: Path) -> bool:

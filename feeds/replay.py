@@ -8,10 +8,17 @@ otherwise). Column names are case-insensitive:
     prices    ``open high low close`` (or ``o h l c``), ``volume`` (or ``v``), required
     optional  ``trade_count`` (or ``n``), ``vwap`` (or ``vw``)
 
-Time forms are those of `feeds.timestamps`. Every file is parsed when the source is opened:
+Time forms are those of `feeds.timestamps`. Every file is read when the source is opened:
 problems with a whole file raise `SourceError`; a row whose time or a value cannot be parsed
 becomes a `RowProblem` and the other rows still load. Empty price cells become NaN, which the
 sanity check rejects.
+
+Memory: when each file holds one symbol (a folder of per-symbol files, the usual layout) and
+no stream is newest-first, the source streams. Opening it reads the files a batch at a time
+(for Parquet files of number columns, only the time column) to note the problems, symbols,
+span, spacing and the range's rows; iterating reads them again, a batch at a time, and merges
+the symbols in replay order as it goes (`feeds.merge`). What it holds is a few batches, not
+the history. Other layouts are read whole, once.
 
 Order: all symbols merged by time, ties by symbol. Within one symbol the file's order is kept,
 so a row that goes back in time arrives where it stands and the sanity check rejects it; only a
@@ -23,8 +30,9 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import chain
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -32,30 +40,25 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from feeds.bar import Bar
-from feeds.columns import Columns, in_range, replay_order, with_nulls
-from feeds.datafile import check_unique_columns, has_symbol_column, read_table
+from feeds.columns import Columns, in_range, name_rank, replay_order
+from feeds.datafile import (
+    data_files,
+    file_schema,
+    read_batches,
+    read_table,
+    table_slices,
+)
 from feeds.days import describe_range, describe_span
-from feeds.errors import SourceError, printable
-from feeds.sanity import Reason
-from feeds.spacing import check_spacing
+from feeds.errors import SourceError
+from feeds.merge import merge_streams, running_max
+from feeds.rows import ROW_BITS, ROW_MASK, VALUES, RowParser, RowProblem, one_array
+from feeds.spacing import SAMPLE_GAPS, check_spacing, typical_spacing
 from feeds.timeframes import TIMEFRAME_NS, Timeframe, bar_spacing_ns
-from feeds.timestamps import BoolArray, F64Array, I64Array, numpy_of, parse_numbers, parse_times
+from feeds.timestamps import BoolArray, I64Array
 
 __all__ = ["DataSettings", "ReplaySource", "RowProblem", "Timeframe"]
-_TIME_NAMES = ("timestamp", "date", "time", "datetime", "t")
-_REQUIRED = (
-    ("open", ("open", "o")),
-    ("high", ("high", "h")),
-    ("low", ("low", "l")),
-    ("close", ("close", "c")),
-    ("volume", ("volume", "v")),
-)
-_OPTIONAL = (("trade_count", ("trade_count", "n")), ("vwap", ("vwap", "vw")))
-_SUFFIXES = (".csv", ".parquet")
-# origin = file_index << _ROW_BITS | row: cheap to carry per bar, decoded only when reported.
-_ROW_BITS = 40
-_ROW_MASK = (1 << _ROW_BITS) - 1
-_CHUNK = 16_384
+# Rows read at a time when streaming: what the source holds is a few batches per symbol.
+_BATCH = 8192
 _KEYS = ("ts", "symbol", "origin")  # the columns that decide the replay order
 
 
@@ -88,22 +91,17 @@ class DataSettings(BaseModel):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RowProblem:
-    """A source row that could not become a bar.
+class _FilePart:
+    """One file's share of a streamed symbol: where to read it, and which of its rows (by row
+    number) the range keeps, so that a second read skips the rest unparsed."""
 
-    Attributes:
-        file: the file path as given.
-        row: CSV line number (header is line 1) or 1-based Parquet row.
-        symbol: the row's symbol.
-        time: the raw text of the row's time value.
-        reason: a `Reason` value (``unparseable_time`` or ``unparseable_value``).
-    """
-
-    file: str
-    row: int
-    symbol: str
-    time: str
-    reason: str
+    index: int
+    path: Path
+    stem: str | None
+    labels: dict[str, str]
+    checked: tuple[str, ...]  # the columns whose parse decides which rows make bars
+    first_row: int
+    last_row: int
 
 
 class ReplaySource:
@@ -117,8 +115,8 @@ class ReplaySource:
         timezone: zone of naive timestamps (see `DataSettings`).
         timeframe: the configured bar interval; when given, bars spaced otherwise are refused
             (`feeds.spacing.check_spacing`).
-        reusable: keep the whole parse so that `window` can cut other ranges from it (a
-            walk-forward worker parses its data once for all its jobs).
+        reusable: keep the whole parse so that `window` can cut other ranges from it.
+        batch_rows: rows read at a time when streaming.
 
     Raises:
         SourceError: the path is missing; a folder has no .csv/.parquet file; a file is empty,
@@ -144,6 +142,7 @@ class ReplaySource:
         timezone: str | None = None,
         timeframe: Timeframe | None = None,
         reusable: bool = False,
+        batch_rows: int = _BATCH,
     ) -> None:
         if timezone is not None:
             _check_zone(timezone)
@@ -151,29 +150,38 @@ class ReplaySource:
         self._wanted = None if symbols is None else {s.strip().upper() for s in symbols}
         if self._wanted is not None and not self._wanted:
             raise ValueError("symbols is empty: pass None to keep every symbol")
-        self._start_ns = start_ns
-        self._end_ns = end_ns
-        self.problems: list[RowProblem] = []
-        self.rows_read = 0
-        self._files: list[str] = []
-        self._symbol_table: list[str] = []
-        self._symbol_codes: dict[str, int] = {}
-        self._present: set[int] = set()  # codes with rows (after the symbol filter)
-        self._span: tuple[int, int] | None = None  # first and last time of those rows
-        self._spacing: dict[int, int] = {}  # symbol code -> typical gap (`spacing`)
-
         self._path = path
-        # Every row problem with its time (None: the time itself is the problem), whatever the
-        # range: a range keeps those in it (`_cut`).
-        self._all_problems: list[tuple[RowProblem, int | None]] = []
-        parts = [self._load(i, f, stem) for i, (f, stem) in enumerate(self._list_files(path))]
-        found = {self._symbol_table[c] for c in self._present}
+        self._batch_rows = batch_rows
+        self._rows: Columns | None = None  # the range's rows, parsed whole
+        self._parts: dict[int, list[_FilePart]] | None = None  # symbol code -> its files
+        self._count = 0
+        self._spacing: dict[int, int] = {}  # symbol code -> typical gap (`spacing`)
+        self._every: Columns | None = None
+        files = data_files(path, self._wanted)
+        self._parser = RowParser(timezone, self._wanted)
+        self._files: list[str] = []
+        if not reusable:
+            self._parts = self._scan(files, start_ns, end_ns)
+        if not reusable and self._parts is None:
+            # Several symbols in one file, or a stream newest-first: read whole.
+            self._parser = RowParser(timezone, self._wanted)
+            self._files = []
+            self._count = 0
+            self._spacing = {}
+        if self._parts is None:
+            parts = [self._load(i, f, stem) for i, (f, stem) in enumerate(files)]
+        self._symbol_table = self._parser.symbol_table
+        found = {self._symbol_table[c] for c in self._parser.present}
         if self._wanted is not None:
             missing = sorted(self._wanted - found)
             if missing:
                 raise SourceError(f"{path}: no data for symbol(s) {', '.join(missing)}")
         self.symbols: tuple[str, ...] = tuple(sorted(found))
+        self.rows_read = self._parser.rows_read
         self._symbol_names = np.array([*self._symbol_table, ""], dtype=object)
+        if self._parts is not None:
+            self._settle(start_ns, end_ns, timeframe)
+            return
         # Order by the three key columns alone, then copy each column once, in that order,
         # freeing the file's column as it goes: the parse holds about one copy of the data.
         ts, symbol, origin = (np.concatenate([getattr(p, k) for p in parts]) for k in _KEYS)
@@ -191,7 +199,8 @@ class ReplaySource:
         if reusable:
             self._cut(rows, start_ns, end_ns, timeframe)
         else:
-            self._settle(rows, start_ns, end_ns, timeframe)
+            self._rows = rows
+            self._settle(start_ns, end_ns, timeframe)
 
     def window(
         self, start_ns: int | None, end_ns: int | None, timeframe: Timeframe | None = None
@@ -221,30 +230,40 @@ class ReplaySource:
         [start_ns, end_ns)."""
         if start_ns is not None or end_ns is not None:
             every = self._order(every.take(in_range(every.ts, start_ns, end_ns)))
-        self._settle(every, start_ns, end_ns, timeframe)
+        self._rows = every
+        self._settle(start_ns, end_ns, timeframe)
 
     def _settle(
-        self,
-        rows: Columns,
-        start_ns: int | None,
-        end_ns: int | None,
-        timeframe: Timeframe | None,
+        self, start_ns: int | None, end_ns: int | None, timeframe: Timeframe | None
     ) -> None:
-        """Take `rows` (the range's, in replay order) and the range's problems; check both."""
+        """Take the range's problems; check the range and the spacing."""
         self._start_ns, self._end_ns = start_ns, end_ns
-        self._rows = rows
+        if self._rows is not None:
+            self._count = len(self._rows.ts)
         self.problems = [
             p
-            for p, ts in self._all_problems
+            for p, ts in self._parser.problems
             if ts is None or bool(in_range(np.array([ts], np.int64), start_ns, end_ns)[0])
         ]
-        if len(rows.ts) == 0 and (start_ns is not None or end_ns is not None):
+        if self._count == 0 and (start_ns is not None or end_ns is not None):
             raise SourceError(
                 f"{self._path}: no bars in {describe_range(start_ns, end_ns)} (the range "
-                f"asked); the data {describe_span(self._span)}"
+                f"asked); the data {describe_span(self._parser.span)}"
             )
         if timeframe is not None:
             check_spacing(str(self._path), self.spacing(), timeframe)
+
+    def hold(self) -> ReplaySource:
+        """Read the range's rows into memory (once), so that the source can be iterated again
+        without reading the files: for several replays of one range. Returns self."""
+        if self._rows is None:
+            held = Columns.empty(self._count)
+            at = 0
+            for window in self._windows():
+                held.put(at, window)
+                at += len(window.ts)
+            self._rows, self._parts = held, None
+        return self
 
     def spacing(self) -> dict[str, int]:
         """Symbol -> the typical gap between its bars, in ns (`feeds.spacing.typical_spacing`)."""
@@ -252,72 +271,196 @@ class ReplaySource:
 
     def describe(self, origin: int) -> tuple[str, int]:
         """(file path as given, row number) of the row a bar came from."""
-        return self._files[origin >> _ROW_BITS], origin & _ROW_MASK
+        return self._files[origin >> ROW_BITS], origin & ROW_MASK
 
     def __len__(self) -> int:
         """Number of bars the iteration yields."""
-        return len(self._rows.ts)
+        return self._count
 
     def spacing_ns(self) -> int | None:
         """The spacing of the bars the iteration yields (`feeds.timeframes.bar_spacing_ns`):
         1 minute for minute files, 1 day for daily ones; None with fewer than two bars of a
         symbol."""
-        return bar_spacing_ns(self._rows.ts, self._rows.symbol)
+        windows = list(self._windows())
+        if not windows:
+            return None
+        ts = np.concatenate([w.ts for w in windows])
+        return bar_spacing_ns(ts, np.concatenate([w.symbol for w in windows]))
+
+    def times(self) -> I64Array:
+        """The bars' times in ns, in no particular order: reads no more of the files than it
+        takes to know which rows make bars."""
+        if self._parts is None:
+            return self.timestamps()
+        ts = [np.empty(0, np.int64)]
+        for parts in self._parts.values():
+            ts.extend(rows.ts for rows, _ in self._stream(parts, checked_only=True))
+        return np.concatenate(ts)
 
     def timestamps(self) -> I64Array:
         """The bars' times in ns, in replay order, without making the bars (read-only)."""
-        ts = self._rows.ts.view()
+        ts = np.concatenate([np.empty(0, np.int64), *(w.ts for w in self._windows())])
         ts.flags.writeable = False
         return ts
 
     def __iter__(self) -> Iterator[tuple[Bar, int]]:
         """Yield (bar, origin) in replay order; `describe(origin)` names the source row."""
-        rows = self._rows
         names = self._symbol_names
-        total = len(rows.ts)
-        # `tuple.__new__(Bar, row)` makes a Bar without calling a Python-level __new__ (no
-        # argument parsing, no defaults): with map and zip the whole per-row loop runs in C.
-        make = tuple.__new__
-        for lo in range(0, total, _CHUNK):
-            hi = min(lo + _CHUNK, total)
-            bars = map(
-                make,
-                repeat(Bar),
-                zip(
-                    names[rows.symbol[lo:hi]].tolist(),
-                    rows.ts[lo:hi].tolist(),
-                    rows.open[lo:hi].tolist(),
-                    rows.high[lo:hi].tolist(),
-                    rows.low[lo:hi].tolist(),
-                    rows.close[lo:hi].tolist(),
-                    rows.volume[lo:hi].tolist(),
-                    with_nulls(rows.trade_count[lo:hi], rows.trade_count_null[lo:hi]),
-                    with_nulls(rows.vwap[lo:hi], rows.vwap_null[lo:hi]),
-                    strict=True,
-                ),
-            )
-            yield from zip(bars, rows.origin[lo:hi].tolist(), strict=True)
+        return chain.from_iterable(rows.bars(names) for rows in self._windows())
 
-    # -- loading ---------------------------------------------------------------------------
+    def _windows(self) -> Iterator[Columns]:
+        """The rows in replay order, a window at a time."""
+        if self._rows is not None:
+            if len(self._rows.ts):
+                yield self._rows
+            return
+        assert self._parts is not None
+        codes = sorted(self._parts)
+        rank = name_rank(self._symbol_table)
+        yield from merge_streams(
+            [self._stream(self._parts[c]) for c in codes], [int(rank[c]) for c in codes]
+        )
 
-    def _list_files(self, path: Path) -> list[tuple[Path, str | None]]:
-        try:
-            if not path.exists():
-                raise SourceError(f"{printable(str(path))}: no such file or folder")
-            if path.is_file():
-                return [(path, None)]
-            files = sorted(
-                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _SUFFIXES
+    # -- streaming ---------------------------------------------------------------------------
+
+    def _scan(
+        self, files: list[tuple[Path, str | None]], start_ns: int | None, end_ns: int | None
+    ) -> dict[int, list[_FilePart]] | None:
+        """First read of every file, a batch at a time: note the problems, symbols and span,
+        count the range's rows and take each symbol's spacing. Each symbol's files, or None
+        when the files cannot be streamed (a file with rows of several symbols, a stream
+        newest-first)."""
+        parts: dict[int, list[_FilePart]] = {}
+        samples: dict[int, list[I64Array]] = {}
+        for index, (path, stem) in enumerate(files):
+            name = str(path)
+            self._files.append(name)
+            schema = file_schema(path)
+            table = lines = None
+            if schema is None:
+                table, lines = read_table(path)
+                names, n = table.column_names, table.num_rows
+            else:
+                names, types, n = schema
+            if n == 0:
+                raise SourceError(f"{name}: empty file (no data rows)")
+            labels = self._parser.labels(path, names, stem)
+            # Number columns cannot fail to parse: the first read needs only times and symbols.
+            numeric = schema is not None and all(
+                pa.types.is_integer(types[c]) or pa.types.is_floating(types[c])
+                for label, c in labels.items()
+                if label in VALUES
             )
-        except (OSError, ValueError) as e:  # a name the OS refuses, a folder we may not list
-            raise SourceError(f"{printable(str(path))}: cannot read: {e}") from None
-        if not files:
-            raise SourceError(f"{path}: folder has no .csv or .parquet files")
-        stems = [(f, f.stem.strip().upper()) for f in files]
-        if self._wanted is not None:
-            # Skip other symbols' files unread, unless they may carry a `symbol` column.
-            stems = [(f, s) for f, s in stems if s in self._wanted or has_symbol_column(f)]
-        return list(stems)
+            read = [c for label, c in labels.items() if not numeric or label not in VALUES]
+            batches = (
+                read_batches(path, read, self._batch_rows)
+                if table is None or lines is None
+                else table_slices(table, lines, read, self._batch_rows)
+            )
+            code = first_row = last_row = first_ts = last_ts = None
+            rising = False
+            for batch, rows in batches:
+                parsed, keep = self._parse(
+                    name, batch, labels=labels, stem=stem, rows=rows, index=index, record=True
+                )
+                inside = keep & in_range(parsed.ts, start_ns, end_ns)
+                if not inside.any():
+                    continue
+                symbols = parsed.symbol[inside]
+                if (code is not None and int(symbols[0]) != code) or bool(
+                    (symbols != symbols[0]).any()
+                ):
+                    return None
+                code = int(symbols[0])
+                ts = parsed.ts[inside]
+                rising = rising or bool((ts[1:] > ts[:-1]).any())
+                rising = rising or (last_ts is not None and int(ts[0]) > last_ts)
+                first_ts = int(ts[0]) if first_ts is None else first_ts
+                last_ts = int(ts[-1])
+                picked = rows[inside]
+                first_row = int(picked[0]) if first_row is None else first_row
+                last_row = int(picked[-1])
+                self._count += len(ts)
+                held = samples.setdefault(code, [])
+                room = SAMPLE_GAPS + 1 - sum(len(s) for s in held)
+                if room > 0:
+                    held.append(ts[:room].copy())
+            del table, lines
+            if code is None:
+                continue
+            assert first_row is not None
+            assert last_row is not None
+            assert first_ts is not None
+            assert last_ts is not None
+            if not rising and first_ts > last_ts:
+                return None  # newest-first: the whole-read path reverses it
+            parts.setdefault(code, []).append(
+                _FilePart(
+                    index=index,
+                    path=path,
+                    stem=stem,
+                    labels=labels,
+                    checked=tuple(read),
+                    first_row=first_row,
+                    last_row=last_row,
+                )
+            )
+        for code, held in samples.items():
+            ts = np.concatenate(held)
+            self._spacing.update(typical_spacing(ts, np.full(len(ts), code, np.int64)))
+        return parts
+
+    def _stream(
+        self, parts: list[_FilePart], *, checked_only: bool = False
+    ) -> Iterator[tuple[Columns, I64Array]]:
+        """One symbol's rows in the range, in stream order, a batch at a time, with the
+        running maximum of their times (`feeds.merge`). With `checked_only`, only the columns
+        that decide which rows make bars are read (the others are NaN)."""
+        start_ns, end_ns = self._start_ns, self._end_ns
+        carry: int | None = None
+        for part in parts:
+            name = self._files[part.index]
+            columns = list(part.checked if checked_only else part.labels.values())
+            for batch, rows in read_batches(part.path, columns, self._batch_rows):
+                if rows[-1] < part.first_row:
+                    continue
+                if rows[0] > part.last_row:
+                    break
+                parsed, keep = self._parse(
+                    name,
+                    batch,
+                    labels=part.labels,
+                    stem=part.stem,
+                    rows=rows,
+                    index=part.index,
+                    record=False,
+                )
+                keep &= in_range(parsed.ts, start_ns, end_ns)
+                if not keep.any():
+                    continue
+                kept = parsed if bool(keep.all()) else parsed.take(keep)
+                running = running_max(kept.ts, carry)
+                carry = int(running[-1])
+                yield kept, running
+
+    def _parse(
+        self,
+        name: str,
+        batch: Any,
+        *,
+        labels: dict[str, str],
+        stem: str | None,
+        rows: I64Array,
+        index: int,
+        record: bool,
+    ) -> tuple[Columns, BoolArray]:
+        present = set(batch.column_names)
+        columns = {label: one_array(batch.column(c)) for label, c in labels.items() if c in present}
+        return self._parser.parse(
+            name, columns, stem=stem, rows=rows, file_index=index, record=record
+        )
+
+    # -- loading whole ---------------------------------------------------------------------
 
     def _load(self, file_index: int, path: Path, stem: str | None) -> Columns:
         name = str(path)
@@ -326,136 +469,13 @@ class ReplaySource:
         n = table.num_rows
         if n == 0:
             raise SourceError(f"{name}: empty file (no data rows)")
-        self.rows_read += n
-        # Resolve every column first, so that one message names all the missing ones.
-        wanted = [("timestamp", _TIME_NAMES, True), ("symbol", ("symbol",), stem is None)]
-        wanted += [(label, names, True) for label, names in _REQUIRED]
-        wanted += [(label, names, False) for label, names in _OPTIONAL]
-        check_unique_columns(path, table.column_names, only=[c for _, ns, _ in wanted for c in ns])
-        by_lower = {c.strip().lower(): c for c in table.column_names}
-        columns: dict[str, pa.Array] = {}
-        missing = []
-        for label, names, required in wanted:
-            match = next((by_lower[c] for c in names if c in by_lower), None)
-            if match is not None:
-                columns[label] = table.column(match).combine_chunks()
-            elif required:
-                missing.append(repr(label))
-        if missing:
-            found = ", ".join(printable(c) for c in table.column_names)
-            what = "column" if len(missing) == 1 else "columns"
-            raise SourceError(
-                f"{name}: missing {what} {', '.join(missing)} (columns found: {found})"
-            )
-
-        time_col = columns["timestamp"]
-        codes = self._symbol_codes_of(columns.get("symbol"), stem, n)
-        ts, ok_time = parse_times(time_col, self._timezone)
-        values: dict[str, F64Array] = {}
-        ok_values = np.ones(n, np.bool_)
-        nulls: dict[str, BoolArray] = {}
-        for label, _ in _REQUIRED + _OPTIONAL:
-            col = columns.get(label)
-            if col is None:
-                values[label] = np.full(n, np.nan)
-                nulls[label] = np.ones(n, np.bool_)
-                continue
-            values[label], ok, nulls[label] = parse_numbers(col)
-            ok_values &= ok
-
-        keep = ok_time & ok_values
-        if self._wanted is not None:
-            wanted_codes = [self._symbol_codes[s] for s in self._wanted if s in self._symbol_codes]
-            keep_symbol = np.isin(codes, np.array(wanted_codes, dtype=np.int64))
-        else:
-            keep_symbol = np.ones(n, np.bool_)
-        self._present.update(np.unique(codes[keep_symbol]).tolist())
-        timed = ts[keep_symbol & ok_time]
-        if len(timed):
-            lo, hi = int(timed.min()), int(timed.max())
-            self._span = (
-                (lo, hi) if self._span is None else (min(lo, self._span[0]), max(hi, self._span[1]))
-            )
-        bad = keep_symbol & ~keep
-        if bad.any():
-            self._record_problems(
-                name,
-                time_col=time_col,
-                codes=codes,
-                lines=lines,
-                bad=np.flatnonzero(bad),
-                ok_time=ok_time,
-                ts=ts,
-            )
-        keep &= keep_symbol
-
-        tc = values["trade_count"]
-        tc_null = nulls["trade_count"] | ~np.isfinite(tc)
-        row_numbers = np.arange(1, n + 1, dtype=np.int64) if lines is None else lines
-        parsed = Columns(
-            ts=ts,
-            symbol=codes,
-            origin=(np.int64(file_index) << _ROW_BITS) | row_numbers,
-            open=values["open"],
-            high=values["high"],
-            low=values["low"],
-            close=values["close"],
-            volume=values["volume"],
-            trade_count=np.where(tc_null, 0, np.nan_to_num(tc)).astype(np.int64),
-            trade_count_null=tc_null,
-            vwap=values["vwap"],
-            vwap_null=nulls["vwap"],
+        labels = self._parser.labels(path, table.column_names, stem)
+        rows = np.arange(1, n + 1, dtype=np.int64) if lines is None else lines
+        parsed, keep = self._parse(
+            name, table, labels=labels, stem=stem, rows=rows, index=file_index, record=True
         )
         # Most files have no bad row: no copy of every column then.
         return parsed if bool(keep.all()) else parsed.take(keep)
-
-    def _symbol_codes_of(self, sym_col: pa.Array | None, stem: str | None, n: int) -> I64Array:
-        if sym_col is None:
-            assert stem is not None
-            return np.full(n, self._code(stem), np.int64)
-        encoded = sym_col.cast(pa.string()).dictionary_encode()
-        mapping = []
-        for raw in encoded.dictionary.to_pylist():
-            text = (raw or "").strip().upper() or stem or ""
-            mapping.append(self._code(text))
-        # Null symbol cells take the file's stem (folder) or the empty symbol.
-        table = np.array([*mapping, self._code(stem or "")], dtype=np.int64)
-        indices = np.asarray(numpy_of(encoded.indices, len(mapping)), dtype=np.int64)
-        return np.asarray(table[indices], dtype=np.int64)
-
-    def _code(self, symbol: str) -> int:
-        code = self._symbol_codes.get(symbol)
-        if code is None:
-            code = self._symbol_codes[symbol] = len(self._symbol_table)
-            self._symbol_table.append(symbol)
-        return code
-
-    def _record_problems(
-        self,
-        name: str,
-        *,
-        time_col: pa.Array,
-        codes: I64Array,
-        lines: I64Array | None,
-        bad: I64Array,
-        ok_time: BoolArray,
-        ts: I64Array,
-    ) -> None:
-        raw_times = time_col.take(pa.array(bad)).to_pylist()
-        for i, raw in zip(bad.tolist(), raw_times, strict=True):
-            problem = (
-                RowProblem(
-                    file=name,
-                    row=i + 1 if lines is None else int(lines[i]),
-                    symbol=self._symbol_table[int(codes[i])],
-                    time="" if raw is None else str(raw),
-                    reason=(
-                        Reason.UNPARSEABLE_VALUE if ok_time[i] else Reason.UNPARSEABLE_TIME
-                    ).value,
-                ),
-                int(ts[i]) if ok_time[i] else None,
-            )
-            self._all_problems.append(problem)
 
     # -- ordering --------------------------------------------------------------------------
 
@@ -464,7 +484,7 @@ class ReplaySource:
 
     def _order_index(self, ts: I64Array, symbol: I64Array, origin: I64Array) -> I64Array:
         """The permutation that puts rows of these keys in replay order (sets `_spacing`)."""
-        perm, self._spacing = replay_order(ts, symbol, origin >> _ROW_BITS, self._symbol_table)
+        perm, self._spacing = replay_order(ts, symbol, origin >> ROW_BITS, self._symbol_table)
         return perm
 
 

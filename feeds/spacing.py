@@ -22,6 +22,7 @@ from feeds.timeframes import TIMEFRAME_NS, Timeframe, spacing_problem
 from feeds.timestamps import I64Array
 
 __all__ = [
+    "SAMPLE_GAPS",
     "TIMEFRAME_NS",
     "Timeframe",
     "check_spacing",
@@ -33,7 +34,7 @@ __all__ = [
 
 
 _DAY_SLACK_NS = 60 * NS_PER_MINUTE  # a daylight-saving change makes a day 23 or 25 hours
-_SAMPLE_GAPS = 100_000  # gaps judged per symbol: a year of minute bars is about 98,000
+SAMPLE_GAPS = 100_000  # gaps judged per symbol: a year of minute bars is about 98,000
 
 
 def typical_spacing(ts: I64Array, symbols: I64Array) -> dict[int, int]:
@@ -47,7 +48,7 @@ def typical_spacing(ts: I64Array, symbols: I64Array) -> dict[int, int]:
 
     Returns:
         symbol code -> gap (ties go to the shorter gap), judged on the symbol's first
-        `_SAMPLE_GAPS` gaps; symbols with fewer than two distinct times are left out.
+        `SAMPLE_GAPS` gaps; symbols with fewer than two distinct times are left out.
     """
     if len(ts) < 2:
         return {}
@@ -55,7 +56,7 @@ def typical_spacing(ts: I64Array, symbols: I64Array) -> dict[int, int]:
     ends = np.r_[starts[1:], len(ts)]
     out: dict[int, int] = {}
     for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
-        gaps = np.diff(ts[lo : min(hi, lo + _SAMPLE_GAPS + 1)])
+        gaps = np.diff(ts[lo : min(hi, lo + SAMPLE_GAPS + 1)])
         gaps = gaps[gaps > 0]
         if len(gaps) == 0:
             continue

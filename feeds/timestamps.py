@@ -133,9 +133,9 @@ def parse_numbers(column: pa.Array) -> tuple[F64Array, BoolArray, BoolArray]:
     typ = column.type
     if pa.types.is_string(typ) or pa.types.is_large_string(typ):
         column = pc.utf8_trim_whitespace(column)
-    null = _bools(column.is_null())
+    null = numpy_of(column.is_null(), pa.bool_())
     try:
-        values = np.asarray(numpy_of(column.cast(pa.float64()), math.nan), dtype=np.float64)
+        values = numpy_of(column, pa.float64(), math.nan)
         return values, np.ones(n, np.bool_), null
     except _CAST_ERRORS:
         pass
@@ -146,7 +146,7 @@ def parse_numbers(column: pa.Array) -> tuple[F64Array, BoolArray, BoolArray]:
         block = column.slice(lo, _BLOCK)
         hi = lo + len(block)
         try:
-            values[lo:hi] = numpy_of(block.cast(pa.float64()), math.nan)
+            values[lo:hi] = numpy_of(block, pa.float64(), math.nan)
             continue
         except _CAST_ERRORS:
             pass
@@ -190,52 +190,43 @@ def _localize(naive: pa.Array, zone: str) -> pa.Array:
     return pc.assume_timezone(naive, zone, ambiguous="earliest", nonexistent="earliest")
 
 
-def numpy_of(column: pa.Array | pa.ChunkedArray, fill: float = 0) -> np.ndarray[Any, Any]:
-    """An integer or float column as a numpy array over its Arrow buffer, nulls as `fill`.
+def numpy_of(array: pa.Array, kind: pa.DataType, fill: float = 0) -> Any:
+    """`array` cast to `kind` (int64, float64 or bool) as a new numpy array, nulls as `fill`.
 
-    Not `to_numpy()` nor `fill_null()`: pyarrow imports pandas for those (any conversion to
-    numpy, any scalar made from a Python value), about 0.15 s of a run that otherwise never
-    loads it. Without nulls the array is a read-only view (no copy).
+    Read from the Arrow buffers: pyarrow's own conversion, and its scalars (``fill_null``),
+    import pandas, ~70 MB of memory for a process that needs none (a walk-forward's parent,
+    whose pages its forked workers share).
     """
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    typ = column.type
-    if not (pa.types.is_integer(typ) or pa.types.is_floating(typ)):
-        raise TypeError(f"numpy_of takes an integer or float column, not {typ}")
-    kind = "f" if pa.types.is_floating(typ) else ("i" if pa.types.is_signed_integer(typ) else "u")
-    dtype = np.dtype(f"{kind}{typ.bit_width // 8}")
-    data = column.buffers()[1]
-    if data is None:  # empty, or nothing but nulls
-        return np.full(len(column), fill, dtype)
-    values = np.frombuffer(
-        data, dtype=dtype, count=len(column), offset=column.offset * dtype.itemsize
-    )
-    if column.null_count:
-        values = np.where(_bools(column.is_valid()), values, np.asarray(fill, dtype=dtype))
-    return values
-
-
-def _bools(mask: pa.Array) -> BoolArray:
-    """A null-free boolean array as numpy (through uint8: its Arrow form is bit-packed)."""
-    return np.frombuffer(mask.cast(pa.uint8()).buffers()[1], np.uint8, len(mask)).astype(np.bool_)
+    bools = pa.types.is_boolean(kind)
+    array = array.cast(pa.uint8() if bools else kind)
+    n = len(array)
+    dtype = np.dtype(np.uint8 if bools else np.int64 if pa.types.is_integer(kind) else np.float64)
+    if n == 0:
+        return np.zeros(0, np.bool_ if bools else dtype)
+    data = np.frombuffer(array.buffers()[1], dtype, count=n, offset=array.offset * dtype.itemsize)
+    out = data.astype(np.bool_) if bools else data.copy()
+    if array.null_count:
+        bits = np.unpackbits(np.frombuffer(array.buffers()[0], np.uint8), bitorder="little")
+        out[~bits[array.offset : array.offset + n].astype(np.bool_)] = fill
+    return out
 
 
 def _from_timestamps(column: pa.Array) -> tuple[I64Array, BoolArray]:
-    ok = _bools(column.is_valid())
-    ts = np.asarray(numpy_of(column.cast(pa.int64())), dtype=np.int64)
+    ok = numpy_of(column.is_valid(), pa.bool_())
+    ts = numpy_of(column, pa.int64())
     return ts, ok
 
 
 def _from_epoch(column: pa.Array) -> tuple[I64Array, BoolArray]:
-    ok = _bools(column.is_valid())
+    ok = numpy_of(column.is_valid(), pa.bool_())
     if pa.types.is_integer(column.type):
-        raw_int = np.asarray(numpy_of(column.cast(pa.int64())), dtype=np.int64)
+        raw_int = numpy_of(column, pa.int64())
         magnitude = np.abs(raw_int.astype(np.float64))
         mult = _multipliers(magnitude)
         ok &= magnitude * mult < _I64_MAX
         ts = np.where(ok, raw_int, 0) * mult
     else:
-        raw = np.asarray(numpy_of(column.cast(pa.float64())), dtype=np.float64)
+        raw = numpy_of(column, pa.float64())
         magnitude = np.abs(raw)
         mult = _multipliers(magnitude)
         with np.errstate(invalid="ignore"):

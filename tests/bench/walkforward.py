@@ -30,8 +30,8 @@ from tests.bench.replay_throughput import ROOT, config, spread, synth
 PAGE_KB = 4
 
 
-def tree_rss_mb(root: int) -> float:
-    """The summed RSS of `root` and every process below it, from /proc."""
+def tree_rss_mb(root: int) -> list[float]:
+    """The RSS of `root` and of every process below it (root first), in MB, from /proc."""
     parents: dict[int, int] = {}
     rss: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
@@ -51,22 +51,26 @@ def tree_rss_mb(root: int) -> float:
         children = [p for p, parent in parents.items() if parent == pid and p not in members]
         members.update(children)
         frontier.extend(children)
-    return sum(rss.get(p, 0) for p in members) * PAGE_KB / 1024
+    order = [root, *sorted(members - {root})]
+    return [rss.get(p, 0) * PAGE_KB / 1024 for p in order]
 
 
-def run_walkforward(argv: list[str], cwd: Path) -> tuple[float, float]:
-    """(wall seconds, peak summed RSS MB) of one walk-forward."""
+def run_walkforward(argv: list[str], cwd: Path) -> tuple[float, float, list[float]]:
+    """(wall seconds, peak summed RSS MB, each process's RSS at that peak) of one
+    walk-forward."""
     started = time.perf_counter()
     child = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0.0
+    peak, parts = 0.0, [0.0]
     while child.poll() is None:
-        peak = max(peak, tree_rss_mb(child.pid))
+        sizes = tree_rss_mb(child.pid)
+        if sum(sizes) > peak:
+            peak, parts = sum(sizes), sizes
         time.sleep(0.05)  # the sampling period, not a wait for an event
     wall = time.perf_counter() - started
     assert child.stderr is not None
     if child.returncode != 0:
         raise SystemExit(f"{' '.join(argv)}: exit {child.returncode}\n{child.stderr.read()!r}")
-    return wall, peak
+    return wall, peak, parts
 
 
 def main() -> int:
@@ -97,7 +101,7 @@ def main() -> int:
     for repeat in range(args.runs):
         for name, tree in trees.items():
             out = work / f"wf-{name}"
-            wall, rss = run_walkforward(
+            wall, rss, parts = run_walkforward(
                 [
                     *(sys.executable, "-m", "daemon.cli", "walkforward", str(settings)),
                     *("--train", "252d", "--test", "63d", "--grid", str(grid)),
@@ -109,7 +113,8 @@ def main() -> int:
             summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
             figures.setdefault(name, []).append((wall, rss))
             print(
-                f"run {repeat + 1} {name}: {wall:.1f} s, peak summed RSS {rss:.0f} MB, "
+                f"run {repeat + 1} {name}: {wall:.1f} s, peak summed RSS {rss:.0f} MB "
+                f"(parent {parts[0]:.0f}, others {', '.join(f'{p:.0f}' for p in parts[1:])}), "
                 f"folds {summary['folds']}, workers {summary['workers']}",
                 flush=True,
             )

@@ -76,9 +76,9 @@ def test_a_flat_series_has_no_sharpe_in_every_place() -> None:
 
 
 def test_walkforward_ranks_an_undefined_objective_below_every_loss() -> None:
-    flat = _objective(JobResult(summary={"sharpe": None}, equity=()), "sharpe")
-    nan = _objective(JobResult(summary={"sharpe": math.nan}, equity=()), "sharpe")
-    losing = _objective(JobResult(summary={"sharpe": -3.5}, equity=()), "sharpe")
+    flat = _objective(JobResult(summary={"sharpe": None}, curve=None), "sharpe")
+    nan = _objective(JobResult(summary={"sharpe": math.nan}, curve=None), "sharpe")
+    losing = _objective(JobResult(summary={"sharpe": -3.5}, curve=None), "sharpe")
     assert flat == nan == -math.inf
     assert losing > flat
 

@@ -22,7 +22,7 @@ from daemon.replay.walkforward.folds import (
     read_sessions,
     warmup_sessions,
 )
-from daemon.replay.walkforward.jobs import Future, Job, JobResult, runner
+from daemon.replay.walkforward.jobs import Curve, Future, Job, JobResult, runner
 from daemon.replay.walkforward.outputs import (
     FoldResult,
     WalkForwardResult,
@@ -34,7 +34,6 @@ from feeds.errors import ConfigError
 
 # (grid index, point, warm-up sessions) of a grid point whose config is valid.
 _Candidate: TypeAlias = tuple[int, GridPoint, int]
-_Curve: TypeAlias = tuple[tuple[str, float], ...]
 
 
 # The replay summary's figures where higher is better, which a grid search can maximize.
@@ -89,27 +88,29 @@ def walk_forward(
             f"choose one of {', '.join(OBJECTIVES)}"
         )
     paths, base_overrides, loaded = _load_base(config_paths, overrides)
-
-    every, sessions, universe = read_sessions(loaded)
-    folds = make_folds(sessions, train_days=train_days, test_days=test_days)
-    if not folds:
-        raise ConfigError(
-            f"{len(sessions)} sessions in the data: too few for one fold of "
-            f"{train_days} + {test_days}"
-        )
-    release_freed_memory()  # the parse of read_sessions is gone: return its pages
-    points = (
-        read_grid(grid_path, loaded.files, base_overrides, universe=universe) if grid_path else [{}]
-    )
-    valid, skipped = _candidates(points, paths, base_overrides, universe, warmup_days)
-    if not valid:
-        raise ConfigError(f"{grid_path}: no grid point gives a valid config")
-
     out = Path(out_dir).resolve()
-    plan = _JobPlan(paths=paths, overrides=base_overrides, every=every, jobs_dir=out / "jobs")
-    plan.jobs_dir.mkdir(parents=True, exist_ok=True)
+    # The workers start now, while this process is small: forked later, each would share (and
+    # count in its resident memory) the pages the reading of the sessions left here.
     submit, mode, n_workers, close = runner(scheduler, workers)
     try:
+        every, sessions, universe = read_sessions(loaded)
+        folds = make_folds(sessions, train_days=train_days, test_days=test_days)
+        if not folds:
+            raise ConfigError(
+                f"{len(sessions)} sessions in the data: too few for one fold of "
+                f"{train_days} + {test_days}"
+            )
+        release_freed_memory()  # the read of read_sessions is gone: return its pages
+        points = (
+            read_grid(grid_path, loaded.files, base_overrides, universe=universe)
+            if grid_path
+            else [{}]
+        )
+        valid, skipped = _candidates(points, paths, base_overrides, universe, warmup_days)
+        if not valid:
+            raise ConfigError(f"{grid_path}: no grid point gives a valid config")
+        plan = _JobPlan(paths=paths, overrides=base_overrides, every=every, jobs_dir=out / "jobs")
+        plan.jobs_dir.mkdir(parents=True, exist_ok=True)
         fold_results, curves = _run_folds(
             folds, valid, plan, submit, grid_search=grid_path is not None, objective=objective
         )
@@ -117,7 +118,8 @@ def walk_forward(
         close()
 
     start_cash = float(loaded.settings.run.start_cash)
-    joined = join_curves(curves, start_cash)
+    # The curves as tuples only now: the workers are gone.
+    joined = join_curves([c.points() for c in curves], start_cash)
     overall = curve_figures(joined, start_cash)
     summary = {
         **overall,
@@ -214,7 +216,7 @@ def _run_folds(
     *,
     grid_search: bool,
     objective: str,
-) -> tuple[list[FoldResult], list[_Curve]]:
+) -> tuple[list[FoldResult], list[Curve]]:
     """Every training job first (so they run in parallel), then each fold's test job with the
     point its training chose; the fold results and the test curves, in fold order."""
     train_futures = (
@@ -257,7 +259,8 @@ def _run_folds(
                 test=summary,
             )
         )
-        curves.append(res.equity)
+        assert res.curve is not None  # a test job's
+        curves.append(res.curve)
     return fold_results, curves
 
 

@@ -107,7 +107,7 @@ def read_sessions(loaded: LoadedConfig) -> tuple[list[date], list[date], list[st
         timezone=settings.data.timezone,
     )
     universe = list(settings.symbols or source.symbols)
-    ts = source.timestamps()
+    ts = np.sort(source.times())  # not the bars: their times alone
     if len(ts) == 0:
         return [], [], universe
     first = datetime.fromtimestamp(int(ts[0]) / NS, tz=ZoneInfo(DAY_TZ)).date()

@@ -13,9 +13,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeAlias
 
+import numpy as np
+import numpy.typing as npt
+
 from daemon.config import LoadedConfig, Loc, load_config
 from daemon.logs import EventLog
-from daemon.memory import arrow_on_system_heap, release_freed_memory
+from daemon.memory import release_freed_memory
 from daemon.replay.driver import replay
 from daemon.wiring import open_source
 from feeds.errors import ConfigError
@@ -40,11 +43,30 @@ class Job:
     want_equity: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Curve:
+    """A test window's equity curve as it crosses from a worker to the parent: two arrays, not
+    a tuple per slice (a parent holding 16 curves of 24,570 minutes as tuples took ~60 MB).
+
+    Attributes:
+        times: the ISO times of `equity.csv`, as ASCII bytes.
+        equity: the equity values, as `equity.csv` has them.
+    """
+
+    times: npt.NDArray[np.bytes_]
+    equity: npt.NDArray[np.float64]
+
+    def points(self) -> list[tuple[str, float]]:
+        """(time, equity) per recorded slice."""
+        times = [t.decode("ascii") for t in self.times.tolist()]
+        return list(zip(times, self.equity.tolist(), strict=True))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobResult:
     summary: dict[str, Any]
-    # (time ISO, equity) per recorded slice; only for test jobs (the joined curve needs it).
-    equity: tuple[tuple[str, float], ...]
+    # Only for test jobs (the joined curve needs it).
+    curve: Curve | None
 
 
 class Future(Protocol):
@@ -57,58 +79,68 @@ def run_job(job: Job) -> JobResult:
     """Replay one window (a module-level function: process pools and Dask pickle it by name)."""
     loaded = load_config(job.config_paths, dict(job.overrides))
     out = Path(job.out_dir)
-    source = open_source(loaded, warmup_from=job.warmup_from, parsed=_PARSED.get(loaded))
     result = replay(
         loaded,
         out_dir=out,
         log=EventLog(io.StringIO()),
         warmup_from=job.warmup_from,
-        source=source,
+        source=_HELD.get(loaded, job.warmup_from),
     )
-    del source
-    equity: tuple[tuple[str, float], ...] = ()
-    if job.want_equity:
-        with (out / "equity.csv").open(newline="", encoding="utf-8") as f:
-            rows = csv.reader(f)
-            header = next(rows)
-            at, value = header.index("time"), header.index("equity")
-            equity = tuple((r[at], float(r[value])) for r in rows)
-    return JobResult(summary=result.summary, equity=equity)
+    curve = _read_curve(out / "equity.csv") if job.want_equity else None
+    return JobResult(summary=result.summary, curve=curve)
 
 
-class ParsedData:
-    """The last data set this process parsed, whole: each worker reads and parses its files
-    once for all its jobs and cuts each job's window from it (`ReplaySource.window`).
+def _read_curve(path: Path) -> Curve:
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = csv.reader(f)
+        header = next(rows)
+        at, value = header.index("time"), header.index("equity")
+        times, equity = [], []
+        for r in rows:
+            times.append(r[at].encode("ascii"))
+            equity.append(float(r[value]))
+    return Curve(np.array(times, dtype=np.bytes_), np.array(equity, dtype=np.float64))
 
-    Keyed by what the parse depends on, the files' sizes and modification times included,
-    so a changed file is read again.
+
+class HeldRange:
+    """The rows of the last range this process replayed, held for the next job of the same
+    range (a fold's training jobs differ only in their grid point).
+
+    A job reads only its range from the files (`ReplaySource` streams them): a worker holds one
+    window of rows, never the whole data set. Keyed by what the rows depend on, the files'
+    sizes and modification times included, so a changed file is read again.
     """
 
     def __init__(self) -> None:
         self._key: tuple[Any, ...] | None = None
         self._source: ReplaySource | None = None
 
-    def get(self, loaded: LoadedConfig) -> ReplaySource:
-        """The whole parse of `loaded`'s data (read now if not the one held)."""
-        data = loaded.settings.data
-        symbols = loaded.settings.symbols or None
-        key = (str(data.path), tuple(symbols or ()), data.timezone, _stamp(Path(data.path)))
+    def get(self, loaded: LoadedConfig, warmup_from: date) -> ReplaySource:
+        """The rows of `loaded`'s data over the run's range from `warmup_from` on."""
+        settings = loaded.settings
+        data = settings.data
+        key = (
+            str(data.path),
+            tuple(settings.symbols or ()),
+            data.timezone,
+            data.timeframe,
+            warmup_from,
+            settings.run.end,
+            _stamp(Path(data.path)),
+        )
         if self._source is None or key != self._key:
             self.clear()
-            arrow_on_system_heap()
-            self._source = ReplaySource(
-                Path(data.path), symbols=symbols, timezone=data.timezone, reusable=True
-            )
+            self._source = open_source(loaded, warmup_from=warmup_from).hold()
             self._key = key
             release_freed_memory()
         return self._source
 
     def clear(self) -> None:
-        """Drop the held parse."""
+        """Drop the held rows."""
         self._key = self._source = None
 
 
-_PARSED = ParsedData()
+_HELD = HeldRange()
 
 
 def _stamp(path: Path) -> tuple[tuple[str, int, int], ...]:
@@ -117,7 +149,7 @@ def _stamp(path: Path) -> tuple[tuple[str, int, int], ...]:
         files = sorted(path.iterdir()) if path.is_dir() else [path]
         return tuple((f.name, (st := f.stat()).st_size, st.st_mtime_ns) for f in files)
     except OSError:
-        return ()  # the parse itself reports the problem
+        return ()  # the read itself reports the problem
 
 
 def runner(
@@ -138,8 +170,9 @@ def runner(
 
         return submit_dask, "dask", n, client.close
     if workers == 1:
-        return (lambda job: _Done(run_job(job))), "serial", 1, _PARSED.clear
+        return (lambda job: _Done(run_job(job))), "serial", 1, _HELD.clear
     pool: Executor = ProcessPoolExecutor(max_workers=workers)
+    pool.submit(int)  # forks the workers now, from the process as it is (see walk_forward)
 
     def submit_pool(job: Job) -> Future:
         return pool.submit(run_job, job)
