@@ -119,11 +119,8 @@ def order_id_prefix(loaded: LoadedConfig) -> str:
     return loaded.settings.run.order_id_prefix or f"td{loaded.digest[:6]}"
 
 
-def open_source(
-    loaded: LoadedConfig, *, warmup_from: date | None = None, parsed: ReplaySource | None = None
-) -> ReplaySource:
-    """The configured data, over the run's range (from `warmup_from` when given); cut from
-    `parsed` (a reusable source of the same data) when given, without reading the files.
+def open_source(loaded: LoadedConfig, *, warmup_from: date | None = None) -> ReplaySource:
+    """The configured data, over the run's range (from `warmup_from` when given).
 
     Raises:
         SourceError: the data cannot be read, the range leaves no bar, or the bars are not
@@ -135,8 +132,6 @@ def open_source(
     arrow_on_system_heap()
     start_ns = day_start_ns(first) if first else None
     end_ns = day_start_ns(run.end + timedelta(days=1)) if run.end else None
-    if parsed is not None:
-        return parsed.window(start_ns, end_ns, settings.data.timeframe)
     return ReplaySource(
         Path(settings.data.path),
         symbols=settings.symbols or None,
