@@ -4,6 +4,7 @@ transaction that journals the event)."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from brokers.orders import (
@@ -14,6 +15,42 @@ from brokers.orders import (
     OrderPartiallyFilled,
     OrderRejected,
 )
+from portfolio.journal.codec import dumps, encode_event
+
+_INSERT_EVENT = "INSERT INTO input (segment, kind, ts, payload) VALUES (?, 'event', ?, ?)"
+
+
+def fresh_events(
+    events: Sequence[ExecutionEvent], has_fill: Callable[[str], bool]
+) -> tuple[list[bool], list[ExecutionEvent]]:
+    """Which of `events` to journal: per event, False for a fill whose execution id
+    `has_fill` (journaled already) or that comes earlier in `events`; and those to write."""
+    fresh: list[bool] = []
+    new: list[ExecutionEvent] = []
+    seen: set[str] = set()
+    for event in events:
+        if isinstance(event, OrderFilled | OrderPartiallyFilled):
+            execution_id = event.execution_id
+            if execution_id in seen or has_fill(execution_id):
+                fresh.append(False)
+                continue
+            seen.add(execution_id)
+        fresh.append(True)
+        new.append(event)
+    return fresh, new
+
+
+def book_events(db: sqlite3.Connection, events: Sequence[ExecutionEvent], *, segment: int) -> None:
+    """Inside the writer's transaction: each event as an input, then its books; the last
+    one's time as `last_event_ts`."""
+    for event in events:
+        payload = dumps(encode_event(event))
+        cur = db.execute(_INSERT_EVENT, (segment, event.ts, payload))
+        book_event(db, event, segment=segment, seq=cur.lastrowid, payload=payload)
+    db.execute(
+        "INSERT OR REPLACE INTO state (key, value) VALUES ('last_event_ts', ?)",
+        (str(events[-1].ts),),
+    )
 
 
 def book_event(
