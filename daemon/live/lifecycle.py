@@ -161,8 +161,9 @@ class LiveDaemon:
         self.market.buckets = self.buckets
         if self.buckets is not None:
             self.orders.defer = self.buckets.deferring(self.market.now_ns)
+        retention = self.settings.state.retention
         self.upkeep = Upkeep(
-            engine=self.engine, guard=self.guard, retention=self.settings.state.retention, log=log
+            engine=self.engine, guard=self.guard, retention=retention, log=log, background=True
         )
         self.loop = EngineLoop(
             engine=self.engine,
@@ -473,6 +474,7 @@ class LiveDaemon:
         if self.recorder.started:
             self.recorder.close()
             self.recorder.write_summary(status.summary(self, cancelled=cancelled))
+        await self.upkeep.stop()
         journal = self.guard.journal
         if journal is not None:
             try:
