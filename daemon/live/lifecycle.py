@@ -39,6 +39,7 @@ from daemon.live.startup import check_start, log_leaving_universe
 from daemon.live.tasks import EXIT_TASK_FAILED, DaemonTasks, TaskFailures, start_unless_stopped
 from daemon.live.upkeep import Upkeep
 from daemon.logs import EventLog
+from daemon.memory import freeze_heap, thaw_heap
 from daemon.service.http import CONTROL_TOKEN_ENV, HttpServer
 from daemon.service.systemd import Notifier
 from daemon.timeutil import Clock, SystemClock, iso_utc
@@ -402,6 +403,7 @@ class LiveDaemon:
         self.engine.trade_from_ts = _ALWAYS
         self.market.open_stream()
         self._spawn(self.market.poll_clock(self._on_clock), "clock")
+        freeze_heap()  # once the start-up's objects are built: full collections skip them
         self._started = True
         self.orders.trading = True
         self.log.info("daemon_started", mode=self.mode, warmup_bars=self.market.warmup_bars)
@@ -441,6 +443,7 @@ class LiveDaemon:
     # -- stop -----------------------------------------------------------------------------------
 
     async def _shutdown(self, fatal: BaseException | None) -> None:
+        thaw_heap()
         deadline = self.settings.live.stop_deadline_s
         started = self.clock.monotonic()
         self.systemd.stopping()

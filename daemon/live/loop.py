@@ -9,6 +9,7 @@ and single-threaded.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, assert_never
@@ -34,6 +35,8 @@ from feeds.alpaca_stream import (
     TradingStatus,
 )
 from feeds.bar import Bar
+
+_TURN_S = 0.004  # the longest the engine's task handles queued inputs without yielding
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,12 +130,17 @@ class EngineLoop:
                     item = get.result()
                     get = asyncio.ensure_future(queue.get())
                     self._handle(item)
-                    # Take what is already queued before deciding on the clock.
+                    # Take what is already queued before deciding on the clock, in turns of
+                    # a few ms (a minute's bars of 500 symbols take ~10): the other tasks
+                    # (timers, the HTTP server) run between them.
+                    turn_ends = time.perf_counter() + _TURN_S
                     while not queue.empty() and not self.stopping.is_set():
                         self._handle(queue.get_nowait())
-                if self._can_close() and slicer.due(self.clock.monotonic()):
+                        if time.perf_counter() > turn_ends:
+                            break
+                if queue.empty() and self._can_close() and slicer.due(self.clock.monotonic()):
                     self._decide()
-                if self.buckets is not None:
+                if self.buckets is not None and queue.empty():
                     self.on_market_time()
                 self.progress.set()
         finally:

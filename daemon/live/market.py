@@ -153,7 +153,7 @@ class MarketData:
             return
         start_ns = past[max(len(past) - sessions_back, 0)].open_ns
         bars = await self.fetch(start_ns, clock.ts)
-        self._warm_feed(bars)
+        await self._warm_feed(bars)
         self.warmup_bars = len(bars)
         if bars:
             self.slicer.resume_after(bars[-1].ts)
@@ -206,7 +206,7 @@ class MarketData:
             for minute in minutes:
                 completed.extend(buckets.add(minute))
             completed.extend(buckets.close_through(clock.ts))
-        self._warm_feed(completed)
+        await self._warm_feed(completed)
         self.warmup_bars = len(completed)
         if minutes:
             self.slicer.resume_after(minutes[-1].ts)
@@ -219,13 +219,21 @@ class MarketData:
             lookback_bars=need,
         )
 
-    def _warm_feed(self, bars: list[Bar]) -> None:
-        """Completed bars through the core, slice by slice, deciding nothing."""
+    async def _warm_feed(self, bars: list[Bar]) -> None:
+        """Completed bars through the core, slice by slice, deciding nothing.
+
+        The event loop runs between slices (a 500-symbol warm-up is seconds of work): the
+        engine is then between slices, as between any two inputs of the running daemon.
+        """
         engine = self.engine
         journal = self.guard.journal
-        for bar in sorted(bars, key=lambda b: (b.ts, b.symbol)):  # as fetched, whatever the source
+        # As fetched, whatever the source; sorted on a worker thread (a fraction of a second
+        # for a few hundred thousand bars, which the loop would otherwise wait for).
+        ordered = await asyncio.to_thread(sorted, bars, key=_time_then_symbol)
+        for bar in ordered:
             if engine.slice_ts is not None and bar.ts > engine.slice_ts:
                 self._close_warm_slice()
+                await asyncio.sleep(0)
             if journal is not None:
                 journal.bar(bar, warmup=True)
             engine.on_bar(bar)
@@ -363,3 +371,7 @@ def day_start(ts_ns: int) -> int:
     """New York midnight of the date of `ts_ns` (where daily bars are stamped)."""
     day = datetime.fromtimestamp(ts_ns / 1e9, NEW_YORK).date()
     return local_midnight_ns(day, "America/New_York")
+
+
+def _time_then_symbol(bar: Bar) -> tuple[int, str]:
+    return bar.ts, bar.symbol
