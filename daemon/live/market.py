@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,7 @@ from feeds.errors import TradingdError
 from feeds.timeframes import TIMEFRAME_NS
 
 MINUTES_PER_SESSION = 390
+_TURN_S = 0.004  # the longest the warm-up runs without letting the event loop run
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,18 +224,21 @@ class MarketData:
     async def _warm_feed(self, bars: list[Bar]) -> None:
         """Completed bars through the core, slice by slice, deciding nothing.
 
-        The event loop runs between slices (a 500-symbol warm-up is seconds of work): the
-        engine is then between slices, as between any two inputs of the running daemon.
+        The event loop runs every few ms (a 500-symbol warm-up is seconds of work, a slice
+        ~10 ms): the engine is then between two inputs, as in the running daemon.
         """
         engine = self.engine
         journal = self.guard.journal
         # As fetched, whatever the source; sorted on a worker thread (a fraction of a second
         # for a few hundred thousand bars, which the loop would otherwise wait for).
         ordered = await asyncio.to_thread(sorted, bars, key=_time_then_symbol)
+        turn_ends = time.perf_counter() + _TURN_S
         for bar in ordered:
+            if time.perf_counter() > turn_ends:
+                await asyncio.sleep(0)
+                turn_ends = time.perf_counter() + _TURN_S
             if engine.slice_ts is not None and bar.ts > engine.slice_ts:
                 self._close_warm_slice()
-                await asyncio.sleep(0)
             if journal is not None:
                 journal.bar(bar, warmup=True)
             engine.on_bar(bar)
