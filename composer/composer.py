@@ -227,10 +227,8 @@ class Composer:
             w = w_of[sid]
             a = a_of[sid]
             sig = signals[sid]
-            contrib: dict[str, float] = {}
-            for sym in syms:
-                x = w * sig[sym] * a[sym]
-                contrib[sym] = x
+            contrib = {sym: w * sig[sym] * a[sym] for sym in syms}
+            for sym, x in contrib.items():
                 weights[sym] += x
             by_strategy[sid] = contrib
 

@@ -35,6 +35,7 @@ from feeds.alpaca_stream import (
     TradingStatus,
 )
 from feeds.bar import Bar
+from portfolio.journal import Journal
 
 _TURN_S = 0.004  # the longest the engine's task handles queued inputs without yielding
 
@@ -138,6 +139,7 @@ class EngineLoop:
                         self._handle(queue.get_nowait())
                         if time.perf_counter() > turn_ends:
                             break
+                    self._write_bars()
                 if queue.empty() and self._can_close() and slicer.due(self.clock.monotonic()):
                     self._decide()
                 if self.buckets is not None and queue.empty():
@@ -146,6 +148,14 @@ class EngineLoop:
         finally:
             get.cancel()
             stop.cancel()
+
+    def _write_bars(self) -> None:
+        """The bars handled so far go to the journal now, while their slice is open, not all
+        with its close: the decision writes only the bars of its last turn (500 symbols' bars
+        are ~1 ms of inserts). The order of the journal's inputs is the same either way."""
+        guard = self.guard
+        if guard.journal is not None and guard.failed is None and self.engine.slice_ts is not None:
+            guard.write(_flush_bars)
 
     def _can_close(self) -> bool:
         return self.market.connected and not self.slicer.backfilling
@@ -346,3 +356,7 @@ class EngineLoop:
             self.log.log(notice.level, notice.event, **notice.fields)
             if notice.event in ("trade_stream_up", "trade_stream_down"):
                 self.telemetry.broker_stream(notice.event == "trade_stream_up")
+
+
+def _flush_bars(journal: Journal) -> None:
+    journal.flush()
