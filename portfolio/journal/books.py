@@ -18,6 +18,14 @@ from brokers.orders import (
 from portfolio.journal.codec import dumps, encode_event
 
 _INSERT_EVENT = "INSERT INTO input (segment, kind, ts, payload) VALUES (?, 'event', ?, ?)"
+_INSERT_ORDER = (
+    "INSERT OR IGNORE INTO orders (client_order_id, segment, symbol, ts, status) "
+    "VALUES (?, ?, ?, ?, 'intent')"
+)
+_CLOSE_ORDER = (
+    "UPDATE orders SET status = CASE WHEN status = 'filled' THEN status "
+    "ELSE ? END, terminal = 1 WHERE client_order_id = ?"
+)
 
 
 def fresh_events(
@@ -43,13 +51,38 @@ def fresh_events(
 def book_events(db: sqlite3.Connection, events: Sequence[ExecutionEvent], *, segment: int) -> None:
     """Inside the writer's transaction: each event as an input, then its books; the last
     one's time as `last_event_ts`."""
-    for event in events:
+    i, n = 0, len(events)
+    while i < n:
+        event = events[i]
+        if isinstance(event, OrderCanceled | OrderRejected):
+            end = i + 1
+            while end < n and isinstance(events[end], OrderCanceled | OrderRejected):
+                end += 1
+            _book_closed(db, events[i:end], segment=segment)
+            i = end
+            continue
         payload = dumps(encode_event(event))
         cur = db.execute(_INSERT_EVENT, (segment, event.ts, payload))
         book_event(db, event, segment=segment, seq=cur.lastrowid, payload=payload)
+        i += 1
     db.execute(
         "INSERT OR REPLACE INTO state (key, value) VALUES ('last_event_ts', ?)",
         (str(events[-1].ts),),
+    )
+
+
+def _book_closed(db: sqlite3.Connection, events: Sequence[ExecutionEvent], *, segment: int) -> None:
+    """A run of cancels and rejections (a slice's orders taken back unsent: hundreds), each
+    statement once for the run. The rows are those of one event at a time: these events touch
+    no fill, and each statement meets an order's events in their order."""
+    db.executemany(_INSERT_EVENT, [(segment, e.ts, dumps(encode_event(e))) for e in events])
+    db.executemany(_INSERT_ORDER, [(e.client_order_id, segment, e.symbol, e.ts) for e in events])
+    db.executemany(
+        _CLOSE_ORDER,
+        [
+            ("canceled" if isinstance(e, OrderCanceled) else "rejected", e.client_order_id)
+            for e in events
+        ],
     )
 
 
@@ -59,11 +92,7 @@ def book_event(
     """Update the order row of `event` (created if the event is the first news of it) and, for
     a fill, add its row to the fill book (`seq`: the event's input)."""
     cid = event.client_order_id
-    db.execute(
-        "INSERT OR IGNORE INTO orders (client_order_id, segment, symbol, ts, status) "
-        "VALUES (?, ?, ?, ?, 'intent')",
-        (cid, segment, event.symbol, event.ts),
-    )
+    db.execute(_INSERT_ORDER, (cid, segment, event.symbol, event.ts))
     match event:
         case OrderAccepted():
             db.execute(
@@ -101,8 +130,4 @@ def book_event(
             )
         case OrderCanceled() | OrderRejected():
             status = "canceled" if isinstance(event, OrderCanceled) else "rejected"
-            db.execute(
-                "UPDATE orders SET status = CASE WHEN status = 'filled' THEN status "
-                "ELSE ? END, terminal = 1 WHERE client_order_id = ?",
-                (status, cid),
-            )
+            db.execute(_CLOSE_ORDER, (status, cid))
