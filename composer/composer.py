@@ -229,33 +229,7 @@ class Composer:
             self._last = targets
             return targets
 
-        by_strategy: dict[str, dict[str, float]] = {}
-        universe = self._universe_of_all
-        if universe is not None:
-            # Every strategy trades the whole universe (the common case): the same products
-            # and sums, in the same order, as the loop below, done by C loops (map).
-            total: list[float] = [0.0] * len(universe)
-            for sid, _ in self._symbols_of:
-                x = list(
-                    map(
-                        mul,
-                        map(mul, repeat(w_of[sid]), map(signals[sid].__getitem__, universe)),
-                        map(a_of[sid].__getitem__, universe),
-                    )
-                )
-                by_strategy[sid] = dict(zip(universe, x, strict=True))
-                total = list(map(add, total, x))
-            weights = dict(zip(universe, total, strict=True))
-        else:
-            weights = self._zeros.copy()
-            for sid, syms in self._symbols_of:
-                w = w_of[sid]
-                a = a_of[sid]
-                sig = signals[sid]
-                contrib = {sym: w * sig[sym] * a[sym] for sym in syms}
-                for sym, x2 in contrib.items():
-                    weights[sym] += x2
-                by_strategy[sid] = contrib
+        weights, by_strategy = self._combined(w_of, a_of, signals)
 
         if vt is None:
             cap = self._max_gross
@@ -275,6 +249,43 @@ class Composer:
         self._last = targets
         self._last_a = a_of
         return targets
+
+    def _combined(
+        self,
+        w_of: Mapping[str, float],
+        a_of: Mapping[str, Mapping[str, float]],
+        signals: Mapping[str, Mapping[str, float]],
+    ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+        """The weights (each symbol's sum over the strategies, in their order) and each
+        strategy's contributions: capital weight x signal x share of the capital."""
+        by_strategy: dict[str, dict[str, float]] = {}
+        universe = self._universe_of_all
+        if universe is not None:
+            # Every strategy trades the whole universe (the common case): the same products
+            # and sums, in the same order, as the loop below, done by C loops (map).
+            total: list[float] = [0.0] * len(universe)
+            for sid, _ in self._symbols_of:
+                products = list(
+                    map(
+                        mul,
+                        map(mul, repeat(w_of[sid]), map(signals[sid].__getitem__, universe)),
+                        map(a_of[sid].__getitem__, universe),
+                    )
+                )
+                by_strategy[sid] = dict(zip(universe, products, strict=True))
+                total = list(map(add, total, products))
+            weights = dict(zip(universe, total, strict=True))
+        else:
+            weights = self._zeros.copy()
+            for sid, syms in self._symbols_of:
+                w = w_of[sid]
+                a = a_of[sid]
+                sig = signals[sid]
+                contrib = {sym: w * sig[sym] * a[sym] for sym in syms}
+                for sym, x in contrib.items():
+                    weights[sym] += x
+                by_strategy[sid] = contrib
+        return weights, by_strategy
 
     def _capped(self, weights: dict[str, float], k: float) -> dict[str, float]:
         """`weights` times `k` (inf: as much as the cap allows), capped at `max_gross`."""
