@@ -134,6 +134,14 @@ class SessionCalendar:
         if self._last_year >= self._first_year:
             first_year = min(first_year, self._first_year)
             last_year = max(last_year, self._last_year)
+        key = (self.name, first_year, last_year)
+        built = _BUILT.get(key)
+        if built is None:
+            built = _BUILT[key] = self._build(first_year, last_year)
+        self._tz, self._session_days, self._by_day, self._first_year, self._last_year = built
+        self._day_lo = self._day_hi = 0
+
+    def _build(self, first_year: int, last_year: int) -> _Years:
         import exchange_calendars as xcals
 
         with warnings.catch_warnings():
@@ -162,15 +170,25 @@ class SessionCalendar:
             session_days = cal.sessions.values.astype("datetime64[D]").astype(np.int64)
             opens = np.asarray(cal.opens_nanos, dtype=np.int64)
             closes = np.asarray(cal.closes_nanos, dtype=np.int64)
-        self._tz = cal.tz
-        self._session_days = session_days
-        self._by_day = {
+        by_day = {
             int(d): (int(o), int(c))
             for d, o, c in zip(session_days.tolist(), opens.tolist(), closes.tolist(), strict=True)
         }
-        self._first_year = first_year
-        self._last_year = last_year
-        self._day_lo = self._day_hi = 0
+        return cal.tz, session_days, by_day, first_year, last_year
+
+
+_Years = tuple[
+    dt.tzinfo, "np.ndarray[Any, np.dtype[np.int64]]", dict[int, tuple[int, int]], int, int
+]
+# The calendars built in this process, by (name, first year, last year) asked: a build is ~0.4 s
+# of pandas, which a second instance (another run in the process, or `build_ahead`) skips.
+_BUILT: dict[tuple[str, int, int], _Years] = {}
+
+
+def build_ahead(name: str, ts_ns: int) -> None:
+    """Build calendar `name` around `ts_ns` now (on a worker thread, say), so that a
+    SessionCalendar's first look at that time finds it built instead of building it."""
+    SessionCalendar(name).bounds(ts_ns)
 
 
 def _epoch_day(day: dt.date) -> int:

@@ -160,6 +160,8 @@ class LiveDaemon:
         )
         self.buckets = live_buckets(self.settings)  # None for minute strategies
         self.market.buckets = self.buckets
+        sanity = self.settings.sanity
+        self.market.calendar = sanity.calendar if sanity.session != "any" else None
         if self.buckets is not None:
             self.orders.defer = self.buckets.deferring(self.market.now_ns)
         retention = self.settings.state.retention

@@ -34,6 +34,7 @@ from feeds.alpaca_stream import (
     TradingStatus,
 )
 from feeds.bar import NS_PER_MINUTE, Bar
+from feeds.calendar import build_ahead
 from feeds.days import local_midnight_ns
 from feeds.errors import TradingdError
 from feeds.timeframes import TIMEFRAME_NS
@@ -108,6 +109,9 @@ class MarketData:
         self.counters = FeedCounters()
         self.warmup_bars = 0
         self.buckets: LiveBuckets | None = None  # set when the strategies' bars are coarser
+        # The session calendar the checks build at their first bar (~0.4 s of pandas), if any:
+        # built ahead on a worker thread when the warm-up starts.
+        self.calendar: str | None = None
         self._bar_end_ns = 0  # the end of the latest bar seen: the market's time, as data says
         self._clock_ns = 0  # the market clock's last reading, and when it was read
         self._clock_read_at = 0.0
@@ -140,6 +144,8 @@ class MarketData:
     async def warm_up(self, clock: MarketClock) -> None:
         """Fill every strategy's lookback with recent bars, through the core, without trading."""
         need = self.engine.composer.warmup_bars
+        if self.calendar is not None:
+            await asyncio.to_thread(build_ahead, self.calendar, clock.ts)
         if self.buckets is not None:
             await self._warm_up_buckets(clock, need, self.buckets)
             return
