@@ -81,7 +81,10 @@ class OrderSender:
         self._attempts = attempts
         self._sleep = sleep
         self._cancels: deque[CancelOrder] = deque()
-        self._unsent: list[SubmitOrder] = []  # one decision's orders per symbol at most
+        # One decision's orders per symbol at most: by client order id in the order queued,
+        # and by symbol (what a later decision of the symbol supersedes).
+        self._unsent: dict[str, SubmitOrder] = {}
+        self._unsent_of: dict[str, list[SubmitOrder]] = {}
         self._current: SubmitOrder | None = None  # taken by the worker, maybe not POSTed yet
         self._committed = False  # the current one's POST went out (or may have)
         self._committed_once = False
@@ -110,14 +113,16 @@ class OrderSender:
         decides). Orders of one decision (the same `ts`) queue side by side.
         """
         symbol, ts = command.symbol, command.ts
-        older = [o for o in self._unsent if o.symbol == symbol and o.ts < ts]
-        for old in older:
-            self._unsent.remove(old)
-            self._end_unsent(old, NOT_SENT_SUPERSEDED)
+        queued = self._unsent_of.get(symbol)
+        if queued:
+            for old in [o for o in queued if o.ts < ts]:
+                self._dequeue(old)
+                self._end_unsent(old, NOT_SENT_SUPERSEDED)
         current = self._current
         if current is not None and self._withdrawable(current, symbol) and current.ts < ts:
             self._take_back_current(NOT_SENT_SUPERSEDED)
-        self._unsent.append(command)
+        self._unsent[command.client_order_id] = command
+        self._unsent_of.setdefault(symbol, []).append(command)
         self.in_flight += 1
         self._idle.clear()
         self._work.set()
@@ -125,11 +130,11 @@ class OrderSender:
     def cancel(self, command: CancelOrder) -> None:
         """Queue one cancel (an order still unsent is ended here, never sent)."""
         cid = command.client_order_id
-        for queued in self._unsent:
-            if queued.client_order_id == cid:
-                self._unsent.remove(queued)
-                self._end_unsent(queued, "canceled before it was sent")
-                return
+        queued = self._unsent.get(cid)
+        if queued is not None:
+            self._dequeue(queued)
+            self._end_unsent(queued, "canceled before it was sent")
+            return
         current = self._current
         if self._withdrawable(current) and current is not None and current.client_order_id == cid:
             self._take_back_current("canceled before it was sent")
@@ -139,7 +144,8 @@ class OrderSender:
 
     def withdraw(self, reason: str) -> int:
         """End every submit not POSTed yet as OrderCanceled(`reason`); how many."""
-        queued, self._unsent = self._unsent, []
+        queued = list(self._unsent.values())
+        self._unsent, self._unsent_of = {}, {}
         for command in queued:
             self._end_unsent(command, reason)
         n = len(queued)
@@ -182,7 +188,8 @@ class OrderSender:
             if self._cancels:
                 await self._cancel(self._cancels.popleft())
                 continue
-            command = self._unsent.pop(self._next_index())
+            command = self._next()
+            self._dequeue(command)
             self._current, self._committed, self._committed_once = command, False, False
             self._taken_back.clear()
             try:
@@ -194,7 +201,14 @@ class OrderSender:
 
     # -- the queue ------------------------------------------------------------------------------
 
-    def _next_index(self) -> int:
+    def _dequeue(self, command: SubmitOrder) -> None:
+        del self._unsent[command.client_order_id]
+        same = self._unsent_of[command.symbol]
+        same.remove(command)
+        if not same:
+            del self._unsent_of[command.symbol]
+
+    def _next(self) -> SubmitOrder:
         """Reductions before increases, then the larger (quantity x last price) first."""
         positions = self._tracker.positions
         prices = self.prices
@@ -212,8 +226,7 @@ class OrderSender:
                 price = Decimal(repr(last)) if last is not None else _ONE
             return (not reduces, -command.qty * price)
 
-        unsent = self._unsent
-        return min(range(len(unsent)), key=lambda i: key(unsent[i]))
+        return min(self._unsent.values(), key=key)  # the first queued among equals
 
     def _withdrawable(self, current: SubmitOrder | None, symbol: str | None = None) -> bool:
         """The worker's order may still be taken back: not POSTed (nor maybe POSTed), not

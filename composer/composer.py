@@ -17,6 +17,8 @@ import datetime
 import math
 import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
+from itertools import repeat
+from operator import add, mul
 from typing import Any, assert_never
 
 from composer.methods import METHODS, RegimeMethod
@@ -30,6 +32,8 @@ from feeds.errors import ConfigError, InvariantViolation
 _ALWAYS = -(2**63)  # a due time every slice is at or after
 _NEVER = 2**63
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_MINUS_ONE = -1.0
+_ONE = 1.0
 
 
 class Composer:
@@ -105,6 +109,10 @@ class Composer:
         self._pairs = tuple(self._strategies.items())
         self._symbols_of: tuple[tuple[str, tuple[str, ...]], ...] = tuple(
             (sid, s.symbols) for sid, s in self._strategies.items()
+        )
+        everything = tuple(self._zeros)
+        self._universe_of_all = (
+            everything if all(syms == everything for _, syms in self._symbols_of) else None
         )
         # The last compose's outputs, reused while neither the signals nor the allocation
         # change. None of these dicts is mutated once a Targets holds it.
@@ -221,18 +229,7 @@ class Composer:
             self._last = targets
             return targets
 
-        weights = self._zeros.copy()
-        by_strategy: dict[str, dict[str, float]] = {}
-        for sid, syms in self._symbols_of:
-            w = w_of[sid]
-            a = a_of[sid]
-            sig = signals[sid]
-            contrib: dict[str, float] = {}
-            for sym in syms:
-                x = w * sig[sym] * a[sym]
-                contrib[sym] = x
-                weights[sym] += x
-            by_strategy[sid] = contrib
+        weights, by_strategy = self._combined(w_of, a_of, signals)
 
         if vt is None:
             cap = self._max_gross
@@ -253,6 +250,43 @@ class Composer:
         self._last_a = a_of
         return targets
 
+    def _combined(
+        self,
+        w_of: Mapping[str, float],
+        a_of: Mapping[str, Mapping[str, float]],
+        signals: Mapping[str, Mapping[str, float]],
+    ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+        """The weights (each symbol's sum over the strategies, in their order) and each
+        strategy's contributions: capital weight x signal x share of the capital."""
+        by_strategy: dict[str, dict[str, float]] = {}
+        universe = self._universe_of_all
+        if universe is not None:
+            # Every strategy trades the whole universe (the common case): the same products
+            # and sums, in the same order, as the loop below, done by C loops (map).
+            total: list[float] = [0.0] * len(universe)
+            for sid, _ in self._symbols_of:
+                products = list(
+                    map(
+                        mul,
+                        map(mul, repeat(w_of[sid]), map(signals[sid].__getitem__, universe)),
+                        map(a_of[sid].__getitem__, universe),
+                    )
+                )
+                by_strategy[sid] = dict(zip(universe, products, strict=True))
+                total = list(map(add, total, products))
+            weights = dict(zip(universe, total, strict=True))
+        else:
+            weights = self._zeros.copy()
+            for sid, syms in self._symbols_of:
+                w = w_of[sid]
+                a = a_of[sid]
+                sig = signals[sid]
+                contrib = {sym: w * sig[sym] * a[sym] for sym in syms}
+                for sym, x in contrib.items():
+                    weights[sym] += x
+                by_strategy[sid] = contrib
+        return weights, by_strategy
+
     def _capped(self, weights: dict[str, float], k: float) -> dict[str, float]:
         """`weights` times `k` (inf: as much as the cap allows), capped at `max_gross`."""
         cap = self._max_gross
@@ -269,9 +303,10 @@ class Composer:
         signals: dict[str, dict[str, float]] = {}
         for sid, strat in self._pairs:
             sig = dict(strat.signals)
-            for x in sig.values():
-                if not -1.0 <= x <= 1.0:  # nan fails this too
-                    _bad_signal(sid, strat, sig)
+            values = sig.values()
+            # -1 <= x <= 1 for each, by C loops (nan fails both comparisons).
+            if not (all(map(_MINUS_ONE.__le__, values)) and all(map(_ONE.__ge__, values))):
+                _bad_signal(sid, strat, sig)
             signals[sid] = sig
         return signals
 

@@ -153,7 +153,14 @@ class InverseVolMethod:
         if floor == math.inf:
             return Allocation(self._weights, equal)
         split: dict[str, dict[str, float]] = {}
+        # Strategies over the same symbols (often all of them) share one split: the same
+        # numbers, computed once (a Targets' dicts are never mutated).
+        shares: dict[tuple[str, ...], dict[str, float]] = {}
         for sid, syms in self._symbols_of.items():
+            shared = shares.get(syms)
+            if shared is not None:
+                split[sid] = shared
+                continue
             inverse: dict[str, float] = {}
             for s in syms:
                 vol = vols.get(s)
@@ -163,7 +170,7 @@ class InverseVolMethod:
                 inverse[s] = 1.0 / (vol if vol > 0.0 else floor)
             else:
                 total = math.fsum(inverse.values())
-                split[sid] = {s: x / total for s, x in inverse.items()}
+                split[sid] = shares[syms] = {s: x / total for s, x in inverse.items()}
         return Allocation(self._weights, split)
 
 

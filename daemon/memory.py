@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import gc
 from collections.abc import Callable
 
 _M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
@@ -42,6 +43,24 @@ def release_freed_memory() -> None:
     trim = _libc_function("malloc_trim")
     if trim is not None:
         trim(0)
+
+
+def freeze_heap() -> None:
+    """Collect once, then move every object alive into the collector's permanent generation,
+    which later collections skip. `thaw_heap` undoes it.
+
+    For a daemon at the end of its start-up: what it built then (modules, the configuration,
+    the strategies' windows) lives for the run, and each full collection walked it all again:
+    70-150 ms of the event loop at 500 symbols, every few minutes.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def thaw_heap() -> None:
+    """Give the frozen objects back to the collector (at a daemon's stop: what it leaves
+    behind is garbage again, for a process that goes on, such as the tests')."""
+    gc.unfreeze()
 
 
 @functools.cache

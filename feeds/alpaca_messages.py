@@ -5,6 +5,7 @@ messages (bars, updated bars, trading statuses, subscription replies)."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -153,6 +154,16 @@ def parse_rfc3339_ns(text: str) -> int:
     return ns
 
 
+@functools.lru_cache(maxsize=512)
+def _cached_ns(text: str) -> int:
+    return parse_rfc3339_ns(text)
+
+
+def _bar_ns(value: Any) -> int:
+    """A bar's time: a minute's bars (one per symbol) share it, so a string parses once."""
+    return _cached_ns(value) if type(value) is str else parse_rfc3339_ns(value)
+
+
 def parse_bar(msg: Mapping[str, Any]) -> Bar:
     """A bar message (T ``b`` or ``u``) as a Bar."""
     return bar_from_json(str(msg["S"]), msg)
@@ -168,7 +179,7 @@ def bar_from_json(symbol: str, msg: Mapping[str, Any]) -> Bar:
     vw = msg.get("vw")
     return Bar(
         symbol=symbol,
-        ts=parse_rfc3339_ns(msg["t"]),
+        ts=_bar_ns(msg["t"]),
         open=float(msg["o"]),
         high=float(msg["h"]),
         low=float(msg["l"]),

@@ -265,6 +265,12 @@ def _at_minute(midnight: dt.datetime, minute: int) -> int:
     return int(local.timestamp()) * NS_PER_SECOND
 
 
+def build_ahead(name: str, ts_ns: int) -> None:
+    """Build calendar `name` around `ts_ns` now (on a worker thread, say), so that a
+    SessionCalendar's first look at that time finds it built instead of building it."""
+    SessionCalendar(name).bounds(ts_ns)
+
+
 def _epoch_day(day: dt.date) -> int:
     return day.toordinal() - _EPOCH_ORDINAL
 

@@ -6,7 +6,7 @@ A write that fails halts the engine (no order leaves without its intent on disk)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from brokers.orders import ExecutionEvent
@@ -43,17 +43,18 @@ class JournalGuard:
             return False
         return True
 
-    def event(self, event: ExecutionEvent) -> bool:
-        """Journal an execution event before the ledger applies it; False for a fill journaled
-        before (a duplicate). While the journal is broken the broker's truth is still applied."""
+    def events(self, events: Sequence[ExecutionEvent]) -> list[bool]:
+        """Journal execution events (one transaction) before the ledger applies them; per
+        event, False for a fill journaled before (a duplicate). While the journal is broken
+        the broker's truth is still applied."""
         journal = self.journal
         if journal is None or self.failed is not None:
-            return True
+            return [True] * len(events)
         try:
-            return journal.event(event)
+            return journal.events(events)
         except JournalError as e:
             self.broken(str(e))
-            return True
+            return [True] * len(events)
 
     def begin_segment(self, *, mode: str, loaded: LoadedConfig, ledger: Ledger, ts: int) -> None:
         """Open this run's segment of the journal: its mode, config and starting books."""

@@ -39,6 +39,7 @@ from daemon.live.startup import check_start, log_leaving_universe
 from daemon.live.tasks import EXIT_TASK_FAILED, DaemonTasks, TaskFailures, start_unless_stopped
 from daemon.live.upkeep import Upkeep
 from daemon.logs import EventLog
+from daemon.memory import freeze_heap, thaw_heap
 from daemon.service.http import CONTROL_TOKEN_ENV, HttpServer
 from daemon.service.systemd import Notifier
 from daemon.timeutil import Clock, SystemClock, iso_utc
@@ -159,10 +160,13 @@ class LiveDaemon:
         )
         self.buckets = live_buckets(self.settings)  # None for minute strategies
         self.market.buckets = self.buckets
+        sanity = self.settings.sanity
+        self.market.calendar = sanity.calendar if sanity.session != "any" else None
         if self.buckets is not None:
             self.orders.defer = self.buckets.deferring(self.market.now_ns)
+        retention = self.settings.state.retention
         self.upkeep = Upkeep(
-            engine=self.engine, guard=self.guard, retention=self.settings.state.retention, log=log
+            engine=self.engine, guard=self.guard, retention=retention, log=log, background=True
         )
         self.loop = EngineLoop(
             engine=self.engine,
@@ -401,6 +405,7 @@ class LiveDaemon:
         self.engine.trade_from_ts = _ALWAYS
         self.market.open_stream()
         self._spawn(self.market.poll_clock(self._on_clock), "clock")
+        freeze_heap()  # once the start-up's objects are built: full collections skip them
         self._started = True
         self.orders.trading = True
         self.log.info("daemon_started", mode=self.mode, warmup_bars=self.market.warmup_bars)
@@ -440,6 +445,7 @@ class LiveDaemon:
     # -- stop -----------------------------------------------------------------------------------
 
     async def _shutdown(self, fatal: BaseException | None) -> None:
+        thaw_heap()
         deadline = self.settings.live.stop_deadline_s
         started = self.clock.monotonic()
         self.systemd.stopping()
@@ -473,6 +479,7 @@ class LiveDaemon:
         if self.recorder.started:
             self.recorder.close()
             self.recorder.write_summary(status.summary(self, cancelled=cancelled))
+        await self.upkeep.stop()
         journal = self.guard.journal
         if journal is not None:
             try:

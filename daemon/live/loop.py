@@ -9,6 +9,7 @@ and single-threaded.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, assert_never
@@ -34,6 +35,9 @@ from feeds.alpaca_stream import (
     TradingStatus,
 )
 from feeds.bar import Bar
+from portfolio.journal import Journal
+
+_TURN_S = 0.004  # the longest the engine's task handles queued inputs without yielding
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,17 +131,31 @@ class EngineLoop:
                     item = get.result()
                     get = asyncio.ensure_future(queue.get())
                     self._handle(item)
-                    # Take what is already queued before deciding on the clock.
+                    # Take what is already queued before deciding on the clock, in turns of
+                    # a few ms (a minute's bars of 500 symbols take ~10): the other tasks
+                    # (timers, the HTTP server) run between them.
+                    turn_ends = time.perf_counter() + _TURN_S
                     while not queue.empty() and not self.stopping.is_set():
                         self._handle(queue.get_nowait())
-                if self._can_close() and slicer.due(self.clock.monotonic()):
+                        if time.perf_counter() > turn_ends:
+                            break
+                    self._write_bars()
+                if queue.empty() and self._can_close() and slicer.due(self.clock.monotonic()):
                     self._decide()
-                if self.buckets is not None:
+                if self.buckets is not None and queue.empty():
                     self.on_market_time()
                 self.progress.set()
         finally:
             get.cancel()
             stop.cancel()
+
+    def _write_bars(self) -> None:
+        """The bars handled so far go to the journal now, while their slice is open, not all
+        with its close: the decision writes only the bars of its last turn (500 symbols' bars
+        are ~1 ms of inserts). The order of the journal's inputs is the same either way."""
+        guard = self.guard
+        if guard.journal is not None and guard.failed is None and self.engine.slice_ts is not None:
+            guard.write(_flush_bars)
 
     def _can_close(self) -> bool:
         return self.market.connected and not self.slicer.backfilling
@@ -338,3 +356,7 @@ class EngineLoop:
             self.log.log(notice.level, notice.event, **notice.fields)
             if notice.event in ("trade_stream_up", "trade_stream_down"):
                 self.telemetry.broker_stream(notice.event == "trade_stream_up")
+
+
+def _flush_bars(journal: Journal) -> None:
+    journal.flush()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,11 +34,13 @@ from feeds.alpaca_stream import (
     TradingStatus,
 )
 from feeds.bar import NS_PER_MINUTE, Bar
+from feeds.calendar import build_ahead
 from feeds.days import local_midnight_ns
 from feeds.errors import TradingdError
 from feeds.timeframes import TIMEFRAME_NS
 
 MINUTES_PER_SESSION = 390
+_TURN_S = 0.004  # the longest the warm-up runs without letting the event loop run
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +109,9 @@ class MarketData:
         self.counters = FeedCounters()
         self.warmup_bars = 0
         self.buckets: LiveBuckets | None = None  # set when the strategies' bars are coarser
+        # The session calendar the checks build at their first bar (~0.4 s of pandas), if any:
+        # built ahead on a worker thread when the warm-up starts.
+        self.calendar: str | None = None
         self._bar_end_ns = 0  # the end of the latest bar seen: the market's time, as data says
         self._clock_ns = 0  # the market clock's last reading, and when it was read
         self._clock_read_at = 0.0
@@ -138,6 +144,8 @@ class MarketData:
     async def warm_up(self, clock: MarketClock) -> None:
         """Fill every strategy's lookback with recent bars, through the core, without trading."""
         need = self.engine.composer.warmup_bars
+        if self.calendar is not None:
+            await asyncio.to_thread(build_ahead, self.calendar, clock.ts)
         if self.buckets is not None:
             await self._warm_up_buckets(clock, need, self.buckets)
             return
@@ -153,7 +161,7 @@ class MarketData:
             return
         start_ns = past[max(len(past) - sessions_back, 0)].open_ns
         bars = await self.fetch(start_ns, clock.ts)
-        self._warm_feed(bars)
+        await self._warm_feed(bars)
         self.warmup_bars = len(bars)
         if bars:
             self.slicer.resume_after(bars[-1].ts)
@@ -206,7 +214,7 @@ class MarketData:
             for minute in minutes:
                 completed.extend(buckets.add(minute))
             completed.extend(buckets.close_through(clock.ts))
-        self._warm_feed(completed)
+        await self._warm_feed(completed)
         self.warmup_bars = len(completed)
         if minutes:
             self.slicer.resume_after(minutes[-1].ts)
@@ -219,11 +227,22 @@ class MarketData:
             lookback_bars=need,
         )
 
-    def _warm_feed(self, bars: list[Bar]) -> None:
-        """Completed bars through the core, slice by slice, deciding nothing."""
+    async def _warm_feed(self, bars: list[Bar]) -> None:
+        """Completed bars through the core, slice by slice, deciding nothing.
+
+        The event loop runs every few ms (a 500-symbol warm-up is seconds of work, a slice
+        ~10 ms): the engine is then between two inputs, as in the running daemon.
+        """
         engine = self.engine
         journal = self.guard.journal
-        for bar in sorted(bars, key=lambda b: (b.ts, b.symbol)):  # as fetched, whatever the source
+        # As fetched, whatever the source; sorted on a worker thread (a fraction of a second
+        # for a few hundred thousand bars, which the loop would otherwise wait for).
+        ordered = await asyncio.to_thread(sorted, bars, key=_time_then_symbol)
+        turn_ends = time.perf_counter() + _TURN_S
+        for bar in ordered:
+            if time.perf_counter() > turn_ends:
+                await asyncio.sleep(0)
+                turn_ends = time.perf_counter() + _TURN_S
             if engine.slice_ts is not None and bar.ts > engine.slice_ts:
                 self._close_warm_slice()
             if journal is not None:
@@ -363,3 +382,7 @@ def day_start(ts_ns: int) -> int:
     """New York midnight of the date of `ts_ns` (where daily bars are stamped)."""
     day = datetime.fromtimestamp(ts_ns / 1e9, NEW_YORK).date()
     return local_midnight_ns(day, "America/New_York")
+
+
+def _time_then_symbol(bar: Bar) -> tuple[int, str]:
+    return bar.ts, bar.symbol

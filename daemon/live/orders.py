@@ -252,19 +252,30 @@ class OrderPath:
     # -- in -------------------------------------------------------------------------------------
 
     def apply_events(self, events: Iterable[ExecutionEvent]) -> None:
-        """Journal each event, then apply it (write-ahead); a fill journaled before is skipped."""
-        engine = self.engine
+        """Journal the events, then apply them (write-ahead); a fill journaled before is
+        skipped. One transaction for them all, unless a crash drill is armed: then each is
+        journaled and applied before the next one's crash point."""
+        crash = self.crash
+        batch: list[ExecutionEvent] = []
         for event in events:
             if self.foreign(event) and not self._take_foreign(event):
                 continue
             if isinstance(event, OrderCanceled) and event.reason in NOT_SENT_REASONS:
                 self.not_sent[event.reason] += 1
-            if isinstance(event, OrderAccepted):
-                self.crash.reached("after_send")
-            elif isinstance(event, OrderFilled | OrderPartiallyFilled):
-                self.crash.reached("after_fill")
-            if self.guard.event(event):
-                engine.on_events([event])
+            if crash.point is not None:
+                if isinstance(event, OrderAccepted):
+                    crash.reached("after_send")
+                elif isinstance(event, OrderFilled | OrderPartiallyFilled):
+                    crash.reached("after_fill")
+                self._journal_and_apply([event])
+            else:
+                batch.append(event)
+        if batch:
+            self._journal_and_apply(batch)
+
+    def _journal_and_apply(self, events: list[ExecutionEvent]) -> None:
+        fresh = self.guard.events(events)
+        self.engine.on_events([e for e, new in zip(events, fresh, strict=True) if new])
 
     async def cancel_ours(self) -> int:
         """Cancel the open orders this daemon placed (by its prefix or its journal), no others."""

@@ -55,6 +55,9 @@ class StatusFeed:
         self.orders: deque[dict[str, Any]] = deque(maxlen=MAX_ORDERS)
         self._orders_by_id: dict[str, dict[str, Any]] = {}
         self._day = ""
+        self._slice_ts: int | None = None  # the last decision's slice, its day and its time
+        self._slice_day = ""
+        self._slice_time = ""
         self._changed: asyncio.Event | None = None
 
     @property
@@ -90,7 +93,14 @@ class StatusFeed:
         pass
 
     def on_decision(self, decision: Decision) -> None:
-        day = datetime.fromtimestamp(decision.slice_ts / 1e9, _NEW_YORK).date().isoformat()
+        # A slice's decisions (hundreds at 500 symbols) share its day and its time: formatted
+        # once per slice.
+        slice_ts = decision.slice_ts
+        if slice_ts != self._slice_ts:
+            self._slice_ts = slice_ts
+            self._slice_day = datetime.fromtimestamp(slice_ts / 1e9, _NEW_YORK).date().isoformat()
+            self._slice_time = iso_utc(slice_ts)
+        day = self._slice_day
         if day != self._day:
             self._day = day
             self.orders.clear()
@@ -99,7 +109,7 @@ class StatusFeed:
         sent = decision.order
         reason = decision.risk_event.reason if decision.risk_event is not None else ""
         row: dict[str, Any] = {
-            "time": iso_utc(decision.slice_ts),
+            "time": self._slice_time,
             "client_order_id": decision.client_order_id,
             "symbol": decision.symbol,
             "side": str(requested.side),

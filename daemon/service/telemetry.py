@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.metrics_core import Metric
 
 from brokers.base import NOT_SENT_STALE, NOT_SENT_STOPPED, NOT_SENT_SUPERSEDED
 from brokers.orders import (
@@ -84,7 +85,8 @@ class Telemetry:
         # client_order_id -> [submitted at (monotonic), acknowledged yet]
         self._clocks: dict[str, list[float | bool]] = {}
         self._published: bytes | None = None
-        self.registry = CollectorRegistry(auto_describe=True)
+        self._targets: Targets | None = None  # composed, not yet on the weight gauges
+        self.registry = _ReadHook(self._set_weights)
         families = register_families(
             self.registry, mode=mode, symbols=self.symbols, strategies=self.strategies
         )
@@ -236,6 +238,15 @@ class Telemetry:
         self._scraped.last_slice_ts = ts
 
     def on_targets(self, targets: Targets) -> None:
+        # The gauges take the weights when the registry is read: a rebalance of 500 symbols
+        # set 500 gauges (~0.2 ms of the decision) for a scrape every 15 s or so.
+        self._targets = targets
+
+    def _set_weights(self) -> None:
+        targets = self._targets
+        if targets is None:
+            return
+        self._targets = None
         weights = targets.weights
         for symbol, child in self._decisions.target_weight.items():
             child.set(weights.get(symbol, 0.0))
@@ -287,3 +298,15 @@ class Telemetry:
 
     def on_stale(self, symbol: str, ts: int, stale: bool) -> None:
         self._feed.stale[symbol].set(1 if stale else 0)
+
+
+class _ReadHook(CollectorRegistry):
+    """A registry that calls `before` each time it is read (scraped, or a sample looked up)."""
+
+    def __init__(self, before: Callable[[], None]) -> None:
+        super().__init__(auto_describe=True)
+        self._before = before
+
+    def collect(self) -> Iterator[Metric]:
+        self._before()
+        yield from super().collect()

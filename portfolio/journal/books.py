@@ -4,6 +4,7 @@ transaction that journals the event)."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from brokers.orders import (
@@ -14,6 +15,75 @@ from brokers.orders import (
     OrderPartiallyFilled,
     OrderRejected,
 )
+from portfolio.journal.codec import dumps, encode_event
+
+_INSERT_EVENT = "INSERT INTO input (segment, kind, ts, payload) VALUES (?, 'event', ?, ?)"
+_INSERT_ORDER = (
+    "INSERT OR IGNORE INTO orders (client_order_id, segment, symbol, ts, status) "
+    "VALUES (?, ?, ?, ?, 'intent')"
+)
+_CLOSE_ORDER = (
+    "UPDATE orders SET status = CASE WHEN status = 'filled' THEN status "
+    "ELSE ? END, terminal = 1 WHERE client_order_id = ?"
+)
+
+
+def fresh_events(
+    events: Sequence[ExecutionEvent], has_fill: Callable[[str], bool]
+) -> tuple[list[bool], list[ExecutionEvent]]:
+    """Which of `events` to journal: per event, False for a fill whose execution id
+    `has_fill` (journaled already) or that comes earlier in `events`; and those to write."""
+    fresh: list[bool] = []
+    new: list[ExecutionEvent] = []
+    seen: set[str] = set()
+    for event in events:
+        if isinstance(event, OrderFilled | OrderPartiallyFilled):
+            execution_id = event.execution_id
+            if execution_id in seen or has_fill(execution_id):
+                fresh.append(False)
+                continue
+            seen.add(execution_id)
+        fresh.append(True)
+        new.append(event)
+    return fresh, new
+
+
+def book_events(db: sqlite3.Connection, events: Sequence[ExecutionEvent], *, segment: int) -> None:
+    """Inside the writer's transaction: each event as an input, then its books; the last
+    one's time as `last_event_ts`."""
+    i, n = 0, len(events)
+    while i < n:
+        event = events[i]
+        if isinstance(event, OrderCanceled | OrderRejected):
+            end = i + 1
+            while end < n and isinstance(events[end], OrderCanceled | OrderRejected):
+                end += 1
+            _book_closed(db, events[i:end], segment=segment)
+            i = end
+            continue
+        payload = dumps(encode_event(event))
+        cur = db.execute(_INSERT_EVENT, (segment, event.ts, payload))
+        book_event(db, event, segment=segment, seq=cur.lastrowid, payload=payload)
+        i += 1
+    db.execute(
+        "INSERT OR REPLACE INTO state (key, value) VALUES ('last_event_ts', ?)",
+        (str(events[-1].ts),),
+    )
+
+
+def _book_closed(db: sqlite3.Connection, events: Sequence[ExecutionEvent], *, segment: int) -> None:
+    """A run of cancels and rejections (a slice's orders taken back unsent: hundreds), each
+    statement once for the run. The rows are those of one event at a time: these events touch
+    no fill, and each statement meets an order's events in their order."""
+    db.executemany(_INSERT_EVENT, [(segment, e.ts, dumps(encode_event(e))) for e in events])
+    db.executemany(_INSERT_ORDER, [(e.client_order_id, segment, e.symbol, e.ts) for e in events])
+    db.executemany(
+        _CLOSE_ORDER,
+        [
+            ("canceled" if isinstance(e, OrderCanceled) else "rejected", e.client_order_id)
+            for e in events
+        ],
+    )
 
 
 def book_event(
@@ -22,11 +92,7 @@ def book_event(
     """Update the order row of `event` (created if the event is the first news of it) and, for
     a fill, add its row to the fill book (`seq`: the event's input)."""
     cid = event.client_order_id
-    db.execute(
-        "INSERT OR IGNORE INTO orders (client_order_id, segment, symbol, ts, status) "
-        "VALUES (?, ?, ?, ?, 'intent')",
-        (cid, segment, event.symbol, event.ts),
-    )
+    db.execute(_INSERT_ORDER, (cid, segment, event.symbol, event.ts))
     match event:
         case OrderAccepted():
             db.execute(
@@ -64,8 +130,4 @@ def book_event(
             )
         case OrderCanceled() | OrderRejected():
             status = "canceled" if isinstance(event, OrderCanceled) else "rejected"
-            db.execute(
-                "UPDATE orders SET status = CASE WHEN status = 'filled' THEN status "
-                "ELSE ? END, terminal = 1 WHERE client_order_id = ?",
-                (status, cid),
-            )
+            db.execute(_CLOSE_ORDER, (status, cid))

@@ -9,6 +9,10 @@ then read the daemon's own histograms off /metrics and print them.
 minute bars of that many symbols (`tradingd bars synth`, written once under --work).
 --load every-symbol makes nearly every symbol trade in every slice (no-trade band 0, minimum
 notional 1, a large account): the order load of issue 13's "400 orders in a slice" at 500.
+The orders each slice handed over are counted from the daemon's journal after the run (the
+distribution is printed): at this load the decision histogram is that of such slices. At one
+market minute a second the broker's rate limit sends a few of them; the rest are superseded by
+the next slice's, whose decision takes them back first (journaled), as it would live.
 The sandbox and the daemon listen on free ports of 127.0.0.1 picked at start.
 
 Figures are read off the histograms: "p99 <= x" is the bucket bound the 99th percentile falls
@@ -21,6 +25,7 @@ import argparse
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -28,6 +33,8 @@ import urllib.request
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from portfolio.journal.schema import JOURNAL_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 # `python -m daemon.cli` from ROOT: the script of another checkout runs that checkout's code.
@@ -162,13 +169,34 @@ def main() -> int:
                 text = response.read().decode()
             daemon.send_signal(signal.SIGTERM)
             code = daemon.wait(60)
+            per_slice = slice_orders(Path(tmp) / "state")
         finally:
             sandbox.terminate()
             sandbox.wait(30)
     print(f"{args.symbols} symbols, load {args.load}, speed {args.speed:g}, {args.seconds:g} s")
     report(text)
+    if per_slice:
+        per_slice.sort()
+        print(
+            f"orders handed over per slice that sent any (journal): n={len(per_slice)} "
+            f"min={per_slice[0]} median={per_slice[len(per_slice) // 2]} max={per_slice[-1]}; "
+            f"slices of 400 or more: {sum(1 for n in per_slice if n >= 400)}"
+        )
     print(f"daemon exit code {code}")
     return 0 if code == 0 else 1
+
+
+def slice_orders(state_dir: Path) -> list[int]:
+    """How many orders each decided slice handed over (their intents in the journal)."""
+    db = sqlite3.connect(f"file:{state_dir / JOURNAL_FILE}?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            "SELECT COUNT(*) FROM orders WHERE slice_ts IS NOT NULL AND qty IS NOT NULL "
+            "GROUP BY slice_ts"
+        ).fetchall()
+    finally:
+        db.close()
+    return [int(n) for (n,) in rows]
 
 
 def report(text: str) -> None:

@@ -85,3 +85,34 @@ def test_a_session_close_snapshots_then_compacts_and_checkpoints(tmp_path: Path)
     assert compacted is not None
     # Two sessions kept: the inputs after the second snapshot.
     assert kept == [T0 + 2 * NS_PER_DAY, T0 + 3 * NS_PER_DAY]
+
+
+async def test_the_live_upkeep_checkpoints_on_a_worker_thread(tmp_path: Path) -> None:
+    loaded = minute_config(tmp_path)
+    engine, _ = build_engine(loaded, SYMBOLS, TargetsListener(), trade_from_ts=2**63 - 1)
+    with Journal(tmp_path / "state") as journal:
+        journal.begin_segment(
+            mode="paper",
+            config_digest=loaded.digest,
+            config=loaded.settings.model_dump(mode="json"),
+            config_files=list(loaded.files),
+            ledger=LedgerSnapshot.of(engine.ledger),
+            ts=T0,
+        )
+        guard = JournalGuard(journal, log=quiet_log(), on_failed=lambda: None)
+        upkeep = Upkeep(
+            engine=engine,
+            guard=guard,
+            retention=RetentionSettings(sessions=None, archive="drop"),
+            log=quiet_log(),
+            background=True,
+        )
+        for minute in range(200):
+            journal.close_slice(T0 + minute * 60 * 10**9, targets=None, orders=())
+        before = journal.path.stat().st_size  # the slices' pages are in the WAL only
+        upkeep.on_clock(market_open=True, ts=T0)
+        await upkeep.stop()  # waits for the thread's checkpoint
+        assert journal.path.stat().st_size > before  # moved into the file
+        journal.close_slice(T0 + 200 * 60 * 10**9, targets=None, orders=())
+        upkeep.on_clock(market_open=True, ts=T0 + 1)  # after a stop: a new connection, no error
+        await upkeep.stop()

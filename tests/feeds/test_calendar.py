@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from feeds.calendar import SessionCalendar
+from feeds.calendar import SessionCalendar, build_ahead
 
 NY = ZoneInfo("America/New_York")
 
@@ -98,3 +98,11 @@ def test_extended_bounds_are_4_to_20_on_session_days() -> None:
 def test_unknown_calendar_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown exchange calendar"):
         SessionCalendar("NOPE")
+
+
+def test_a_calendar_built_ahead_is_the_one_a_later_instance_reads() -> None:
+    ts = int(dt.datetime(2031, 3, 14, 15, 0, tzinfo=dt.UTC).timestamp()) * 10**9
+    build_ahead("XNYS", ts)
+    first, second = SessionCalendar("XNYS"), SessionCalendar("XNYS")
+    assert first.bounds(ts) == second.bounds(ts) is not None
+    assert first._by_day is second._by_day  # built once, shared (never mutated)

@@ -395,3 +395,34 @@ def test_a_terminal_status_sticks_when_a_late_fill_arrives(tmp_path: Path) -> No
         (record,) = journal.reader().state().orders
         assert (record.status, record.terminal) == ("canceled", True)
         assert record.filled_qty == Decimal(4)
+
+
+def test_a_batch_of_events_writes_what_one_at_a_time_writes(tmp_path: Path) -> None:
+    events: list[ExecutionEvent] = [
+        OrderAccepted(client_order_id="o1", symbol="AAA", ts=T0 + 1),
+        OrderCanceled(client_order_id="o2", symbol="BBB", ts=T0 + 2, reason="not sent: x"),
+        OrderRejected(client_order_id="o3", symbol="AAA", ts=T0 + 3, reason="halted"),
+        OrderCanceled(client_order_id="o2", symbol="BBB", ts=T0 + 4, reason="again"),
+        filled("o1", "e1"),
+        filled("o1", "e1"),  # the same fill twice: written once
+        OrderCanceled(client_order_id="o1", symbol="AAA", ts=T0 + 5, reason="after the fill"),
+        OrderCanceled(client_order_id="x9", symbol="CCC", ts=T0 + 6, reason="unknown order"),
+    ]
+    orders = [order("o1"), order("o2", "BBB"), order("o3")]
+
+    def content(journal: Journal) -> list[list[tuple[object, ...]]]:
+        db = journal.connection()
+        return [
+            db.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
+            for table in ("input", "orders", "fill", "state")
+        ]
+
+    with Journal(tmp_path / "one") as one, Journal(tmp_path / "batch") as batch:
+        begin(one)
+        begin(batch)
+        one.close_slice(T0, targets=TARGETS, orders=orders)
+        batch.close_slice(T0, targets=TARGETS, orders=orders)
+        fresh = [one.event(e) for e in events]
+        assert batch.events(events) == fresh == [True] * 5 + [False, True, True]
+        assert content(batch) == content(one)
+        assert batch.events([filled("o1", "e1")]) == [False]  # written before: nothing
