@@ -32,8 +32,6 @@ from feeds.errors import ConfigError, InvariantViolation
 _ALWAYS = -(2**63)  # a due time every slice is at or after
 _NEVER = 2**63
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
-_MINUS_ONE = -1.0
-_ONE = 1.0
 
 
 class Composer:
@@ -303,9 +301,9 @@ class Composer:
         signals: dict[str, dict[str, float]] = {}
         for sid, strat in self._pairs:
             sig = dict(strat.signals)
-            values = sig.values()
-            # -1 <= x <= 1 for each, by C loops (nan fails both comparisons).
-            if not (all(map(_MINUS_ONE.__le__, values)) and all(map(_ONE.__ge__, values))):
+            # nan fails the comparison too; a value that is no number raises (a comparison
+            # method's NotImplemented would pass for true).
+            if not all(-1.0 <= x <= 1.0 for x in sig.values()):
                 _bad_signal(sid, strat, sig)
             signals[sid] = sig
         return signals

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from daemon.config import LoadedConfig
+from daemon.engine import Engine
 from daemon.live.guard import JournalGuard
 from daemon.live.lifecycle import LiveDaemon
 from daemon.live.upkeep import Upkeep, session_of
@@ -51,21 +53,7 @@ def test_a_session_close_snapshots_then_compacts_and_checkpoints(tmp_path: Path)
     loaded = minute_config(tmp_path)
     engine, _ = build_engine(loaded, SYMBOLS, TargetsListener(), trade_from_ts=2**63 - 1)
     with Journal(tmp_path / "state") as journal:
-        journal.begin_segment(
-            mode="paper",
-            config_digest=loaded.digest,
-            config=loaded.settings.model_dump(mode="json"),
-            config_files=list(loaded.files),
-            ledger=LedgerSnapshot.of(engine.ledger),
-            ts=T0,
-        )
-        guard = JournalGuard(journal, log=quiet_log(), on_failed=lambda: None)
-        upkeep = Upkeep(
-            engine=engine,
-            guard=guard,
-            retention=RetentionSettings(sessions=2, archive="drop"),
-            log=quiet_log(),
-        )
+        upkeep = upkeep_of(journal, loaded, engine, RetentionSettings(sessions=2, archive="drop"))
         for day in range(4):
             open_ts = T0 + day * NS_PER_DAY
             upkeep.on_clock(market_open=False, ts=open_ts - 60 * 10**9)  # closed: no snapshot
@@ -91,20 +79,11 @@ async def test_the_live_upkeep_checkpoints_on_a_worker_thread(tmp_path: Path) ->
     loaded = minute_config(tmp_path)
     engine, _ = build_engine(loaded, SYMBOLS, TargetsListener(), trade_from_ts=2**63 - 1)
     with Journal(tmp_path / "state") as journal:
-        journal.begin_segment(
-            mode="paper",
-            config_digest=loaded.digest,
-            config=loaded.settings.model_dump(mode="json"),
-            config_files=list(loaded.files),
-            ledger=LedgerSnapshot.of(engine.ledger),
-            ts=T0,
-        )
-        guard = JournalGuard(journal, log=quiet_log(), on_failed=lambda: None)
-        upkeep = Upkeep(
-            engine=engine,
-            guard=guard,
-            retention=RetentionSettings(sessions=None, archive="drop"),
-            log=quiet_log(),
+        upkeep = upkeep_of(
+            journal,
+            loaded,
+            engine,
+            RetentionSettings(sessions=None, archive="drop"),
             background=True,
         )
         for minute in range(200):
@@ -116,3 +95,26 @@ async def test_the_live_upkeep_checkpoints_on_a_worker_thread(tmp_path: Path) ->
         journal.close_slice(T0 + 200 * 60 * 10**9, targets=None, orders=())
         upkeep.on_clock(market_open=True, ts=T0 + 1)  # after a stop: a new connection, no error
         await upkeep.stop()
+
+
+def upkeep_of(
+    journal: Journal,
+    loaded: LoadedConfig,
+    engine: Engine,
+    retention: RetentionSettings,
+    *,
+    background: bool = False,
+) -> Upkeep:
+    """The upkeep of `journal`, with a paper segment opened at T0 with `engine`'s books."""
+    journal.begin_segment(
+        mode="paper",
+        config_digest=loaded.digest,
+        config=loaded.settings.model_dump(mode="json"),
+        config_files=list(loaded.files),
+        ledger=LedgerSnapshot.of(engine.ledger),
+        ts=T0,
+    )
+    guard = JournalGuard(journal, log=quiet_log(), on_failed=lambda: None)
+    return Upkeep(
+        engine=engine, guard=guard, retention=retention, log=quiet_log(), background=background
+    )
