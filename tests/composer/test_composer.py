@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 from pydantic import BaseModel, ConfigDict
 
@@ -208,6 +209,15 @@ def test_config_errors_start_with_the_key_path(
 @pytest.mark.parametrize("bad", [1.5, -2.0, math.nan])
 def test_a_signal_outside_the_range_stops_the_process(bad: float) -> None:
     composer = Composer(ComposerSettings(), {"x": Held(["A"], {"A": bad})}, UNIVERSE)
+    with pytest.raises(InvariantViolation, match=r"strategy 'x' .* for A, outside"):
+        composer.compose(0)
+
+
+def test_a_numpy_signal_outside_the_range_stops_the_process() -> None:
+    # numpy's float32 is no float: float's own comparison methods answer NotImplemented for it,
+    # which a check built on them would take for true.
+    signal = np.float32(1.5)
+    composer = Composer(ComposerSettings(), {"x": Held(["A"], {"A": signal})}, UNIVERSE)  # type: ignore[dict-item]
     with pytest.raises(InvariantViolation, match=r"strategy 'x' .* for A, outside"):
         composer.compose(0)
 
