@@ -53,6 +53,7 @@ from brokers.base import (
     PositionSnapshot,
     Reconciliation,
     RestoredOrder,
+    wait_first,
 )
 from brokers.errors import TransientBrokerError
 from brokers.orders import CancelOrder, ExecutionEvent, SubmitOrder
@@ -249,13 +250,7 @@ class AlpacaBroker:
             ("alpaca-poll", self._poll_loop()),
         ):
             self._tasks.append(asyncio.create_task(self._guard(name, coro), name=name))
-        ready = asyncio.create_task(self._ready.wait())
-        failed = asyncio.create_task(self._failed.wait())
-        try:
-            await asyncio.wait({ready, failed}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            ready.cancel()
-            failed.cancel()
+        await wait_first(self._ready, self._failed)
         if self._fatal is not None:
             raise self._fatal
 

@@ -31,7 +31,7 @@ from brokers.alpaca_rest import (
 )
 from brokers.alpaca_retry import Backoff, RestWatch
 from brokers.alpaca_tracker import OrderTracker
-from brokers.base import NOT_SENT_STALE, NOT_SENT_SUPERSEDED
+from brokers.base import NOT_SENT_STALE, NOT_SENT_SUPERSEDED, wait_first
 from brokers.errors import TransientBrokerError
 from brokers.orders import CancelOrder, OrderCanceled, OrderSide, SubmitOrder
 from brokers.outbox import Outbox
@@ -305,13 +305,7 @@ class OrderSender:
     async def _wait_ready(self) -> bool:
         """Wait until orders may be sent; False if the current one was withdrawn meanwhile."""
         if not self._ready.is_set():
-            ready = asyncio.ensure_future(self._ready.wait())
-            out = asyncio.ensure_future(self._taken_back.wait())
-            try:
-                await asyncio.wait({ready, out}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                ready.cancel()
-                out.cancel()
+            await wait_first(self._ready, self._taken_back)
         return not self._taken_back.is_set()
 
     # -- sending --------------------------------------------------------------------------------

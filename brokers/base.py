@@ -260,3 +260,13 @@ class LiveBroker(Broker, Protocol):
     async def close(self) -> None:
         """Stop the adapter's tasks and release its connections."""
         ...
+
+
+async def wait_first(*events: asyncio.Event) -> None:
+    """Return once any of `events` is set (at once if one is already)."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()

@@ -35,20 +35,7 @@ class Columns:
 
     def take(self, index: Any) -> Columns:
         """The rows at `index` (indices or a mask)."""
-        return Columns(
-            ts=self.ts[index],
-            symbol=self.symbol[index],
-            origin=self.origin[index],
-            open=self.open[index],
-            high=self.high[index],
-            low=self.low[index],
-            close=self.close[index],
-            volume=self.volume[index],
-            trade_count=self.trade_count[index],
-            trade_count_null=self.trade_count_null[index],
-            vwap=self.vwap[index],
-            vwap_null=self.vwap_null[index],
-        )
+        return Columns(**{name: getattr(self, name)[index] for name in Columns.__slots__})
 
     def bars(self, names: Any) -> Iterator[tuple[Bar, int]]:
         """(bar, origin) of each row; `names` holds the symbol of each code (numpy objects).

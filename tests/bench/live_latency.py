@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -34,7 +33,9 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from portfolio.journal.schema import JOURNAL_FILE
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # `python -m daemon.cli` from ROOT: the script of another checkout runs that checkout's code.
@@ -52,14 +53,6 @@ COUNTERS = (
     "tradingd_orders_filled",
 )
 HEAVY_CASH = 50_000_000
-
-
-def free_port() -> int:
-    """A port of 127.0.0.1 free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def data_for(symbols: int, work: Path) -> Path:

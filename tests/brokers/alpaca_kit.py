@@ -59,6 +59,21 @@ def sandbox_fills(sandbox: Sandbox, cid: str) -> list[dict[str, Any]]:
 BrokerFactory = Callable[..., Awaitable[AlpacaBroker]]
 
 
+def alpaca_broker(
+    sandbox: Sandbox, sleep: Callable[[float], Awaitable[None]], **kwargs: Any
+) -> AlpacaBroker:
+    """An Alpaca broker on `sandbox` (not started), with `sleep` for every backoff."""
+    return AlpacaBroker(
+        rest=AlpacaRest(key=KEY, secret=SECRET, url=sandbox.trading_url, sleep=sleep),
+        stream_url=sandbox.trade_stream_url,
+        key=KEY,
+        secret=SECRET,
+        sleep=sleep,
+        now_ns=lambda: sandbox.now_ns,
+        **kwargs,
+    )
+
+
 async def broker_factory(
     sandbox: Sandbox, sleep: Callable[[float], Awaitable[None]]
 ) -> AsyncIterator[BrokerFactory]:
@@ -66,16 +81,7 @@ async def broker_factory(
     made: list[AlpacaBroker] = []
 
     async def make(**kwargs: Any) -> AlpacaBroker:
-        rest = AlpacaRest(key=KEY, secret=SECRET, url=sandbox.trading_url, sleep=sleep)
-        broker = AlpacaBroker(
-            rest=rest,
-            stream_url=sandbox.trade_stream_url,
-            key=KEY,
-            secret=SECRET,
-            sleep=sleep,
-            now_ns=lambda: sandbox.now_ns,
-            **kwargs,
-        )
+        broker = alpaca_broker(sandbox, sleep, **kwargs)
         made.append(broker)
         await asyncio.wait_for(broker.start(), 10)
         return broker

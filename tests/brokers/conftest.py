@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sandbox import Sandbox
-from tests.brokers.alpaca_kit import DATA, KEY, SECRET
+from tests.brokers.alpaca_kit import DATA, KEY, SECRET, BrokerFactory, Gate, broker_factory
 
 
 @pytest.fixture
@@ -16,3 +16,15 @@ async def sandbox() -> AsyncIterator[Sandbox]:
     await sb.start()
     yield sb
     await sb.close()
+
+
+@pytest.fixture
+def gate() -> Gate:
+    """The broker's injected sleep (see Gate)."""
+    return Gate()
+
+
+@pytest.fixture
+async def make_broker(sandbox: Sandbox, gate: Gate) -> AsyncIterator[BrokerFactory]:
+    async for make in broker_factory(sandbox, gate.sleep):
+        yield make

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
@@ -32,23 +32,11 @@ from tests.brokers.alpaca_kit import (
     SECRET,
     BrokerFactory,
     Gate,
-    broker_factory,
     buy,
     events_until,
     has,
     sandbox_fills,
 )
-
-
-@pytest.fixture
-def gate() -> Gate:
-    return Gate()
-
-
-@pytest.fixture
-async def make_broker(sandbox: Sandbox, gate: Gate) -> AsyncIterator[BrokerFactory]:
-    async for make in broker_factory(sandbox, gate.sleep):
-        yield make
 
 
 def resting(cid: str) -> SubmitOrder:

@@ -26,7 +26,15 @@ from brokers.orders import (
 )
 from feeds.errors import InvariantViolation
 from sandbox import Sandbox
-from tests.brokers.alpaca_kit import KEY, SECRET, buy, events_until, has, sandbox_fills
+from tests.brokers.alpaca_kit import (
+    KEY,
+    SECRET,
+    alpaca_broker,
+    buy,
+    events_until,
+    has,
+    sandbox_fills,
+)
 
 
 class Turnstile:
@@ -81,16 +89,7 @@ class Brokers:
         self, restored: Sequence[RestoredOrder] = (), *, since_ns: int | None = None
     ) -> AlpacaBroker:
         """A new broker, `restore(restored)` then `start(since_ns=...)`, within 10 s."""
-        sb, sleep = self._sandbox, self._turnstile.sleep
-        rest = AlpacaRest(key=KEY, secret=SECRET, url=sb.trading_url, sleep=sleep)
-        broker = AlpacaBroker(
-            rest=rest,
-            stream_url=sb.trade_stream_url,
-            key=KEY,
-            secret=SECRET,
-            sleep=sleep,
-            now_ns=lambda: sb.now_ns,
-        )
+        broker = alpaca_broker(self._sandbox, self._turnstile.sleep)
         self._running.append(broker)
         broker.restore(restored)
         await asyncio.wait_for(broker.start(since_ns=since_ns), 10)

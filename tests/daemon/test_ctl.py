@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +17,7 @@ from daemon.service.ctl import ControlError, ctl
 from daemon.service.http import HttpServer
 from daemon.service.telemetry import Telemetry
 from tests.daemon.test_http import TOKEN, WRONG, FakeDaemon
+from tests.ports import free_port
 
 
 async def start(token: str | None) -> tuple[FakeDaemon, HttpServer]:
@@ -99,10 +99,7 @@ async def test_a_failed_action_is_an_error_with_the_daemons_message(
 
 async def test_an_unreachable_daemon_is_a_clear_error() -> None:
     # A port that was just free and has nobody listening: the connection is refused.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(ControlError, match=f"cannot reach tradingd at {url}/state"):
         await call("status", url, None)
 

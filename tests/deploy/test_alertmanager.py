@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 import yaml
 
 from tests.daemon.notify.receivers import CHAT_ID, HOOK_TOKEN, TELEGRAM_TOKEN, Receivers
+from tests.ports import free_port
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 CONFIG = DEPLOY / "alertmanager.yml"
@@ -110,13 +110,6 @@ async def receivers() -> AsyncIterator[Receivers]:
         await box.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
 def _render(receivers: Receivers, tmp_path: Path) -> Path:
     """The shipped config as an installer would fill it, pointed at the local receivers; the
     timings shortened so the test waits seconds, not minutes (the routes are untouched)."""
@@ -177,7 +170,7 @@ async def test_a_real_alertmanager_routes_the_rules_to_every_kind_of_receiver(
 ) -> None:
     assert ALERTMANAGER is not None
     config = _render(receivers, tmp_path)
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "alertmanager.log").open("wb")
     proc = subprocess.Popen(  # stopped by its PID (terminate) below
         [

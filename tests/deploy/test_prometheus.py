@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import shutil
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,6 +22,7 @@ from daemon.service.http import HttpServer
 from daemon.service.telemetry import Telemetry
 from portfolio.events import KillSwitchTripped
 from portfolio.ledger import Ledger
+from tests.ports import free_port
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -64,13 +64,6 @@ class Daemon:
         return {"kill_switch": False}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @asynccontextmanager
 async def _daemon(telemetry: Telemetry) -> AsyncIterator[HttpServer]:
     server = HttpServer(Daemon(), telemetry, log=EventLog(io.StringIO()), port=0)
@@ -95,7 +88,7 @@ async def _prometheus(tmp_path: Path, target_port: int) -> AsyncIterator[str]:
         "  - job_name: tradingd\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{target_port}']}}]\n"
     )
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "prometheus.log").open("wb")
     process = await asyncio.create_subprocess_exec(
         PROMETHEUS,
@@ -225,7 +218,7 @@ async def test_prometheus_scrapes_a_running_tradingd_and_reads_its_metrics_back(
     tmp_path: Path,
 ) -> None:
     """The real thing end to end: `tradingd replay --serve` (a process) scraped by Prometheus."""
-    port = _free_port()
+    port = free_port()
     replay = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -5,7 +5,6 @@ other targets."""
 
 from __future__ import annotations
 
-import socket
 import statistics
 import time
 from datetime import UTC, date, datetime
@@ -30,6 +29,7 @@ from tests.daemon.notify.receivers import (
     Fault,
     Receivers,
 )
+from tests.ports import free_port
 
 FAST: dict[str, Any] = {"backoff_min_s": 0.05, "backoff_max_s": 0.2, "timeout_s": 2.0}
 NO_LIMIT: dict[str, Any] = {"rate_limit": {"burst": 10_000, "window_s": 60}}
@@ -64,13 +64,6 @@ def _filled(i: int) -> OrderFilled:
         ts=i,
         execution_id=f"x{i}",
     )
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 async def test_every_service_gets_the_messages_in_order(receivers: Receivers, make: Make) -> None:
@@ -242,7 +235,7 @@ async def test_a_dead_receiver_delays_neither_the_caller_nor_another_target(
     receivers: Receivers, make: Make
 ) -> None:
     receivers.arm("slack", *[Fault("hang")] * 5)
-    env = {**receivers.env, "TRADINGD_WEBHOOK_URL": f"http://127.0.0.1:{_closed_port()}/hook"}
+    env = {**receivers.env, "TRADINGD_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/hook"}
     notifications = make(
         {"type": "slack", **NO_LIMIT, "timeout_s": 30.0, "queue_size": 50},  # hangs
         {"type": "webhook", **NO_LIMIT, **FAST, "queue_size": 50},  # connection refused
