@@ -118,7 +118,14 @@ async def busy_session(tmp_path: Path, box: Sandbox, **live: Any) -> Session:
     return session
 
 
-async def test_drill_a_30_minute_data_outage(tmp_path: Path, sandbox: Sandbox) -> None:
+@pytest.mark.parametrize("turn_s", [None, 0.0], ids=["turns", "a-bar-a-turn"])
+async def test_drill_a_30_minute_data_outage(
+    tmp_path: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, turn_s: float | None
+) -> None:
+    if turn_s is not None:
+        # The backfill is fed one bar per turn of the engine's task, the stream's bars of the
+        # minutes after it queued behind: the same catch-up, the same books, audited.
+        monkeypatch.setattr("daemon.live.loop._TURN_S", turn_s)
     session = await busy_session(tmp_path, sandbox)
     daemon = session.daemon
     before = set(sandbox.orders_created)
