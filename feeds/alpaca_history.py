@@ -16,11 +16,13 @@ import random
 import re
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -150,7 +152,7 @@ class HistoricalBars:
                 bar = self._bar(symbol, row)
                 if start_ns <= bar.ts and (end_ns is None or bar.ts <= end_ns):
                     by_key[(bar.ts, symbol)] = bar  # a bar repeated across pages counts once
-        return [by_key[k] for k in sorted(by_key)]
+        return time_ordered(by_key.values())
 
     # -- alpaca-py -------------------------------------------------------------------------
 
@@ -210,6 +212,14 @@ class HistoricalBars:
         delay_for = self._delay
         sleep = self._sleep
 
+        class _Response(requests.Response):
+            """A page's JSON decoded by orjson: 10,000 bars (~1 MB) in ~7 ms instead of the
+            standard library's ~24 ms, each of them holding the interpreter (the daemon
+            fetches in a worker thread, and its event loop waits meanwhile)."""
+
+            def json(self, **kwargs: Any) -> Any:
+                return orjson.loads(self.content)
+
         class _Session(requests.Session):
             """A timeout on every request, and retries of 429/5xx/connection errors (GET
             only: the bars client sends nothing else)."""
@@ -227,6 +237,7 @@ class HistoricalBars:
                             raise
                     else:
                         if response.status_code not in _RETRY_STATUS or attempt >= retries:
+                            response.__class__ = _Response
                             return response
                         wait = delay_for(attempt, response)
                         response.close()
@@ -381,3 +392,20 @@ def _header_wait_s(headers: Mapping[str, str]) -> float:
         except ValueError:
             pass
     return 0.0
+
+
+def time_ordered(bars: Iterable[Bar]) -> list[Bar]:
+    """`bars` sorted by (time, symbol), stably, as `sorted` would.
+
+    For the worker threads that order a warm-up's bars: `sorted` compares the keys in C while
+    holding the interpreter (~90 ms for 200,000 bars), and the event loop waits as long.
+    numpy's sort lets it go; building its columns and the result is Python code, which the
+    interpreter switches away from every few milliseconds.
+    """
+    items = list(bars)
+    if len(items) < 2:
+        return items
+    rank = {symbol: n for n, symbol in enumerate(sorted({bar.symbol for bar in items}))}
+    ts = np.fromiter((bar.ts for bar in items), dtype=np.int64, count=len(items))
+    symbols = np.fromiter((rank[bar.symbol] for bar in items), dtype=np.int64, count=len(items))
+    return [items[i] for i in np.lexsort((symbols, ts)).tolist()]

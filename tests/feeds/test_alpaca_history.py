@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from feeds.alpaca_history import HistoricalBars, download, parse_timeframe
+from feeds.alpaca_history import HistoricalBars, download, parse_timeframe, time_ordered
 from feeds.bar import Bar
 from feeds.errors import ConfigError, SourceError
 from feeds.replay import ReplaySource
@@ -160,3 +162,21 @@ def test_parse_timeframe_accepts_alpaca_forms_and_refuses_others() -> None:
     for bad in ("60Min", "0Min", "24Hour", "2Day", "1min", "5T", ""):
         with pytest.raises(ConfigError, match="timeframe"):
             parse_timeframe(bad)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["AAA", "BBB", "BRK.B", "Z"]),
+            st.integers(min_value=0, max_value=5) | st.integers(min_value=0, max_value=2**62),
+            st.integers(min_value=0, max_value=1000),
+        ),
+        max_size=60,
+    )
+)
+def test_time_ordered_is_sorted_by_time_then_symbol_stably(
+    rows: list[tuple[str, int, int]],
+) -> None:
+    # Repeated times and (time, symbol) pairs told apart by their volume: stable as `sorted`.
+    bars = [Bar(sym, ts, 1.0, 1.0, 1.0, 1.0, float(v)) for sym, ts, v in rows]
+    assert time_ordered(bars) == sorted(bars, key=lambda b: (b.ts, b.symbol))
