@@ -16,7 +16,8 @@ the next slice's, whose decision takes them back first (journaled), as it would 
 The sandbox and the daemon listen on free ports of 127.0.0.1 picked at start.
 
 Figures are read off the histograms: "p99 <= x" is the bucket bound the 99th percentile falls
-in (0.1 ms buckets up to 5 ms for the decision latency).
+in (0.1 ms buckets up to 5 ms for the decision latency). Each is printed for the whole run and
+for the part after the daemon first answered /readyz (its start-up, the warm-up included, over).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 
@@ -151,8 +153,10 @@ def main() -> int:
                 env=env,
                 stdout=subprocess.DEVNULL,
             )
+            deadline = time.monotonic() + args.seconds  # the measurement window itself
+            ready_text = wait_ready(daemon, http_port, deadline)
             try:
-                code = daemon.wait(args.seconds)  # the measurement window itself
+                code = daemon.wait(max(deadline - time.monotonic(), 0.0))
             except subprocess.TimeoutExpired:
                 pass  # still running, as it should
             else:
@@ -167,7 +171,7 @@ def main() -> int:
             sandbox.terminate()
             sandbox.wait(30)
     print(f"{args.symbols} symbols, load {args.load}, speed {args.speed:g}, {args.seconds:g} s")
-    report(text)
+    report(text, ready_text)
     if per_slice:
         per_slice.sort()
         print(
@@ -192,8 +196,39 @@ def slice_orders(state_dir: Path) -> list[int]:
     return [int(n) for (n,) in rows]
 
 
-def report(text: str) -> None:
-    """Counters, then per histogram: count, mean, and the buckets of p50, p90, p99, max."""
+def wait_ready(daemon: subprocess.Popen[bytes], http_port: int, deadline: float) -> str | None:
+    """The daemon's /metrics once its /readyz first answers 200 (None: not before `deadline`
+    or its exit)."""
+    while time.monotonic() < deadline and daemon.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=5):
+                pass  # 200: ready (a 503 raises)
+        except OSError:
+            time.sleep(0.1)  # not listening yet, or not ready: ask again
+            continue
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as r:
+            return str(r.read().decode())
+    return None
+
+
+def histograms(text: str) -> dict[str, tuple[float, float, list[tuple[float, float]]]]:
+    """Per histogram of HISTOGRAMS: (count, sum, [(le, cumulative count)])."""
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    out = {}
+    for name in HISTOGRAMS:
+        samples = families[name].samples
+        count = next(s.value for s in samples if s.name.endswith("_count"))
+        total = next(s.value for s in samples if s.name.endswith("_sum"))
+        buckets = sorted(
+            (float(s.labels["le"]), s.value) for s in samples if s.name.endswith("_bucket")
+        )
+        out[name] = (count, total, buckets)
+    return out
+
+
+def report(text: str, ready_text: str | None) -> None:
+    """Counters, then per histogram: count, mean, and the buckets of p50, p90, p99, max; for
+    the whole run, then for what followed the first ready answer."""
     families = {f.name: f for f in text_string_to_metric_families(text)}
     totals = {}
     for name in COUNTERS:
@@ -202,25 +237,38 @@ def report(text: str) -> None:
     slices = totals["tradingd_slices_decided"]
     if slices:
         print(f"orders per decided slice: {totals['tradingd_orders_submitted'] / slices:.1f}")
-    for name in HISTOGRAMS:
-        samples = families[name].samples
-        count = next(s.value for s in samples if s.name.endswith("_count"))
-        total = next(s.value for s in samples if s.name.endswith("_sum"))
-        buckets = sorted(
-            (float(s.labels["le"]), s.value) for s in samples if s.name.endswith("_bucket")
-        )
+    whole = histograms(text)
+    parts = [("", whole)]
+    if ready_text is None:
+        print("the daemon never answered /readyz 200: no figures after start-up")
+    else:
+        start = histograms(ready_text)
+        after = {
+            name: (
+                count - start[name][0],
+                total - start[name][1],
+                [(le, c - c0) for (le, c), (_, c0) in zip(buckets, start[name][2], strict=True)],
+            )
+            for name, (count, total, buckets) in whole.items()
+        }
+        parts.append(("after ready: ", after))
+    for prefix, figures in parts:
+        for name, (count, total, buckets) in figures.items():
+            print(f"{prefix}{name}: {summary(count, total, buckets)}")
 
-        def bound(
-            q: float, buckets: list[tuple[float, float]] = buckets, n: float = count
-        ) -> float:
-            return next(le for le, c in buckets if c >= q * n)
 
-        mean = total / count * 1000 if count else float("nan")
-        print(
-            f"{name}: n={count:.0f} mean={mean:.2f} ms p50<={bound(0.5) * 1000:g} ms "
-            f"p90<={bound(0.9) * 1000:g} ms p99<={bound(0.99) * 1000:g} ms "
-            f"max<={bound(1.0) * 1000:g} ms"
-        )
+def summary(count: float, total: float, buckets: list[tuple[float, float]]) -> str:
+    """n, mean, and the bucket bounds of p50, p90, p99 and the largest."""
+
+    def bound(q: float) -> float:
+        return next(le for le, c in buckets if c >= q * count)
+
+    mean = total / count * 1000 if count else float("nan")
+    return (
+        f"n={count:.0f} mean={mean:.2f} ms p50<={bound(0.5) * 1000:g} ms "
+        f"p90<={bound(0.9) * 1000:g} ms p99<={bound(0.99) * 1000:g} ms "
+        f"max<={bound(1.0) * 1000:g} ms"
+    )
 
 
 if __name__ == "__main__":
