@@ -320,10 +320,6 @@ def _scaled(weights: Mapping[str, float], cap: float) -> dict[str, float]:
     return scaled
 
 
-# Targets is a frozen slotted dataclass: its generated __init__ sets each field through
-# object.__setattr__, which costs more than the rest of a cached compose. Setting its slots
-# through their descriptors builds the same object (it has no __post_init__ or validation) in
-# a third of the time. tests/composer pins that this covers exactly the fields of Targets.
 def _fan_out(handlers: tuple[Callable[[Bar], None], ...]) -> Callable[[Bar], None]:
     """One callable that calls each of `handlers` in order."""
 
