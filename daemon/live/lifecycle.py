@@ -254,6 +254,7 @@ class LiveDaemon:
             slicer=self.slicer,
             guard=self.guard,
             broker=self.broker,
+            catching_up=self.loop.catching_up,
         )
 
     def state(self) -> dict[str, Any]:

@@ -114,6 +114,11 @@ class EngineLoop:
             self._follow_account if follow_account else self._check_positions
         )
 
+    @property
+    def catching_up(self) -> bool:
+        """A backfill's bars are still being fed (in turns, before any queued input)."""
+        return bool(self._backlog)
+
     def post(self, item: Item) -> None:
         self.queue.put_nowait(item)
 

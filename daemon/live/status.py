@@ -27,13 +27,18 @@ def readiness(
     slicer: Slicer,
     guard: JournalGuard,
     broker: LiveBroker,
+    catching_up: bool = False,
 ) -> dict[str, bool]:
-    """What must hold before the daemon may trade: each name false blocks readiness."""
+    """What must hold before the daemon may trade: each name false blocks readiness.
+
+    Args:
+        catching_up: a backfill's bars are still being fed (`EngineLoop.catching_up`).
+    """
     health = broker.health()
     return {
         "started": started,
         "feed": market.fresh(),
-        "backfilled": not slicer.backfilling,
+        "backfilled": not slicer.backfilling and not catching_up,
         "journal": guard.failed is None,
         "broker_stream": health.stream_connected,
         "reconciled": health.reconciled,

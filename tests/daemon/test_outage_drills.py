@@ -21,6 +21,7 @@ import orjson
 import pytest
 
 from daemon.live.lifecycle import LiveDaemon
+from daemon.live.loop import EngineLoop
 from daemon.live.recovery import positions_of
 from feeds.synth import write_synthetic
 from portfolio.journal import JournalReader
@@ -128,6 +129,15 @@ async def test_drill_a_30_minute_data_outage(
         monkeypatch.setattr("daemon.live.loop._TURN_S", turn_s)
     session = await busy_session(tmp_path, sandbox)
     daemon = session.daemon
+    # /readyz's "backfilled" at each turn of the catch-up: not ready until it is over.
+    backfilled_at_turns: list[bool] = []
+    feed = EngineLoop._catch_up
+
+    def watched(loop: EngineLoop) -> None:
+        backfilled_at_turns.append(daemon.readiness()["backfilled"])
+        feed(loop)
+
+    monkeypatch.setattr(EngineLoop, "_catch_up", watched)
     before = set(sandbox.orders_created)
     sandbox.faults.drop_data_socket(after_bars=1, down_steps=30)
     assert await sandbox.step(31)  # the drop's minute, then 30 refused
@@ -135,6 +145,10 @@ async def test_drill_a_30_minute_data_outage(
     await session.until(lambda: gap_end in daemon.slices.symbols)
     await session.until(lambda: daemon.broker.health().in_flight == 0)
     assert daemon.market.counters.backfilled_bars >= 30 * len(sandbox.symbols)
+    assert backfilled_at_turns
+    assert not any(backfilled_at_turns)
+    if turn_s == 0.0:
+        assert len(backfilled_at_turns) >= 30 * len(sandbox.symbols)  # a turn per bar
     held = held_slices(tmp_path / "state")
     assert set(held.values()) == {"catch_up"}
     assert len(held) >= 29
