@@ -17,6 +17,7 @@ def run_command(args: argparse.Namespace) -> int:
     import os
 
     from daemon.live.lifecycle import LiveDaemon
+    from daemon.memory import freeze_heap
 
     if args.out is not None:
         out_folder("--out", args.out)
@@ -30,6 +31,10 @@ def run_command(args: argparse.Namespace) -> int:
         out_dir=args.out,
         install_signals=True,
     )
+    # The modules and the configuration live for the run: frozen now, before the event loop
+    # runs, the collection that ends the warm-up (`freeze_heap` again) walks only what the
+    # start-up built since.
+    freeze_heap()
     code = asyncio.run(daemon.run())
     print(f"tradingd run ({daemon.mode}): stopped; wrote {daemon.out_dir}/")
     return code
