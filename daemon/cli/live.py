@@ -17,7 +17,7 @@ def run_command(args: argparse.Namespace) -> int:
     import os
 
     from daemon.live.lifecycle import LiveDaemon
-    from daemon.memory import freeze_heap
+    from daemon.memory import freeze_heap, thaw_heap
 
     if args.out is not None:
         out_folder("--out", args.out)
@@ -35,7 +35,10 @@ def run_command(args: argparse.Namespace) -> int:
     # runs, the collection that ends the warm-up (`freeze_heap` again) walks only what the
     # start-up built since.
     freeze_heap()
-    code = asyncio.run(daemon.run())
+    try:
+        code = asyncio.run(daemon.run())
+    finally:
+        thaw_heap()  # the daemon's stop thaws it too; this covers a run that never started
     print(f"tradingd run ({daemon.mode}): stopped; wrote {daemon.out_dir}/")
     return code
 
