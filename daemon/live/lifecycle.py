@@ -39,7 +39,7 @@ from daemon.live.startup import check_start, log_leaving_universe
 from daemon.live.tasks import EXIT_TASK_FAILED, DaemonTasks, TaskFailures, start_unless_stopped
 from daemon.live.upkeep import Upkeep
 from daemon.logs import EventLog
-from daemon.memory import freeze_heap, thaw_heap
+from daemon.memory import collector_paused, freeze_heap, thaw_heap
 from daemon.service.http import CONTROL_TOKEN_ENV, HttpServer
 from daemon.service.systemd import Notifier
 from daemon.timeutil import Clock, SystemClock, iso_utc
@@ -396,17 +396,22 @@ class LiveDaemon:
         self.telemetry.broker_stream(broker.health().stream_connected)
         self._spawn(self.loop.pump_broker(), "broker-pump")
         self.orders.kill_journaled = self.recovery.restore_switches(journaled)
-        await self.market.warm_up(clock)
-        resume_after = journaled.last_slice_ts if restart else None
-        if resume_after is not None and resume_after > self.engine.last_decided_ts:
-            # Resume after the last slice decided before the restart (backfilled from there).
-            self.engine.last_decided_ts = resume_after
-            self.slicer.resume_after(resume_after)
-        self.guard.write(lambda j: j.warmup_done(clock.ts))
-        self.engine.trade_from_ts = _ALWAYS
-        self.market.open_stream()
-        self._spawn(self.market.poll_clock(self._on_clock), "clock")
-        freeze_heap()  # once the start-up's objects are built: full collections skip them
+        # The warm-up allocates in bursts (pages of bars, then the bars through the core): the
+        # collector waits for its end, where one collection frees the cycles and freezes what
+        # lives on (full collections skip it), with the counts reset, so that no collection
+        # of the whole warm-up follows the collector's return.
+        with collector_paused():
+            await self.market.warm_up(clock)
+            resume_after = journaled.last_slice_ts if restart else None
+            if resume_after is not None and resume_after > self.engine.last_decided_ts:
+                # Resume after the last slice decided before the restart (backfilled from there).
+                self.engine.last_decided_ts = resume_after
+                self.slicer.resume_after(resume_after)
+            self.guard.write(lambda j: j.warmup_done(clock.ts))
+            self.engine.trade_from_ts = _ALWAYS
+            self.market.open_stream()
+            self._spawn(self.market.poll_clock(self._on_clock), "clock")
+            freeze_heap()
         self._started = True
         self.orders.trading = True
         self.log.info("daemon_started", mode=self.mode, warmup_bars=self.market.warmup_bars)
