@@ -5,6 +5,7 @@ daemon still reports the truth; and the registry without its `*_created` series.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
@@ -18,11 +19,26 @@ if TYPE_CHECKING:  # types only: importing the engine's stack would slow `tradin
 _MONEY = " In account currency units."
 
 
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """What `ScrapeTimeCollector` reports, read as plain numbers (per symbol: in the order of
+    its `symbols`); its families are built from it, on any thread."""
+
+    since: list[float]
+    last_ts: list[int | None]
+    last_slice_ts: int | None
+    kill: bool
+    # equity, cash, gross, net, drawdown; and per symbol (quantity, value). None: no ledger.
+    books: tuple[float, float, float, float, float] | None
+    positions: list[tuple[float, float]]
+
+
 class ScrapeTimeCollector(Collector):
     """The gauges computed when scraped, from the state `Telemetry` records here.
 
     Read it from the event loop's thread (it reads the ledger), or under the lock of the
-    thread that touches the ledger.
+    thread that touches the ledger. A scrape rendered on a worker thread reads it on the loop
+    first (`hold`): the worker then builds the families from that reading.
 
     Attributes:
         last_bar: symbol -> when its last accepted bar came (the monotonic clock).
@@ -43,14 +59,55 @@ class ScrapeTimeCollector(Collector):
         self.risk: RiskGate | None = None
         self.kill = False
         self.last_slice_ts: int | None = None
+        self._held: _Reading | None = None
+
+    def hold(self) -> None:
+        """Read now (on the thread that owns the state); `collect` reports this reading, on
+        any thread, until `release`."""
+        self._held = self._read()
+
+    def release(self) -> None:
+        self._held = None
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._freshness()
-        yield from self._kill_switch()
-        yield from self._books()
+        reading = self._held if self._held is not None else self._read()
+        yield from self._freshness(reading)
+        yield from self._kill_switch(reading)
+        yield from self._books(reading)
 
-    def _freshness(self) -> Iterator[Metric]:
+    def _read(self) -> _Reading:
         now = self._monotonic()
+        started = self._started
+        last_bar = self.last_bar
+        risk = self.risk
+        ledger = self.ledger
+        books = None
+        positions: list[tuple[float, float]] = []
+        if ledger is not None:
+            books = (
+                float(ledger.equity),
+                float(ledger.cash),
+                float(ledger.gross_exposure),
+                float(ledger.net_exposure),
+                ledger.drawdown,
+            )
+            held = ledger.positions
+            for symbol in self.symbols:
+                pos = held.get(symbol)
+                if pos is None:
+                    positions.append((0.0, 0.0))
+                else:
+                    positions.append((float(pos.qty), float(pos.qty * pos.last_price)))
+        return _Reading(
+            since=[max(now - last_bar.get(s, started), 0.0) for s in self.symbols],
+            last_ts=[self.last_bar_ts.get(s) for s in self.symbols],
+            last_slice_ts=self.last_slice_ts,
+            kill=risk.kill_switch if risk is not None else self.kill,
+            books=books,
+            positions=positions,
+        )
+
+    def _freshness(self, reading: _Reading) -> Iterator[Metric]:
         since = GaugeMetricFamily(
             "tradingd_seconds_since_last_bar",
             "Seconds since the symbol's last accepted bar (since start-up before the first).",
@@ -61,9 +118,8 @@ class ScrapeTimeCollector(Collector):
             "Start time of the symbol's newest accepted bar (Unix seconds).",
             labels=("symbol",),
         )
-        for symbol in self.symbols:
-            since.add_metric((symbol,), max(now - self.last_bar.get(symbol, self._started), 0.0))
-            ts = self.last_bar_ts.get(symbol)
+        for symbol, seconds, ts in zip(self.symbols, reading.since, reading.last_ts, strict=True):
+            since.add_metric((symbol,), seconds)
             if ts is not None:
                 last_ts.add_metric((symbol,), ts / 1e9)
         yield since
@@ -73,20 +129,18 @@ class ScrapeTimeCollector(Collector):
             "tradingd_last_slice_timestamp_seconds",
             "Start time of the last slice decided (Unix seconds).",
         )
-        if self.last_slice_ts is not None:
-            slice_ts.add_metric((), self.last_slice_ts / 1e9)
+        if reading.last_slice_ts is not None:
+            slice_ts.add_metric((), reading.last_slice_ts / 1e9)
         yield slice_ts
 
-    def _kill_switch(self) -> Iterator[Metric]:
-        risk = self.risk
+    def _kill_switch(self, reading: _Reading) -> Iterator[Metric]:
         yield GaugeMetricFamily(
             "tradingd_kill_switch",
             "1 while the kill switch is latched (new exposure denied until reset).",
-            value=1 if (risk.kill_switch if risk is not None else self.kill) else 0,
+            value=1 if reading.kill else 0,
         )
 
-    def _books(self) -> Iterator[Metric]:
-        ledger = self.ledger
+    def _books(self, reading: _Reading) -> Iterator[Metric]:
         families = {
             "equity": GaugeMetricFamily(
                 "tradingd_equity", "Cash plus positions at the last marks." + _MONEY
@@ -114,21 +168,12 @@ class ScrapeTimeCollector(Collector):
             "Signed market value per symbol of the universe, at the last mark." + _MONEY,
             labels=("symbol",),
         )
-        if ledger is not None:
-            families["equity"].add_metric((), float(ledger.equity))
-            families["cash"].add_metric((), float(ledger.cash))
-            families["gross"].add_metric((), float(ledger.gross_exposure))
-            families["net"].add_metric((), float(ledger.net_exposure))
-            families["drawdown"].add_metric((), ledger.drawdown)
-            positions = ledger.positions
-            for symbol in self.symbols:
-                pos = positions.get(symbol)
-                if pos is None:
-                    qty.add_metric((symbol,), 0.0)
-                    value.add_metric((symbol,), 0.0)
-                else:
-                    qty.add_metric((symbol,), float(pos.qty))
-                    value.add_metric((symbol,), float(pos.qty * pos.last_price))
+        if reading.books is not None:
+            for family, number in zip(families.values(), reading.books, strict=True):
+                family.add_metric((), number)
+            for symbol, (shares, worth) in zip(self.symbols, reading.positions, strict=True):
+                qty.add_metric((symbol,), shares)
+                value.add_metric((symbol,), worth)
         yield from families.values()
         yield qty
         yield value

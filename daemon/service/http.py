@@ -188,7 +188,7 @@ class HttpServer:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         self._readiness()  # keeps tradingd_ready current at every scrape
-        body, content_type = self.telemetry.exposition()
+        body, content_type = await self.telemetry.render()
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def _healthz(self, request: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ import subprocess
 from decimal import Decimal
 from pathlib import Path
 
+import prometheus_client.exposition
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -24,6 +25,7 @@ from brokers.orders import (
 )
 from composer.targets import Targets
 from daemon.engine import Decision
+from daemon.service import telemetry as telemetry_module
 from daemon.service.metric_families import BAR_REJECT_REASONS
 from daemon.service.telemetry import Telemetry
 from feeds.sanity import Reason
@@ -297,6 +299,48 @@ def test_ledger_gauges_follow_the_ledger_at_scrape_time() -> None:
     ledger.mark({"SPY": 390.0})
     assert value(t, "tradingd_equity") == pytest.approx(99_900.0)
     assert value(t, "tradingd_drawdown_ratio") == pytest.approx(200 / 100_100)
+
+
+async def test_render_off_the_loop_is_the_exposition_of_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    t = make(FakeClock())
+    ledger = Ledger(Decimal(100_000))
+    ledger.apply_fill(fill("c1", qty="10", price="400"))
+    ledger.mark({"SPY": 410.0})
+    t.on_slice(TS, ledger)
+    t.bar_accepted("SPY", TS)
+    t.on_targets(Targets(ts=TS, weights={"SPY": 0.4}, strategy_weights={"momo": 1.0}))
+    # The text is formatted while the loop runs: the formatter waits for a coroutine it hands
+    # the loop (formatted on the loop's own thread, it would wait for itself and time out).
+    loop_ran = asyncio.Event()
+    format_text = prometheus_client.exposition.generate_latest
+
+    def generate_latest(registry: object) -> bytes:
+        asyncio.run_coroutine_threadsafe(_set(loop_ran), main_loop).result(timeout=10)
+        return format_text(registry)  # type: ignore[arg-type]
+
+    main_loop = asyncio.get_running_loop()
+    monkeypatch.setattr(telemetry_module, "generate_latest", generate_latest)
+    rendered, content_type = await t.render()
+    assert loop_ran.is_set()
+    monkeypatch.undo()
+    assert own_lines(rendered) == own_lines(t.exposition()[0])
+    assert content_type.startswith("text/plain")
+    assert value(t, "tradingd_target_weight", symbol="SPY") == 0.4
+    assert b'tradingd_position_quantity{symbol="SPY"} 10.0' in rendered
+    # Read on the loop, then released: later scrapes read the ledger as it is then.
+    ledger.mark({"SPY": 390.0})
+    assert value(t, "tradingd_equity") == pytest.approx(99_900.0)
+
+
+async def _set(event: asyncio.Event) -> None:
+    event.set()
+
+
+def own_lines(body: bytes) -> list[bytes]:
+    """The exposition's lines of tradingd's families (the process's own move between reads)."""
+    return [line for line in body.splitlines() if b"tradingd_" in line]
 
 
 def test_targets_decisions_and_kill_switch() -> None:
