@@ -3,7 +3,7 @@
 then read the daemon's own histograms off /metrics and print them.
 
     python tests/bench/live_latency.py [--symbols 4|50|500] [--load shipped|every-symbol]
-        [--speed 60] [--seconds 60]
+        [--speed 60] [--seconds 60] [--scrape-every 15]
 
 --symbols 4 plays the shipped sample (data/sample/minute); any other count plays synthetic
 minute bars of that many symbols (`tradingd bars synth`, written once under --work).
@@ -14,6 +14,9 @@ distribution is printed): at this load the decision histogram is that of such sl
 market minute a second the broker's rate limit sends a few of them; the rest are superseded by
 the next slice's, whose decision takes them back first (journaled), as it would live.
 The sandbox and the daemon listen on free ports of 127.0.0.1 picked at start.
+
+Once the daemon is ready, /metrics is scraped every --scrape-every seconds (15 by default), as a
+Prometheus server would: at 500 symbols a scrape is ~12,000 samples.
 
 Figures are read off the histograms: "p99 <= x" is the bucket bound the 99th percentile falls
 in (0.1 ms buckets up to 5 ms for the decision latency). Each is printed for the whole run and
@@ -115,6 +118,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="how long the daemon runs")
     parser.add_argument("--work", type=Path, help="folder for synthetic data (default: temp)")
     parser.add_argument("--profile", type=Path, help="run the daemon under cProfile, into FILE")
+    parser.add_argument(
+        "--scrape-every",
+        type=float,
+        default=15.0,
+        help="scrape /metrics every S seconds once ready, as Prometheus would (0: never)",
+    )
     args = parser.parse_args()
     if args.profile:
         args.profile = args.profile.resolve()
@@ -155,13 +164,22 @@ def main() -> int:
             )
             deadline = time.monotonic() + args.seconds  # the measurement window itself
             ready_text = wait_ready(daemon, http_port, deadline)
-            try:
-                code = daemon.wait(max(deadline - time.monotonic(), 0.0))
-            except subprocess.TimeoutExpired:
-                pass  # still running, as it should
-            else:
-                raise SystemExit(f"the daemon stopped early (exit {code})")
             url = f"http://127.0.0.1:{http_port}/metrics"
+            scrapes = 0
+            while True:
+                left = deadline - time.monotonic()
+                pause = min(left, args.scrape_every) if args.scrape_every > 0 else left
+                try:
+                    code = daemon.wait(max(pause, 0.0))
+                except subprocess.TimeoutExpired:
+                    pass  # still running, as it should
+                else:
+                    raise SystemExit(f"the daemon stopped early (exit {code})")
+                if pause >= left:
+                    break
+                with urllib.request.urlopen(url) as response:
+                    response.read()
+                scrapes += 1
             with urllib.request.urlopen(url) as response:
                 text = response.read().decode()
             daemon.send_signal(signal.SIGTERM)
@@ -170,7 +188,10 @@ def main() -> int:
         finally:
             sandbox.terminate()
             sandbox.wait(30)
-    print(f"{args.symbols} symbols, load {args.load}, speed {args.speed:g}, {args.seconds:g} s")
+    print(
+        f"{args.symbols} symbols, load {args.load}, speed {args.speed:g}, {args.seconds:g} s, "
+        f"/metrics scraped {scrapes} times after ready (every {args.scrape_every:g} s)"
+    )
     report(text, ready_text)
     if per_slice:
         per_slice.sort()
