@@ -15,6 +15,7 @@ worker thread.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
@@ -241,21 +242,27 @@ class Telemetry:
         interval_s: float = 0.5,
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
     ) -> None:
-        """Observe how late the loop wakes a timer due every `interval_s`; runs until cancelled.
+        """Observe how late the loop wakes a timer due every `interval_s` on average; runs
+        until cancelled.
 
-        The deadlines are fixed multiples of the interval from the start (no drift); a wake-up
-        more than one interval late skips the missed deadlines instead of bursting.
+        Each deadline follows the last by a random 0.5 to 1.5 intervals. At a fixed period the
+        timer kept one phase against the daemon's own periodic work (a minute's bars, then its
+        decision): it fell inside that work at every wake-up or never, and the histogram said
+        so depending on when the daemon started. A wake-up more than one interval late skips
+        the missed deadlines instead of bursting.
         """
+        draw = (rng or random.Random()).uniform
         loop = asyncio.get_running_loop()
-        due = loop.time() + interval_s
+        due = loop.time() + interval_s * draw(0.5, 1.5)
         while True:
             await sleep(max(due - loop.time(), 0.0))
             now = loop.time()
             self.loop_lag(now - due)
-            due += interval_s
+            due += interval_s * draw(0.5, 1.5)
             if due <= now:
-                due = now + interval_s
+                due = now + interval_s * draw(0.5, 1.5)
 
     # -- EngineListener -----------------------------------------------------------------------
 

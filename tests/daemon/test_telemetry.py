@@ -4,6 +4,8 @@ gauges read at scrape time, and an exposition that Prometheus's own tools accept
 from __future__ import annotations
 
 import asyncio
+import itertools
+import random
 import re
 import shutil
 import subprocess
@@ -449,6 +451,31 @@ async def test_measure_loop_lag_observes_each_wakeup() -> None:
     assert count >= 3
     t.loop_lag(0.3)
     assert value(t, "tradingd_event_loop_lag_seconds_bucket", le="0.5") == count + 1
+
+
+async def test_loop_lag_deadlines_fall_at_random_phases() -> None:
+    # Evenly spaced, the timer would meet the daemon's once-a-minute work at one phase only.
+    asked: list[float] = []
+    twenty = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        asked.append(seconds)
+        if len(asked) == 20:
+            twenty.set()
+        await asyncio.sleep(0)
+
+    task = asyncio.create_task(make().measure_loop_lag(10.0, sleep=sleep, rng=random.Random(7)))
+    try:
+        await asyncio.wait_for(twenty.wait(), 10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    # The fake sleep takes no time: each wait runs to the next deadline from the first wake-up
+    # (less the loop's few microseconds), so successive waits differ by the drawn spacing.
+    spacing = [b - a for a, b in itertools.pairwise(asked)]
+    assert all(4.99 < s < 15.01 for s in spacing)
+    assert min(spacing) < 7.5
+    assert max(spacing) > 12.5
 
 
 def busy(t: Telemetry) -> Telemetry:
