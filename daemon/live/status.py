@@ -8,10 +8,10 @@ from brokers.base import LiveBroker
 from daemon.config import LoadedConfig
 from daemon.engine import Engine
 from daemon.live.guard import JournalGuard
+from daemon.live.loop import EngineLoop
 from daemon.live.market import MarketData
 from daemon.live.orders import OrderPath
 from daemon.live.recovery import Recovery
-from daemon.live.slicer import Slicer
 from daemon.recorder import CENT
 from daemon.service.state import display_book, engine_state
 from daemon.timeutil import iso_utc
@@ -24,21 +24,19 @@ def readiness(
     *,
     started: bool,
     market: MarketData,
-    slicer: Slicer,
+    loop: EngineLoop,
     guard: JournalGuard,
     broker: LiveBroker,
-    catching_up: bool = False,
 ) -> dict[str, bool]:
     """What must hold before the daemon may trade: each name false blocks readiness.
 
-    Args:
-        catching_up: a backfill's bars are still being fed (`EngineLoop.catching_up`).
+    "backfilled": no backfill under way, and none of its bars still being fed (`loop`).
     """
     health = broker.health()
     return {
         "started": started,
         "feed": market.fresh(),
-        "backfilled": not slicer.backfilling and not catching_up,
+        "backfilled": not loop.slicer.backfilling and not loop.catching_up,
         "journal": guard.failed is None,
         "broker_stream": health.stream_connected,
         "reconciled": health.reconciled,
