@@ -395,18 +395,18 @@ class LiveDaemon:
         self.telemetry.broker_stream(broker.health().stream_connected)
         self._spawn(self.loop.pump_broker(), "broker-pump")
         self.orders.kill_journaled = self.recovery.restore_switches(journaled)
-        with collector_paused():  # then one collection (its counts reset), and a freeze
+        with collector_paused():  # until the one collection and freeze of the start-up
             await self.market.warm_up(clock)
+            resume_after = journaled.last_slice_ts if restart else None
+            if resume_after is not None and resume_after > self.engine.last_decided_ts:
+                # Resume after the last slice decided before the restart (backfilled from there).
+                self.engine.last_decided_ts = resume_after
+                self.slicer.resume_after(resume_after)
+            self.guard.write(lambda j: j.warmup_done(clock.ts))
+            self.engine.trade_from_ts = _ALWAYS
+            self.market.open_stream()
+            self._spawn(self.market.poll_clock(self._on_clock), "clock")
             freeze_heap()  # the start-up's objects: full collections skip them from here
-        resume_after = journaled.last_slice_ts if restart else None
-        if resume_after is not None and resume_after > self.engine.last_decided_ts:
-            # Resume after the last slice decided before the restart (backfilled from there).
-            self.engine.last_decided_ts = resume_after
-            self.slicer.resume_after(resume_after)
-        self.guard.write(lambda j: j.warmup_done(clock.ts))
-        self.engine.trade_from_ts = _ALWAYS
-        self.market.open_stream()
-        self._spawn(self.market.poll_clock(self._on_clock), "clock")
         self._started = True
         self.orders.trading = True
         self.log.info("daemon_started", mode=self.mode, warmup_bars=self.market.warmup_bars)
