@@ -70,7 +70,8 @@ class ScrapeTimeCollector(Collector):
         self._held = None
 
     def collect(self) -> Iterator[Metric]:
-        reading = self._held if self._held is not None else self._read()
+        held = self._held  # read once: `release` may run on the loop meanwhile
+        reading = held if held is not None else self._read()
         yield from self._freshness(reading)
         yield from self._kill_switch(reading)
         yield from self._books(reading)
