@@ -27,6 +27,14 @@ _CLOSE_ORDER = (
     "ELSE ? END, terminal = 1 WHERE client_order_id = ?"
 )
 
+# An order's end by a cancel or rejection: its row made if the event is its first news (as
+# `_INSERT_ORDER` then `_CLOSE_ORDER` would, in one statement); a fill's status is kept.
+_END_ORDER = (
+    "INSERT INTO orders (client_order_id, segment, symbol, ts, status, terminal) "
+    "VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (client_order_id) DO UPDATE SET "
+    "status = CASE WHEN status = 'filled' THEN status ELSE excluded.status END, terminal = 1"
+)
+
 
 def fresh_events(
     events: Sequence[ExecutionEvent], has_fill: Callable[[str], bool]
@@ -76,11 +84,16 @@ def _book_closed(db: sqlite3.Connection, events: Sequence[ExecutionEvent], *, se
     statement once for the run. The rows are those of one event at a time: these events touch
     no fill, and each statement meets an order's events in their order."""
     db.executemany(_INSERT_EVENT, [(segment, e.ts, dumps(encode_event(e))) for e in events])
-    db.executemany(_INSERT_ORDER, [(e.client_order_id, segment, e.symbol, e.ts) for e in events])
     db.executemany(
-        _CLOSE_ORDER,
+        _END_ORDER,
         [
-            ("canceled" if isinstance(e, OrderCanceled) else "rejected", e.client_order_id)
+            (
+                e.client_order_id,
+                segment,
+                e.symbol,
+                e.ts,
+                "canceled" if isinstance(e, OrderCanceled) else "rejected",
+            )
             for e in events
         ],
     )

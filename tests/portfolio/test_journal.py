@@ -33,6 +33,7 @@ from portfolio.journal import (
     JournalReader,
     LedgerSnapshot,
 )
+from portfolio.journal.codec import dumps, encode_event
 from portfolio.ledger import Ledger
 
 T0 = 1_700_000_000 * 10**9 // NS_PER_MINUTE * NS_PER_MINUTE
@@ -88,6 +89,19 @@ TARGETS = Targets(
     by_strategy={"m": {"AAA": 0.5, "BBB": 0.25}},
     signals={"m": {"AAA": 1.0, "BBB": 0.5}},
 )
+
+
+def test_an_event_is_stored_as_its_class_name_and_fields_in_order() -> None:
+    # The journal's payload text: what earlier journals hold and later code must still read.
+    assert dumps(encode_event(order("o2", "BBB", "0.25", limit_price=Decimal("50.01")))) == (
+        '{"type":"SubmitOrder","client_order_id":"o2","symbol":"BBB","side":"buy","qty":"0.25",'
+        '"order_type":"market","ts":1700000040000000000,"limit_price":"50.01",'
+        '"time_in_force":"day"}'
+    )
+    assert dumps(encode_event(filled("o1", "e2", qty="6.5"))) == (
+        '{"type":"OrderFilled","client_order_id":"o1","symbol":"AAA","side":"buy","qty":"6.5",'
+        '"price":"100.5","commission":"0.01","ts":1700000100000000000,"execution_id":"e2"}'
+    )
 
 
 def test_every_input_kind_round_trips_in_order(tmp_path: Path) -> None:
@@ -426,3 +440,12 @@ def test_a_batch_of_events_writes_what_one_at_a_time_writes(tmp_path: Path) -> N
         assert batch.events(events) == fresh == [True] * 5 + [False, True, True]
         assert content(batch) == content(one)
         assert batch.events([filled("o1", "e1")]) == [False]  # written before: nothing
+        ended = batch.connection().execute(
+            "SELECT client_order_id, symbol, status, terminal FROM orders ORDER BY rowid"
+        )
+        assert ended.fetchall() == [
+            ("o1", "AAA", "filled", 1),  # a cancel after the fill keeps its status
+            ("o2", "BBB", "canceled", 1),
+            ("o3", "AAA", "rejected", 1),
+            ("x9", "CCC", "canceled", 1),  # the first news of an order: its row made
+        ]
