@@ -213,12 +213,10 @@ class MarketData:
                 days = await self.fetch(day_start(first), clock.ts, "1Day")
                 completed = [b for b in days if b.ts < day_start(latest.open_ns)]
             minutes = await self.fetch(latest.open_ns, clock.ts)
-            for minute in minutes:
-                completed.extend(buckets.add(minute))
+            completed.extend(await _aggregate(minutes, buckets))
         else:
             minutes = await self.fetch(first, clock.ts)
-            for minute in minutes:
-                completed.extend(buckets.add(minute))
+            completed = await _aggregate(minutes, buckets)
             completed.extend(buckets.close_through(clock.ts))
         self.warmup_bars = len(completed)
         await self._warm_feed(completed)  # empties `completed`
@@ -388,6 +386,21 @@ class MarketData:
                 self.log.warning("clock_unavailable", error=str(e))
                 continue
             on_clock(clock)
+
+
+async def _aggregate(minutes: list[Bar], buckets: LiveBuckets) -> list[Bar]:
+    """The buckets `minutes` complete, fed in turns: an hourly lookback of 500 symbols is
+    millions of minutes, seconds of work the event loop (the HTTP server) must not wait for.
+    Before the stream opens: nothing else feeds the buckets meanwhile."""
+    completed: list[Bar] = []
+    add = buckets.add
+    turn_ends = time.perf_counter() + _TURN_S
+    for n, minute in enumerate(minutes, 1):
+        completed.extend(add(minute))
+        if not n % 256 and time.perf_counter() > turn_ends:
+            await asyncio.sleep(0)
+            turn_ends = time.perf_counter() + _TURN_S
+    return completed
 
 
 async def _release(items: list[Any]) -> None:

@@ -3,7 +3,7 @@
 then read the daemon's own histograms off /metrics and print them.
 
     python tests/bench/live_latency.py [--symbols 4|50|500] [--load shipped|every-symbol]
-        [--speed 60] [--seconds 60] [--scrape-every 15]
+        [--speed 60] [--seconds 60] [--scrape-every 15] [--timeframe 1Min|5Min|1Hour]
 
 --symbols 4 plays the shipped sample (data/sample/minute); any other count plays synthetic
 minute bars of that many symbols (`tradingd bars synth`, written once under --work).
@@ -86,13 +86,19 @@ def symbol_names(symbols: int) -> list[str]:
 
 
 def overlay(
-    tmp: Path, data: Path, symbols: int, load: str, sandbox_port: int, http_port: int
+    tmp: Path,
+    data: Path,
+    symbols: int,
+    load: str,
+    sandbox_port: int,
+    http_port: int,
+    timeframe: str = "1Min",
 ) -> Path:
     """The bench's config on top of the shipped ones: ports, state, every-minute rebalance."""
     base = f"http://127.0.0.1:{sandbox_port}"
     text = (
         f"symbols: [{', '.join(symbol_names(symbols))}]\n"
-        f"data:\n  path: {data}\n"
+        f"data:\n  path: {data}\n  timeframe: {timeframe}\n"
         "composer:\n  rebalance:\n    every: minutes\n    minutes: 1\n"
         f"state:\n  dir: {tmp}/state\nrun:\n  out_dir: {tmp}/out\n"
         f"http:\n  port: {http_port}\n"
@@ -119,6 +125,11 @@ def main() -> int:
     parser.add_argument("--work", type=Path, help="folder for synthetic data (default: temp)")
     parser.add_argument("--profile", type=Path, help="run the daemon under cProfile, into FILE")
     parser.add_argument(
+        "--timeframe",
+        default="1Min",
+        help="the strategies' bar (5Min, 1Hour: the warm-up aggregates the lookback's minutes)",
+    )
+    parser.add_argument(
         "--scrape-every",
         type=float,
         default=15.0,
@@ -132,7 +143,9 @@ def main() -> int:
     data = data_for(args.symbols, work)
     sandbox_port, http_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        bench = overlay(Path(tmp), data, args.symbols, args.load, sandbox_port, http_port)
+        bench = overlay(
+            Path(tmp), data, args.symbols, args.load, sandbox_port, http_port, args.timeframe
+        )
         env = {**os.environ, "APCA_API_KEY_ID": "bench", "APCA_API_SECRET_KEY": "bench"}
         cash = ["--cash", str(HEAVY_CASH)] if args.load == "every-symbol" else []
         sandbox = subprocess.Popen(
@@ -189,7 +202,8 @@ def main() -> int:
             sandbox.terminate()
             sandbox.wait(30)
     print(
-        f"{args.symbols} symbols, load {args.load}, speed {args.speed:g}, {args.seconds:g} s, "
+        f"{args.symbols} symbols, {args.timeframe} bars, load {args.load}, speed {args.speed:g}, "
+        f"{args.seconds:g} s, "
         f"/metrics scraped {scrapes} times after ready (every {args.scrape_every:g} s)"
     )
     report(text, ready_text)
