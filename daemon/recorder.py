@@ -48,6 +48,7 @@ from daemon.run_files import (
     TERMINAL,
     cut_partial_line,
     plain_names,
+    plain_row,
 )
 from daemon.timeutil import IsoFormatter
 from portfolio.events import KillSwitchTripped
@@ -141,6 +142,7 @@ class Recorder:
         self._targets = self._open_csv("targets.csv", ["time", "kind", "name", "weight"])
         self._targets_file = self._files[-1]
         self._orders_out = self._open_csv("orders.csv", ORDER_COLUMNS)
+        self._orders_write = self._files[-1].write
         self._equity_out = self._open_csv("equity.csv", EQUITY_COLUMNS)
         self._equity_write = self._files[-1].write
         self._risk = self._open_csv("risk_events.csv", RISK_COLUMNS)
@@ -385,10 +387,17 @@ class Recorder:
     def _write_ended(self) -> None:
         """Write the rows of every order, in decision order, up to the first still open."""
         pending, rows = self._pending, self._rows
-        write = self._orders_out.writerow
         while pending and (rows[pending[0]].status in TERMINAL or len(pending) > MAX_PENDING_ROWS):
             cid = pending.popleft()
-            write(self._order_line(cid, rows.pop(cid)))
+            self._write_order(cid, rows.pop(cid))
+
+    def _write_order(self, cid: str, row: _OrderRow) -> None:
+        fields = self._order_line(cid, row)
+        line = plain_row(fields)
+        if line is None:
+            self._orders_out.writerow(fields)
+        else:
+            self._orders_write(line)
 
     def on_stale(self, symbol: str, ts: int, stale: bool) -> None:
         self.log.warning(
@@ -418,9 +427,8 @@ class Recorder:
                 symbols=sorted({symbol for symbol, _ in self._denied}),
                 detail="each warned once above; every one is in risk_events.csv",
             )
-        write = self._orders_out.writerow
         for cid in self._pending:
-            write(self._order_line(cid, self._rows[cid]))
+            self._write_order(cid, self._rows[cid])
         self._pending.clear()
         self._rows.clear()
         for handle in self._files:

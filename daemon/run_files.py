@@ -58,6 +58,22 @@ def plain_names(weights: dict[str, float]) -> bool:
     return _plain_keys(frozenset(weights))
 
 
+def plain_row(fields: list[str]) -> str | None:
+    """The row as `csv.writer(..., lineterminator="\\n")` writes it, when no field needs
+    quoting (no comma, quote or line break in any); None when one does (write it with the
+    writer then). A third of a `writerow`: a slice of 400 orders writes 400 rows."""
+    line = ",".join(fields)
+    if (
+        not line
+        or line.count(",") != len(fields) - 1
+        or '"' in line
+        or "\r" in line
+        or "\n" in line
+    ):
+        return None  # (an empty line: the writer quotes a lone empty field)
+    return line + "\n"
+
+
 def cut_partial_line(path: Path) -> None:
     """Drop an unfinished last line (a write cut by a kill) so appended rows start clean."""
     data = path.read_bytes()

@@ -1,4 +1,5 @@
-"""targets.csv: the rows the recorder writes in one piece are the ones csv.writer would write."""
+"""targets.csv and orders.csv: the rows the recorder writes in one piece are the ones csv.writer
+would write."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import io
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from composer.targets import Targets
 from daemon.logs import EventLog
 from daemon.recorder import Recorder
+from daemon.run_files import plain_row
 
 T0 = 1_704_205_800 * 10**9  # 2024-01-02T14:30:00Z
 
@@ -43,3 +47,14 @@ def test_target_rows_are_csv_writer_rows(tmp_path: Path, names: list[str]) -> No
             writer.writerow([when, "strategy", n, f"{w:.6f}"])
     recorder.close()
     assert (tmp_path / "targets.csv").read_bytes() == expected.getvalue().encode()
+
+
+@given(st.lists(st.text(alphabet=st.sampled_from('ab,"\r\n 0.-'), max_size=6), max_size=14))
+def test_a_plain_row_is_what_csv_writer_writes(fields: list[str]) -> None:
+    # orders.csv rows go through `plain_row` (csv.writer when it declines).
+    expected = io.StringIO()
+    csv.writer(expected, lineterminator="\n").writerow(fields)
+    line = plain_row(fields)
+    assert line is None or line == expected.getvalue()
+    if fields and "".join(fields) and not any(c in "".join(fields) for c in ',"\r\n'):
+        assert line is not None  # declined only when a field needs quoting
