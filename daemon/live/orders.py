@@ -120,11 +120,19 @@ class OrderPath:
             decided_at: the decision's time when not the bar's end (a daily bar decided
                 before the close).
         """
-        engine = self.engine
-        slice_ts = engine.slice_ts
-        if slice_ts is None:
+        if self.engine.slice_ts is None:
             return
         started = time.perf_counter()
+        # The orders' log lines (one or two per order) are written in one go once the orders
+        # are handed over: inside the measured time, as the loop runs nothing else meanwhile.
+        with self.log.held():
+            self._decide(catch_up=catch_up, decided_at=decided_at)
+        self.telemetry.slice_decided(time.perf_counter() - started)
+
+    def _decide(self, *, catch_up: bool, decided_at: int | None) -> None:
+        engine = self.engine
+        slice_ts = engine.slice_ts
+        assert slice_ts is not None
         n_symbols = len(engine.slice_symbols)
         self.apply_events(self.broker.poll_events())  # fills first: the decision sees them
         decision_ts = slice_ts + engine.bar_ns if decided_at is None else decided_at
@@ -150,7 +158,6 @@ class OrderPath:
             self.crash.reached("after_intent")
         self.persist_kill_switch(slice_ts)
         self.send(self.defer(orders))
-        self.telemetry.slice_decided(time.perf_counter() - started)
 
     def hold_reason(self, decision_ts: int, *, catch_up: bool) -> str | None:
         """Why a slice deciding at `decision_ts` must send nothing, or None when it may."""

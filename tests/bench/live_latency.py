@@ -4,6 +4,7 @@ then read the daemon's own histograms off /metrics and print them.
 
     python tests/bench/live_latency.py [--symbols 4|50|500] [--load shipped|every-symbol]
         [--speed 60] [--seconds 60] [--scrape-every 15] [--timeframe 1Min|5Min|1Hour]
+        [--log-level warning|info]
 
 --symbols 4 plays the shipped sample (data/sample/minute); any other count plays synthetic
 minute bars of that many symbols (`tradingd bars synth`, written once under --work).
@@ -125,6 +126,12 @@ def main() -> int:
     parser.add_argument("--work", type=Path, help="folder for synthetic data (default: temp)")
     parser.add_argument("--profile", type=Path, help="run the daemon under cProfile, into FILE")
     parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=("debug", "info", "warning", "error"),
+        help="the daemon's (info: a line per order; its stderr is this script's)",
+    )
+    parser.add_argument(
         "--timeframe",
         default="1Min",
         help="the strategies' bar (5Min, 1Hour: the warm-up aggregates the lookback's minutes)",
@@ -169,7 +176,7 @@ def main() -> int:
                 [
                     *(*profile, "run", "config/base.yaml", "config/risk_balanced.yaml"),
                     *("config/minute.yaml", "config/sandbox.yaml", str(bench)),
-                    *("--log-level", "warning"),
+                    *("--log-level", args.log_level),
                 ],
                 cwd=ROOT,
                 env=env,
@@ -203,7 +210,7 @@ def main() -> int:
             sandbox.wait(30)
     print(
         f"{args.symbols} symbols, {args.timeframe} bars, load {args.load}, speed {args.speed:g}, "
-        f"{args.seconds:g} s, "
+        f"{args.seconds:g} s, log level {args.log_level}, "
         f"/metrics scraped {scrapes} times after ready (every {args.scrape_every:g} s)"
     )
     report(text, ready_text)

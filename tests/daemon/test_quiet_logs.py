@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from daemon import logs
 from daemon.cli import main
 from daemon.logs import EventLog
 
@@ -54,3 +55,53 @@ def test_a_line_time_is_the_wall_clock() -> None:
     assert record["market_time"] == "2004-08-19T13:30:00Z"
     written = calendar.timegm(time.strptime(str(record["time"])[:19], "%Y-%m-%dT%H:%M:%S"))
     assert abs(written - before) < 60
+
+
+class _Counting(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_info_lines_logged_while_held_are_written_together_and_in_order() -> None:
+    stream = _Counting()
+    log = EventLog(stream, level="info")
+
+    def decide() -> None:
+        with log.held():
+            log.info("order_submitted", n=1)
+            with log.held():  # nested: the outermost writes
+                log.info("order_submitted", n=2)
+            log.debug("below the level", n=0)
+            assert stream.writes == 0
+            assert stream.getvalue() == ""
+            # A warning is written at once, after what is held (a crash may follow it).
+            log.warning("crash_injected", n=3)
+            assert stream.writes == 1
+            assert [e["n"] for e in events(stream.getvalue())] == [1, 2, 3]
+            log.info("order_canceled", n=4)
+            raise RuntimeError("a decision fails: what it logged is still written")
+
+    with pytest.raises(RuntimeError):
+        decide()
+    assert stream.writes == 2
+    assert [e["n"] for e in events(stream.getvalue())] == [1, 2, 3, 4]
+    log.info("after", n=5)  # one write a line again
+    assert stream.writes == 3
+
+
+def test_a_line_time_is_formatted_as_before_within_and_across_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    walls = [1_700_000_000.0, 1_700_000_000.25, 1_700_000_000.9996, 1_700_000_001.001, 86_399.5]
+    now = iter(walls)
+    monkeypatch.setattr(time, "time", lambda: next(now))  # what `daemon.logs` reads
+    stream = io.StringIO()
+    log = EventLog(stream, level="info")
+    for _ in walls:
+        log.info("tick")
+    assert [e["time"] for e in events(stream.getvalue())] == [logs._iso(w) for w in walls]
