@@ -10,8 +10,6 @@ Prints the median and min-max of each write's wall time over the slices after th
 
 from __future__ import annotations
 
-import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -19,18 +17,12 @@ from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from brokers.orders import OrderCanceled, OrderSide, OrderType, SubmitOrder
-from feeds.bar import NS_PER_MINUTE
 from portfolio.journal import Journal, LedgerSnapshot
-
-T0 = 1_700_000_000 * 10**9 // NS_PER_MINUTE * NS_PER_MINUTE
+from tests.bench.slice_orders import T0, options, report, slice_orders
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--orders", type=int, default=400, help="orders in each slice")
-    parser.add_argument("--slices", type=int, default=60)
-    args = parser.parse_args()
+    args = options(__doc__ or "")
     close_ms: list[float] = []
     cancel_ms: list[float] = []
     with tempfile.TemporaryDirectory() as tmp, Journal(Path(tmp)) as journal:
@@ -49,39 +41,15 @@ def main() -> int:
             ts=T0,
         )
         for k in range(args.slices):
-            ts = T0 + k * NS_PER_MINUTE
-            orders = [
-                SubmitOrder(
-                    client_order_id=f"tdbench0-s{k:05d}-S{s:04d}-{s}",
-                    symbol=f"S{s:04d}",
-                    side=OrderSide.BUY,
-                    qty=Decimal(12),
-                    order_type=OrderType.MARKET,
-                    ts=ts,
-                )
-                for s in range(args.orders)
-            ]
+            ts, orders, cancels = slice_orders(k, args.orders)
             started = time.perf_counter()
             journal.close_slice(ts, targets=None, orders=orders)
             close_ms.append((time.perf_counter() - started) * 1e3)
-            cancels = [
-                OrderCanceled(
-                    client_order_id=o.client_order_id, symbol=o.symbol, ts=ts + 1, reason="bench"
-                )
-                for o in orders
-            ]
             started = time.perf_counter()
             journal.events(cancels)
             cancel_ms.append((time.perf_counter() - started) * 1e3)
-    for name, times in (
-        (f"slice with {args.orders} intents", close_ms),
-        (f"{args.orders} cancels", cancel_ms),
-    ):
-        kept = times[10:] or times
-        print(
-            f"{name}: median {statistics.median(kept):.2f} ms "
-            f"(min {min(kept):.2f}, max {max(kept):.2f}) over {len(kept)} slices"
-        )
+    report(f"slice with {args.orders} intents", close_ms)
+    report(f"{args.orders} cancels", cancel_ms)
     return 0
 
 

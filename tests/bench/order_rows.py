@@ -10,47 +10,28 @@ slices after the first ten.
 
 from __future__ import annotations
 
-import argparse
 import io
-import statistics
 import sys
 import tempfile
 import time
-from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from brokers.orders import OrderCanceled, OrderSide, OrderType, SubmitOrder
 from daemon.engine import Decision
 from daemon.logs import EventLog
 from daemon.recorder import Recorder
 from feeds.bar import NS_PER_MINUTE
-
-T0 = 1_700_000_000 * 10**9 // NS_PER_MINUTE * NS_PER_MINUTE
+from tests.bench.slice_orders import options, report, slice_orders
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--orders", type=int, default=400, help="orders in each slice")
-    parser.add_argument("--slices", type=int, default=60)
-    args = parser.parse_args()
+    args = options(__doc__ or "")
     times: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         recorder = Recorder(Path(tmp), EventLog(io.StringIO(), level="warning"))
         recorder.start()
         for k in range(args.slices):
-            ts = T0 + k * NS_PER_MINUTE
-            orders = [
-                SubmitOrder(
-                    client_order_id=f"tdbench0-s{k:05d}-S{s:04d}-{s}",
-                    symbol=f"S{s:04d}",
-                    side=OrderSide.BUY,
-                    qty=Decimal(12),
-                    order_type=OrderType.MARKET,
-                    ts=ts,
-                )
-                for s in range(args.orders)
-            ]
+            ts, orders, cancels = slice_orders(k, args.orders)
             for order in orders:
                 recorder.on_decision(
                     Decision(
@@ -66,27 +47,13 @@ def main() -> int:
                         order=order,
                     )
                 )
-            cancels = [
-                OrderCanceled(
-                    client_order_id=o.client_order_id,
-                    symbol=o.symbol,
-                    ts=ts + 1,
-                    reason="not sent: superseded",
-                )
-                for o in orders
-            ]
             started = time.perf_counter()
             for cancel in cancels:
                 recorder.on_execution(cancel, True)
             times.append((time.perf_counter() - started) * 1e3)
             recorder.flush()
         recorder.close()
-    kept = times[10:] or times
-    print(
-        f"{args.orders} cancels ending their orders.csv rows: median "
-        f"{statistics.median(kept):.2f} ms (min {min(kept):.2f}, max {max(kept):.2f}) "
-        f"over {len(kept)} slices"
-    )
+    report(f"{args.orders} cancels ending their orders.csv rows", times)
     return 0
 
 
