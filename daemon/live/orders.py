@@ -123,8 +123,9 @@ class OrderPath:
         if self.engine.slice_ts is None:
             return
         started = time.perf_counter()
-        # The orders' log lines (one or two per order) are written in one go once the orders
-        # are handed over: inside the measured time, as the loop runs nothing else meanwhile.
+        # The decision's info lines (one or two per order) are written in one go once the
+        # orders are handed over: inside the measured time, as the loop runs nothing else
+        # meanwhile. Warnings and errors go at once (`EventLog.held`).
         with self.log.held():
             self._decide(catch_up=catch_up, decided_at=decided_at)
         self.telemetry.slice_decided(time.perf_counter() - started)
