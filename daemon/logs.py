@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any, Literal, TextIO
@@ -33,6 +34,7 @@ class EventLog:
         self._min = LEVELS[level]
         self._json = fmt == "json"
         self._held: list[str] | None = None  # lines logged inside `held()`, not written yet
+        self._holder = 0  # the thread that holds them (other threads' lines are not held)
         self._second = (-1, "")  # the last wall-clock second formatted, and its text
 
     @contextlib.contextmanager
@@ -41,11 +43,13 @@ class EventLog:
         order, hundreds) in one write and flush at the end, in their order, instead of one
         each. A warning or an error is written at once, after the lines held before it; a
         kill -9 inside loses at most the info lines since (the journal has what they say).
-        Nested: the outermost writes."""
+        Nested: the outermost writes. Only the lines of the thread that holds are held.
+        """
         if self._held is not None:
             yield
             return
         lines: list[str] = []
+        self._holder = threading.get_ident()
         self._held = lines
         try:
             yield
@@ -73,7 +77,7 @@ class EventLog:
             parts = " ".join(f"{k}={_text(v)}" for k, v in fields.items())
             line = f"{wall} {level.upper():7} {event} {parts}".rstrip()
         held = self._held
-        if held is not None:
+        if held is not None and threading.get_ident() == self._holder:
             held.append(line + "\n")
             if LEVELS[level] < _WRITE_AT_ONCE:
                 return

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import calendar
 import io
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -105,3 +106,15 @@ def test_a_line_time_is_formatted_as_before_within_and_across_seconds(
     for _ in walls:
         log.info("tick")
     assert [e["time"] for e in events(stream.getvalue())] == [logs._iso(w) for w in walls]
+
+
+def test_another_threads_lines_are_not_held() -> None:
+    stream = io.StringIO()
+    log = EventLog(stream, level="info")
+    with log.held():
+        log.info("held", n=1)
+        worker = threading.Thread(target=log.info, args=("from_a_worker",), kwargs={"n": 2})
+        worker.start()
+        worker.join()
+        assert [e["n"] for e in events(stream.getvalue())] == [2]
+    assert [e["n"] for e in events(stream.getvalue())] == [2, 1]
