@@ -56,8 +56,7 @@ class EventLog:
         finally:
             self._held = None
             if lines:
-                self._stream.write("".join(lines))
-                self._stream.flush()
+                self._write("".join(lines))
 
     def enabled(self, level: Level) -> bool:
         return LEVELS[level] >= self._min
@@ -77,15 +76,18 @@ class EventLog:
             parts = " ".join(f"{k}={_text(v)}" for k, v in fields.items())
             line = f"{wall} {level.upper():7} {event} {parts}".rstrip()
         held = self._held
-        if held is not None and threading.get_ident() == self._holder:
-            held.append(line + "\n")
-            if LEVELS[level] < _WRITE_AT_ONCE:
-                return
+        if held is None or threading.get_ident() != self._holder:
+            self._write(line + "\n")
+            return
+        held.append(line + "\n")
+        if LEVELS[level] >= _WRITE_AT_ONCE:
             # A warning or an error is on disk before the code goes on (the next step may be
             # the process's end): with the lines held before it, in order.
-            line = "".join(held)[:-1]
+            self._write("".join(held))
             held.clear()
-        self._stream.write(line + "\n")
+
+    def _write(self, text: str) -> None:
+        self._stream.write(text)
         self._stream.flush()
 
     def _wall(self) -> str:

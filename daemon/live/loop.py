@@ -9,7 +9,6 @@ and single-threaded.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,12 +16,14 @@ from typing import Any, assert_never
 
 from brokers.base import LiveBroker
 from daemon.engine import Engine
+from daemon.live import turns
 from daemon.live.buckets import LiveBuckets
 from daemon.live.guard import JournalGuard
 from daemon.live.market import Backfilled, MarketData
 from daemon.live.orders import OrderPath
 from daemon.live.recovery import Recovery
 from daemon.live.slicer import Slicer
+from daemon.live.turns import Turn
 from daemon.logs import EventLog
 from daemon.recorder import Recorder
 from daemon.service.telemetry import Telemetry
@@ -37,11 +38,6 @@ from feeds.alpaca_stream import (
 )
 from feeds.bar import Bar
 from portfolio.journal import Journal
-
-# The longest the engine's task handles queued inputs (or backfilled bars) without yielding. A
-# timer due during a turn fires two to three turns later (see daemon/live/market.py), so with a
-# slice's decision (~4 ms at 500 symbols) inside a turn the loop's lag stays under ~10 ms.
-_TURN_S = 0.002
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,10 +146,10 @@ class EngineLoop:
                     # Take what is already queued before deciding on the clock, in turns of
                     # a few ms (a minute's bars of 500 symbols take ~10): the other tasks
                     # (timers, the HTTP server) run between them.
-                    turn_ends = time.perf_counter() + _TURN_S
+                    turn = Turn(turns.INPUT_S)
                     while not queue.empty() and not self.stopping.is_set() and not self._backlog:
                         self._handle(queue.get_nowait())
-                        if time.perf_counter() > turn_ends:
+                        if turn.over():
                             break
                     self._write_bars()
                 if queue.empty() and self._can_close() and slicer.due(self.clock.monotonic()):
@@ -217,12 +213,12 @@ class EngineLoop:
         strategies and sends nothing; the slice left open is the latest, and trades what is
         owed once the last backfilled bar is in."""
         backlog = self._backlog
-        turn_ends = time.perf_counter() + _TURN_S
+        turn = Turn(turns.INPUT_S)
         self._catching_up = True
         try:
             while backlog:
                 self._on_bar(backlog.popleft())
-                if time.perf_counter() > turn_ends:
+                if turn.over():
                     break
         finally:
             self._catching_up = False

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,9 +17,11 @@ from typing import Any
 from brokers.alpaca_rest import AlpacaRest, MarketClock
 from brokers.auctions import NEW_YORK
 from daemon.engine import Engine
+from daemon.live import turns
 from daemon.live.buckets import LiveBuckets
 from daemon.live.guard import JournalGuard
 from daemon.live.slicer import Merged, Slicer
+from daemon.live.turns import Turn
 from daemon.logs import EventLog
 from daemon.service.telemetry import Telemetry
 from daemon.settings import LiveSettings
@@ -40,11 +41,6 @@ from feeds.errors import TradingdError
 from feeds.timeframes import TIMEFRAME_NS
 
 MINUTES_PER_SESSION = 390
-# The longest the warm-up feeds bars without letting the event loop run. A timer due during a
-# turn fires two to three turns later (its wake-up and its task's step each wait for the loop's
-# next pass, behind the warm-up's own next step), so turns of 1.5 ms (plus the close of a slice
-# they end on) keep the loop's lag under ~10 ms through a 500-symbol warm-up.
-_TURN_S = 0.0015
 _RELEASE_CHUNK = 5_000  # bars freed per turn by `_release` (~1 ms)
 
 
@@ -245,15 +241,14 @@ class MarketData:
         # event loop run meanwhile (`time_ordered`).
         ordered = await asyncio.to_thread(time_ordered, bars)
         bars.clear()  # `ordered` holds them: `_release` frees them, a slice at a time
-        turn_ends = time.perf_counter() + _TURN_S
+        turn = Turn(turns.WARM_UP_S)
         for bar in ordered:
             if engine.slice_ts is not None and bar.ts > engine.slice_ts:
                 self._close_warm_slice()
             # After the close: a slice's close (its bars' journal write) never extends a turn
             # already spent.
-            if time.perf_counter() > turn_ends:
-                await asyncio.sleep(0)
-                turn_ends = time.perf_counter() + _TURN_S
+            if turn.over():
+                await turn.next()
             if journal is not None:
                 journal.bar(bar, warmup=True)
             engine.on_bar(bar)
@@ -394,12 +389,11 @@ async def _aggregate(minutes: list[Bar], buckets: LiveBuckets) -> list[Bar]:
     Before the stream opens: nothing else feeds the buckets meanwhile."""
     completed: list[Bar] = []
     add = buckets.add
-    turn_ends = time.perf_counter() + _TURN_S
+    turn = Turn(turns.WARM_UP_S)
     for n, minute in enumerate(minutes, 1):
         completed.extend(add(minute))
-        if not n % 256 and time.perf_counter() > turn_ends:
-            await asyncio.sleep(0)
-            turn_ends = time.perf_counter() + _TURN_S
+        if not n % 256 and turn.over():
+            await turn.next()
     return completed
 
 

@@ -120,20 +120,19 @@ class OrderPath:
             decided_at: the decision's time when not the bar's end (a daily bar decided
                 before the close).
         """
-        if self.engine.slice_ts is None:
+        slice_ts = self.engine.slice_ts
+        if slice_ts is None:
             return
         started = time.perf_counter()
         # The decision's info lines (one or two per order) are written in one go once the
         # orders are handed over: inside the measured time, as the loop runs nothing else
         # meanwhile. Warnings and errors go at once (`EventLog.held`).
         with self.log.held():
-            self._decide(catch_up=catch_up, decided_at=decided_at)
+            self._decide(slice_ts, catch_up=catch_up, decided_at=decided_at)
         self.telemetry.slice_decided(time.perf_counter() - started)
 
-    def _decide(self, *, catch_up: bool, decided_at: int | None) -> None:
+    def _decide(self, slice_ts: int, *, catch_up: bool, decided_at: int | None) -> None:
         engine = self.engine
-        slice_ts = engine.slice_ts
-        assert slice_ts is not None
         n_symbols = len(engine.slice_symbols)
         self.apply_events(self.broker.poll_events())  # fills first: the decision sees them
         decision_ts = slice_ts + engine.bar_ns if decided_at is None else decided_at

@@ -254,15 +254,19 @@ class Telemetry:
         the missed deadlines instead of bursting.
         """
         draw = (rng or random.Random()).uniform
+
+        def gap() -> float:
+            return interval_s * draw(0.5, 1.5)
+
         loop = asyncio.get_running_loop()
-        due = loop.time() + interval_s * draw(0.5, 1.5)
+        due = loop.time() + gap()
         while True:
             await sleep(max(due - loop.time(), 0.0))
             now = loop.time()
             self.loop_lag(now - due)
-            due += interval_s * draw(0.5, 1.5)
+            due += gap()
             if due <= now:
-                due = now + interval_s * draw(0.5, 1.5)
+                due = now + gap()
 
     # -- EngineListener -----------------------------------------------------------------------
 

@@ -126,7 +126,7 @@ async def test_drill_a_30_minute_data_outage(
     if turn_s is not None:
         # The backfill is fed one bar per turn of the engine's task, the stream's bars of the
         # minutes after it queued behind: the same catch-up, the same books, audited.
-        monkeypatch.setattr("daemon.live.loop._TURN_S", turn_s)
+        monkeypatch.setattr("daemon.live.turns.INPUT_S", turn_s)
     session = await busy_session(tmp_path, sandbox)
     daemon = session.daemon
     # /readyz's "backfilled" at each turn of the catch-up: not ready until it is over.

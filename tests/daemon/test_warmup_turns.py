@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from daemon.execution import ExecutionSettings
-from daemon.live import market
+from daemon.live import market, turns
 from daemon.live.buckets import LiveBuckets
 from feeds.aggregator import BarAggregator
 from feeds.bar import Bar
@@ -39,7 +39,7 @@ async def test_aggregating_the_lookback_yields_and_builds_what_one_loop_builds(
     for bar in minutes:
         expected.extend(plain.add(bar))
 
-    monkeypatch.setattr(market, "_TURN_S", 0.0)  # every check ends a turn: 256 minutes each
+    monkeypatch.setattr(turns, "WARM_UP_S", 0.0)  # every check ends a turn: 256 minutes each
     buckets = LiveBuckets(
         timeframe="1Hour", execution=ExecutionSettings(), calendar=calendar, grace_s=2.0
     )
