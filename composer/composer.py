@@ -21,6 +21,8 @@ from itertools import repeat
 from operator import add, mul
 from typing import Any, assert_never
 
+import numpy as np
+
 from composer.methods import METHODS, RegimeMethod
 from composer.settings import ComposerSettings, RebalanceSchedule
 from composer.strategy import Strategy
@@ -29,6 +31,9 @@ from composer.vol_target import VolTarget
 from feeds.bar import NS_PER_MINUTE, NS_PER_SECOND, Bar
 from feeds.errors import ConfigError, InvariantViolation
 
+# From this many symbols, whole-universe contributions are summed on arrays (numpy's calls
+# cost more than they save on a few symbols: 3 symbols ~10 us slower, 500 ~0.1 ms faster).
+_ARRAYS_FROM = 64
 _ALWAYS = -(2**63)  # a due time every slice is at or after
 _NEVER = 2**63
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
@@ -258,21 +263,45 @@ class Composer:
         strategy's contributions: capital weight x signal x share of the capital."""
         by_strategy: dict[str, dict[str, float]] = {}
         universe = self._universe_of_all
-        if universe is not None:
-            # Every strategy trades the whole universe (the common case): the same products
-            # and sums, in the same order, as the loop below, done by C loops (map).
-            total: list[float] = [0.0] * len(universe)
+        if universe is not None and len(universe) >= _ARRAYS_FROM:
+            # Every strategy trades the whole universe, a large one: the products (w x signal,
+            # then x a) and sums of the loop below, in its order, on arrays of doubles (each
+            # element rounds as the loop's float operations do).
+            n = len(universe)
+            total = np.zeros(n)
+            arrays: dict[int, np.ndarray] = {}  # by the allocation's dict: often one for all
             for sid, _ in self._symbols_of:
-                products = list(
+                alloc = a_of[sid]
+                share = arrays.get(id(alloc))
+                if share is None:
+                    share = arrays[id(alloc)] = np.fromiter(
+                        map(alloc.__getitem__, universe), np.float64, n
+                    )
+                signal = np.fromiter(map(signals[sid].__getitem__, universe), np.float64, n)
+                products = signal * w_of[sid]
+                products *= share
+                total += products
+                by_strategy[sid] = dict(zip(universe, products.tolist(), strict=True))
+            weights = dict(zip(universe, total.tolist(), strict=True))
+        elif universe is not None:
+            # Every strategy trades the whole (small) universe: the same by C loops (map).
+            sums: list[float] = [0.0] * len(universe)
+            shares: dict[int, list[float]] = {}
+            for sid, _ in self._symbols_of:
+                alloc = a_of[sid]
+                share_list = shares.get(id(alloc))
+                if share_list is None:
+                    share_list = shares[id(alloc)] = list(map(alloc.__getitem__, universe))
+                parts = list(
                     map(
                         mul,
                         map(mul, repeat(w_of[sid]), map(signals[sid].__getitem__, universe)),
-                        map(a_of[sid].__getitem__, universe),
+                        share_list,
                     )
                 )
-                by_strategy[sid] = dict(zip(universe, products, strict=True))
-                total = list(map(add, total, products))
-            weights = dict(zip(universe, total, strict=True))
+                by_strategy[sid] = dict(zip(universe, parts, strict=True))
+                sums = list(map(add, sums, parts))
+            weights = dict(zip(universe, sums, strict=True))
         else:
             weights = self._zeros.copy()
             for sid, syms in self._symbols_of:

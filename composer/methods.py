@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from itertools import repeat
+from operator import attrgetter, truediv
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -86,6 +88,11 @@ class StaticMethod(_FixedMethod):
         )
 
 
+_READY = attrgetter("ready")
+_STD = attrgetter("std")
+_POSITIVE = (0.0).__lt__  # std is a float: never NotImplemented
+
+
 class _VolState:
     __slots__ = ("last_close", "stats", "update")
 
@@ -121,6 +128,9 @@ class InverseVolMethod:
         self._equal = equal_split(symbols_of)
         self._states = {sym: _VolState(lookback) for syms in symbols_of.values() for sym in syms}
         self.observed_symbols = tuple(self._states)
+        self._stats = tuple(st.stats for st in self._states.values())
+        # Every strategy trades every symbol, in the same order (the common case).
+        self._one_split = all(syms == self.observed_symbols for syms in self._symbols_of.values())
         self._min_positive_vol = math.inf
 
     def on_bar(self, bar: Bar) -> None:
@@ -140,6 +150,9 @@ class InverseVolMethod:
 
     def allocate(self, ts: int, signals: Mapping[str, Mapping[str, float]]) -> Allocation:
         floor = self._min_positive_vol
+        if all(map(_READY, self._stats)):
+            # Every window full (the common case): the loop below's numbers, by C loops.
+            return self._allocate_ready(floor)
         vols: dict[str, float] = {}
         for sym, st in self._states.items():
             stats = st.stats
@@ -149,6 +162,26 @@ class InverseVolMethod:
                 if 0.0 < v < floor:
                     floor = v
         self._min_positive_vol = floor
+        return self._split(vols, floor)
+
+    def _allocate_ready(self, floor: float) -> Allocation:
+        std = list(map(_STD, self._stats))
+        floor = min(floor, min(filter(_POSITIVE, std), default=math.inf))
+        self._min_positive_vol = floor
+        if floor == math.inf:
+            return Allocation(self._weights, self._equal)
+        everyone = self.observed_symbols
+        if not self._one_split:
+            return self._split(dict(zip(everyone, std, strict=True)), floor)
+        # One split, shared by every strategy (as `_split` shares it).
+        if not all(map(_POSITIVE, std)):
+            std = [v if v > 0.0 else floor for v in std]
+        inverse = list(map(truediv, repeat(1.0), std))
+        total = math.fsum(inverse)
+        shared = dict(zip(everyone, map(truediv, inverse, repeat(total)), strict=True))
+        return Allocation(self._weights, dict.fromkeys(self._symbols_of, shared))
+
+    def _split(self, vols: Mapping[str, float], floor: float) -> Allocation:
         equal = self._equal
         if floor == math.inf:
             return Allocation(self._weights, equal)

@@ -384,3 +384,45 @@ def test_inverse_vol_recomposes_when_only_the_vols_changed() -> None:
     assert composer.compose(1).weights == pytest.approx(
         {"A": 2 / 3, "B": 1 / 3, "C": 0.0, "D": 0.0}
     )
+
+
+@pytest.mark.parametrize("size", [6, 80])  # below and above composer's _ARRAYS_FROM
+@pytest.mark.parametrize("method", ["equal", "inverse_vol"])
+def test_whole_universe_strategies_compose_the_numbers_of_the_per_symbol_loops(
+    method: str, size: int
+) -> None:
+    # Strategies that trade every symbol in the universe's order take the fast paths (the
+    # products and sums by C loops or on arrays, one inverse-vol split); with one of them
+    # listing its symbols in another order, the same strategies take the per-symbol loops.
+    # Both give the same floats, to the last bit. The last symbol never moves: its vol is 0
+    # and counts as the smallest positive one.
+    rng = np.random.default_rng(7)
+    universe = [f"S{k:03d}" for k in range(size)]
+    settings = ComposerSettings(method=method, vol_lookback=5)
+
+    def build(*orders: list[str]) -> tuple[Composer, list[Held]]:
+        held = [Held(order) for order in orders]
+        return Composer(settings, {f"s{i}": h for i, h in enumerate(held)}, universe), held
+
+    fast, fast_held = build(universe, universe, universe)
+    loops, loop_held = build(universe, universe[::-1], universe)
+    closes = dict.fromkeys(universe, 100.0)
+    for i in range(12):
+        for symbol in universe:
+            if symbol != universe[-1]:
+                closes[symbol] *= math.exp(rng.normal(0.0, 0.001 * (1 + universe.index(symbol))))
+            for composer in (fast, loops):
+                composer.on_bar(bar(symbol, i, closes[symbol]))
+        for a, b in zip(fast_held, loop_held, strict=True):
+            signals = {
+                s: float(rng.choice([-1.0, -0.0, 0.0, 0.3, 1.0, rng.uniform(-1, 1)]))
+                for s in universe
+            }
+            a.signals.update(signals)
+            b.signals.update(signals)
+        got, want = fast.compose(i), loops.compose(i)
+        assert got.weights == want.weights
+        assert got.by_strategy == want.by_strategy
+        assert [math.copysign(1.0, w) for w in got.weights.values()] == [
+            math.copysign(1.0, want.weights[s]) for s in got.weights
+        ]
