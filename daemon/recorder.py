@@ -113,6 +113,10 @@ class Recorder:
         self._cash_text = ""
         self._last_weights: dict[str, float] | None = None
         self._last_strategy_weights: dict[str, float] | None = None
+        self._targets_due: Targets | None = None
+        # A live run's engine loop sets it, and calls `write_due_targets` once the slice's
+        # orders are on their way.
+        self.defer_targets = False
         self.started = False
 
     def start(self, *, journaled_fills: Callable[[], Sequence[Fill]] | None = None) -> None:
@@ -206,6 +210,32 @@ class Recorder:
             return
         self._last_weights = targets.weights
         self._last_strategy_weights = targets.strategy_weights
+        if self.log.enabled("debug"):
+            self.log.debug(
+                "targets",
+                slice_time=self._iso(targets.ts),
+                weights=targets.weights,
+                strategy_weights=targets.strategy_weights,
+            )
+        if not self.defer_targets:
+            self._write_targets(targets)
+            return
+        # Live: the rows (500 symbols: ~25 KB to format and write, and a write can wait on
+        # the disk) are not part of the decision; they keep their order in the file.
+        self.write_due_targets()
+        self._targets_due = targets
+
+    def write_due_targets(self) -> None:
+        """Write the rows of the targets `defer_targets` put off, if not written yet."""
+        targets = self._targets_due
+        if targets is None:
+            return
+        self._targets_due = None
+        self._write_targets(targets)
+        if self.flush_each_slice:
+            self._targets_file.flush()
+
+    def _write_targets(self, targets: Targets) -> None:
         when = self._iso(targets.ts)
         weights = targets.weights
         if plain_names(weights):
@@ -219,13 +249,6 @@ class Recorder:
                 self._targets.writerow([when, "symbol", symbol, f"{weight:.6f}"])
         for strategy, weight in targets.strategy_weights.items():
             self._targets.writerow([when, "strategy", strategy, f"{weight:.6f}"])
-        if self.log.enabled("debug"):
-            self.log.debug(
-                "targets",
-                slice_time=when,
-                weights=targets.weights,
-                strategy_weights=targets.strategy_weights,
-            )
 
     def on_decision(self, decision: Decision) -> None:
         requested = decision.requested
@@ -427,6 +450,7 @@ class Recorder:
                 symbols=sorted({symbol for symbol, _ in self._denied}),
                 detail="each warned once above; every one is in risk_events.csv",
             )
+        self.write_due_targets()
         for cid in self._pending:
             self._write_order(cid, self._rows[cid])
         self._pending.clear()

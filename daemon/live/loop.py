@@ -122,6 +122,7 @@ class EngineLoop:
         """Handle queued items until a stop is requested."""
         queue = self.queue
         slicer = self.slicer
+        self.recorder.defer_targets = True  # written by `_decided`
         stop = asyncio.ensure_future(self.stopping.wait())
         get: asyncio.Future[Any] = asyncio.ensure_future(queue.get())
         try:
@@ -281,6 +282,7 @@ class EngineLoop:
         if engine.slice_ts is not None and not self._catching_up:
             self.slicer.closed()
             self.orders.decide(decided_at=decided_at)
+            self._decided()
 
     def _bucket_timeout(self, timeout: float | None) -> float | None:
         buckets = self.buckets
@@ -350,6 +352,12 @@ class EngineLoop:
     def _decide(self) -> None:
         self.slicer.closed()
         self.orders.decide(catch_up=self._catching_up)
+        self._decided()
+
+    def _decided(self) -> None:
+        # The recorder's rows of the slice's targets are written at the loop's next turn:
+        # the tasks the hand-over woke (the broker's sender) run first.
+        asyncio.get_running_loop().call_soon(self.recorder.write_due_targets)
 
     # -- the broker -----------------------------------------------------------------------------
 

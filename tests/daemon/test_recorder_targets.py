@@ -58,3 +58,39 @@ def test_a_plain_row_is_what_csv_writer_writes(fields: list[str]) -> None:
     assert line is None or line == expected.getvalue()
     if fields and "".join(fields) and not any(c in "".join(fields) for c in ',"\r\n'):
         assert line is not None  # declined only when a field needs quoting
+
+
+def test_deferred_target_rows_are_the_rows_in_their_order(tmp_path: Path) -> None:
+    # A live run writes a rebalance's rows after the decision (`defer_targets`): nothing is
+    # written until then, and the file ends the same as one written at once.
+    def targets(k: int) -> Targets:
+        return Targets(
+            ts=T0 + k * 60 * 10**9,
+            weights={"AAA": 0.1 * k, "BBB": -0.05 * k},
+            strategy_weights={"trend": 1.0},
+            by_strategy={},
+            signals={},
+        )
+
+    at_once = Recorder(tmp_path / "at-once", EventLog(io.StringIO()))
+    deferred = Recorder(tmp_path / "deferred", EventLog(io.StringIO()), flush_each_slice=True)
+    deferred.defer_targets = True
+    at_once.start()
+    deferred.start()
+    header = (tmp_path / "deferred" / "targets.csv").read_text()
+    for k in range(4):
+        at_once.on_targets(targets(k))
+        deferred.on_targets(targets(k))
+        if k == 0:
+            assert (tmp_path / "deferred" / "targets.csv").read_text() == header
+            deferred.write_due_targets()
+            assert (
+                "2024-01-02T14:30:00Z,symbol,AAA"
+                in (tmp_path / "deferred" / "targets.csv").read_text()
+            )
+        # k = 1, 2: not written yet when the next rebalance comes; 3: written by close.
+    at_once.close()
+    deferred.close()
+    assert (tmp_path / "deferred" / "targets.csv").read_bytes() == (
+        tmp_path / "at-once" / "targets.csv"
+    ).read_bytes()
