@@ -127,7 +127,7 @@ class OrderPath:
         # The decision's info lines (one or two per order) are written in one go once the
         # orders are handed over: inside the measured time, as the loop runs nothing else
         # meanwhile. Warnings and errors go at once (`EventLog.held`).
-        with self.log.held():
+        with self.telemetry.deciding(), self.log.held():
             self._decide(slice_ts, catch_up=catch_up, decided_at=decided_at)
         self.telemetry.slice_decided(time.perf_counter() - started)
 

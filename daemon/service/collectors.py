@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 if TYPE_CHECKING:  # types only: importing the engine's stack would slow `tradingd --help`
     from portfolio.ledger import Ledger
@@ -183,13 +184,43 @@ class ScrapeTimeCollector(Collector):
 class WithoutCreated(Collector):
     """The registry without the `*_created` series prometheus-client adds to counters and
     histograms (the text format has no use for them; they double the series count). Filtered
-    here rather than with `disable_created_metrics()`, which changes process-wide state."""
+    here rather than with `disable_created_metrics()`, which changes process-wide state.
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    Args:
+        pause: called before each family and after every `PAUSE_EVERY` samples as they are
+            read: a worker thread rendering the text waits there while the event loop decides.
+    """
+
+    def __init__(
+        self, registry: CollectorRegistry, *, pause: Callable[[], object] | None = None
+    ) -> None:
         self._registry = registry
+        self._pause = pause
 
     def collect(self) -> Iterator[Metric]:
+        pause = self._pause
         for family in self._registry.collect():
             if family.type in ("counter", "histogram", "summary"):
                 family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+            if pause is not None:
+                pause()
+                family.samples = _Pausing(family.samples, pause)
             yield family
+
+
+PAUSE_EVERY = 64
+
+
+class _Pausing(list[Sample]):
+    """A family's samples that call `pause` after every `PAUSE_EVERY` read."""
+
+    def __init__(self, samples: list[Sample], pause: Callable[[], object]) -> None:
+        super().__init__(samples)
+        self._pause = pause
+
+    def __iter__(self) -> Iterator[Sample]:
+        pause = self._pause
+        for n, sample in enumerate(super().__iter__(), 1):
+            yield sample
+            if n % PAUSE_EVERY == 0:
+                pause()

@@ -9,6 +9,7 @@ import random
 import re
 import shutil
 import subprocess
+import threading
 from decimal import Decimal
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from brokers.orders import (
 from composer.targets import Targets
 from daemon.engine import Decision
 from daemon.service import telemetry as telemetry_module
+from daemon.service.collectors import PAUSE_EVERY, WithoutCreated
 from daemon.service.metric_families import BAR_REJECT_REASONS
 from daemon.service.telemetry import Telemetry
 from feeds.sanity import Reason
@@ -334,6 +336,56 @@ async def test_render_off_the_loop_is_the_exposition_of_the_loop(
     # Read on the loop, then released: later scrapes read the ledger as it is then.
     ledger.mark({"SPY": 390.0})
     assert value(t, "tradingd_equity") == pytest.approx(99_900.0)
+
+
+async def test_a_render_waits_at_its_pauses_while_the_loop_decides(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    t = make(FakeClock())
+    monkeypatch.setattr(telemetry_module, "_PAUSE_LIMIT_S", 60.0)
+    paused = threading.Event()
+    pauses = 0
+    wait_for_loop = t._wait_for_loop
+
+    def pause() -> None:
+        nonlocal pauses
+        pauses += 1
+        paused.set()
+        wait_for_loop()
+
+    t._wait_for_loop = pause  # type: ignore[method-assign]
+    with t.deciding():
+        render = asyncio.ensure_future(t.render())
+        assert await asyncio.to_thread(paused.wait, 10), "the render never reached a pause"
+        # The worker waits at its first pause (before the first family) until the end.
+        await asyncio.sleep(0)
+        assert pauses == 1
+        assert not render.done()
+    rendered, _ = await asyncio.wait_for(render, 10)
+    assert own_lines(rendered) == own_lines(t.exposition()[0])
+    assert pauses > 1
+
+
+def test_the_pauses_come_before_each_family_and_every_64_samples() -> None:
+    t = make(FakeClock())
+    pauses = 0
+
+    def pause() -> None:
+        nonlocal pauses
+        pauses += 1
+
+    sizes = []
+    for family in WithoutCreated(t.registry, pause=pause).collect():
+        before = pauses
+        sizes.append(sum(1 for _ in family.samples))
+        assert pauses - before == sizes[-1] // PAUSE_EVERY
+    assert pauses == len(sizes) + sum(n // PAUSE_EVERY for n in sizes)
+    assert sizes == family_sizes(t)
+    assert max(sizes) > PAUSE_EVERY  # the per-sample pauses were exercised
+
+
+def family_sizes(t: Telemetry) -> list[int]:
+    return [len(f.samples) for f in WithoutCreated(t.registry).collect()]
 
 
 async def _set(event: asyncio.Event) -> None:
