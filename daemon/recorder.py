@@ -79,7 +79,8 @@ class Recorder:
 
     Args:
         flush_each_slice: flush every file after each slice (a live run: a crash keeps all but
-            the slice under way); a replay leaves the buffering to the OS.
+            the slice under way, whose targets rows `defer_targets` may put off); a replay
+            leaves the buffering to the OS.
         quiet: a replay's logging: each order's lines (submitted, filled, canceled) at debug
             (the files hold every one), and a denial warned once per symbol and reason, the
             rest counted in one `orders_denied` warning at `close`.

@@ -181,6 +181,10 @@ class ScrapeTimeCollector(Collector):
         yield value
 
 
+# A render's pauses (`WithoutCreated`): after this many samples of a family.
+PAUSE_EVERY = 64
+
+
 class WithoutCreated(Collector):
     """The registry without the `*_created` series prometheus-client adds to counters and
     histograms (the text format has no use for them; they double the series count). Filtered
@@ -206,9 +210,6 @@ class WithoutCreated(Collector):
                 pause()
                 family.samples = _Pausing(family.samples, pause)
             yield family
-
-
-PAUSE_EVERY = 64
 
 
 class _Pausing(list[Sample]):

@@ -204,7 +204,8 @@ class Telemetry:
         """Around a decision on the event loop's thread: a scrape rendering on a worker thread
         waits at its next pause (a family or `PAUSE_EVERY` samples on) until it ends. At 500
         symbols a render is ~150 ms of interpreter time; a decision it overlapped shared the
-        interpreter with it and took ~2-4 times as long."""
+        interpreter with it and took several times as long. A family's collection is not
+        interrupted (`bars_rejected_total`, 5,500 series at 500 symbols: ~40 ms)."""
         self._loop_free.clear()
         try:
             yield
