@@ -269,34 +269,27 @@ class Composer:
             # element rounds as the loop's float operations do).
             n = len(universe)
             total = np.zeros(n)
-            arrays: dict[int, np.ndarray] = {}  # by the allocation's dict: often one for all
+            arrays = {
+                key: np.fromiter(map(a.__getitem__, universe), np.float64, n)
+                for key, a in _distinct(a_of).items()
+            }
             for sid, _ in self._symbols_of:
-                alloc = a_of[sid]
-                share = arrays.get(id(alloc))
-                if share is None:
-                    share = arrays[id(alloc)] = np.fromiter(
-                        map(alloc.__getitem__, universe), np.float64, n
-                    )
                 signal = np.fromiter(map(signals[sid].__getitem__, universe), np.float64, n)
                 products = signal * w_of[sid]
-                products *= share
+                products *= arrays[id(a_of[sid])]
                 total += products
                 by_strategy[sid] = dict(zip(universe, products.tolist(), strict=True))
             weights = dict(zip(universe, total.tolist(), strict=True))
         elif universe is not None:
             # Every strategy trades the whole (small) universe: the same by C loops (map).
             sums: list[float] = [0.0] * len(universe)
-            shares: dict[int, list[float]] = {}
+            shares = {key: list(map(a.__getitem__, universe)) for key, a in _distinct(a_of).items()}
             for sid, _ in self._symbols_of:
-                alloc = a_of[sid]
-                share_list = shares.get(id(alloc))
-                if share_list is None:
-                    share_list = shares[id(alloc)] = list(map(alloc.__getitem__, universe))
                 parts = list(
                     map(
                         mul,
                         map(mul, repeat(w_of[sid]), map(signals[sid].__getitem__, universe)),
-                        share_list,
+                        shares[id(a_of[sid])],
                     )
                 )
                 by_strategy[sid] = dict(zip(universe, parts, strict=True))
@@ -336,6 +329,11 @@ class Composer:
                 _bad_signal(sid, strat, sig)
             signals[sid] = sig
         return signals
+
+
+def _distinct(a_of: Mapping[str, Mapping[str, float]]) -> dict[int, Mapping[str, float]]:
+    """The allocation's dicts by identity, each once (one dict is often every strategy's)."""
+    return {id(a): a for a in a_of.values()}
 
 
 def _scaled(weights: Mapping[str, float], cap: float) -> dict[str, float]:

@@ -345,6 +345,7 @@ async def test_a_render_waits_at_its_pauses_while_the_loop_decides(
     monkeypatch.setattr(telemetry_module, "_PAUSE_LIMIT_S", 60.0)
     paused = threading.Event()
     pauses = 0
+    order: list[str] = []
     wait_for_loop = t._wait_for_loop
 
     def pause() -> None:
@@ -352,6 +353,7 @@ async def test_a_render_waits_at_its_pauses_while_the_loop_decides(
         pauses += 1
         paused.set()
         wait_for_loop()
+        order.append("render resumed")
 
     t._wait_for_loop = pause  # type: ignore[method-assign]
     with t.deciding():
@@ -361,7 +363,9 @@ async def test_a_render_waits_at_its_pauses_while_the_loop_decides(
         await asyncio.sleep(0)
         assert pauses == 1
         assert not render.done()
+        order.append("decision ended")
     rendered, _ = await asyncio.wait_for(render, 10)
+    assert order[:2] == ["decision ended", "render resumed"]
     assert own_lines(rendered) == own_lines(t.exposition()[0])
     assert pauses > 1
 
