@@ -69,6 +69,9 @@ class Composer:
         for sid, strat in strategies.items():
             if not strat.symbols:
                 raise ConfigError(f"strategies.{sid}.symbols: the strategy has no symbols")
+            if len(set(strat.symbols)) != len(strat.symbols):
+                twice = next(s for s in strat.symbols if strat.symbols.count(s) > 1)
+                raise ConfigError(f"strategies.{sid}.symbols: {twice} is listed twice")
             for sym in strat.symbols:
                 if sym not in known:
                     raise ConfigError(
@@ -117,6 +120,10 @@ class Composer:
         self._universe_of_all = (
             everything if all(syms == everything for _, syms in self._symbols_of) else None
         )
+        # Each strategy's symbols for the Targets, one tuple for all that trade the universe.
+        self._symbols_by_sid: dict[str, tuple[str, ...]] = {
+            sid: everything if syms == everything else syms for sid, syms in self._symbols_of
+        }
         # The last compose's outputs, reused while neither the signals nor the allocation
         # change. None of these dicts is mutated once a Targets holds it.
         self._last: Targets | None = None
@@ -213,8 +220,9 @@ class Composer:
                     ts=ts,
                     weights=last.weights,
                     strategy_weights=last.strategy_weights,
-                    by_strategy=last.by_strategy,
                     signals=signals,
+                    shares=last.shares,
+                    symbols=last.symbols,
                 )
             # Same weights before vol targeting; the vol, and so the factor, may have moved.
             raw = self._last_raw
@@ -226,13 +234,14 @@ class Composer:
                 ts=ts,
                 weights=weights,
                 strategy_weights=last.strategy_weights,
-                by_strategy=last.by_strategy,
                 signals=signals,
+                shares=last.shares,
+                symbols=last.symbols,
             )
             self._last = targets
             return targets
 
-        weights, by_strategy = self._combined(w_of, a_of, signals)
+        weights = self._combined(w_of, a_of, signals)
 
         if vt is None:
             cap = self._max_gross
@@ -247,7 +256,12 @@ class Composer:
         self._schedule.rebalanced(ts)
         # The method's dicts are shared, not copied: neither it nor any reader mutates them.
         targets = Targets(
-            ts=ts, weights=weights, strategy_weights=w_of, by_strategy=by_strategy, signals=signals
+            ts=ts,
+            weights=weights,
+            strategy_weights=w_of,
+            signals=signals,
+            shares=a_of,
+            symbols=self._symbols_by_sid,
         )
         self._last = targets
         self._last_a = a_of
@@ -258,10 +272,9 @@ class Composer:
         w_of: Mapping[str, float],
         a_of: Mapping[str, Mapping[str, float]],
         signals: Mapping[str, Mapping[str, float]],
-    ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-        """The weights (each symbol's sum over the strategies, in their order) and each
-        strategy's contributions: capital weight x signal x share of the capital."""
-        by_strategy: dict[str, dict[str, float]] = {}
+    ) -> dict[str, float]:
+        """The weights: each symbol's sum over the strategies, in their order, of their
+        contributions (capital weight x signal x share of the capital, `Targets.by_strategy`)."""
         universe = self._universe_of_all
         if universe is not None and len(universe) >= _ARRAYS_FROM:
             # Every strategy trades the whole universe, a large one: the products (w x signal,
@@ -278,7 +291,6 @@ class Composer:
                 products = signal * w_of[sid]
                 products *= arrays[id(a_of[sid])]
                 total += products
-                by_strategy[sid] = dict(zip(universe, products.tolist(), strict=True))
             weights = dict(zip(universe, total.tolist(), strict=True))
         elif universe is not None:
             # Every strategy trades the whole (small) universe: the same by C loops (map).
@@ -292,7 +304,6 @@ class Composer:
                         shares[id(a_of[sid])],
                     )
                 )
-                by_strategy[sid] = dict(zip(universe, parts, strict=True))
                 sums = list(map(add, sums, parts))
             weights = dict(zip(universe, sums, strict=True))
         else:
@@ -301,11 +312,9 @@ class Composer:
                 w = w_of[sid]
                 a = a_of[sid]
                 sig = signals[sid]
-                contrib = {sym: w * sig[sym] * a[sym] for sym in syms}
-                for sym, x in contrib.items():
-                    weights[sym] += x
-                by_strategy[sid] = contrib
-        return weights, by_strategy
+                for sym in syms:
+                    weights[sym] += w * sig[sym] * a[sym]
+        return weights
 
     def _capped(self, weights: dict[str, float], k: float) -> dict[str, float]:
         """`weights` times `k` (inf: as much as the cap allows), capped at `max_gross`."""

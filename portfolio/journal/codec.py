@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -29,6 +29,8 @@ from brokers.orders import (
 )
 from composer.targets import Targets
 from portfolio.ledger import Ledger
+
+_V = TypeVar("_V")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -253,19 +255,58 @@ def decode_event(data: dict[str, Any]) -> Any:
 
 
 def encode_targets(targets: Targets) -> dict[str, Any]:
-    """Composed targets as JSON-ready data."""
-    return {
+    """Composed targets as JSON-ready data.
+
+    The shares and the symbol lists are stored once each however many strategies share them
+    (`shares_of`, `symbols_of`: strategy id -> index). The contributions are not stored:
+    `Targets.by_strategy` computes them from the weights, signals and shares (targets decoded
+    from an older journal, which stored them, are written back in that form).
+    """
+    data: dict[str, Any] = {
         "ts": targets.ts,
         "weights": targets.weights,
         "strategy_weights": targets.strategy_weights,
-        "by_strategy": targets.by_strategy,
         "signals": targets.signals,
     }
+    if targets.recorded is not None:
+        data["by_strategy"] = targets.recorded
+        return data
+    data["shares"], data["shares_of"] = _indexed(targets.shares)
+    data["symbols"], data["symbols_of"] = _indexed(targets.symbols)
+    return data
 
 
 def decode_targets(data: dict[str, Any]) -> Targets:
-    """The inverse of `encode_targets`."""
-    return Targets(**data)
+    """The inverse of `encode_targets`; reads the older form (contributions stored) too."""
+    common = {
+        "ts": data["ts"],
+        "weights": data["weights"],
+        "strategy_weights": data["strategy_weights"],
+        "signals": data["signals"],
+    }
+    if "by_strategy" in data:
+        return Targets(**common, recorded=data["by_strategy"])
+    shares = data["shares"]
+    symbols = [tuple(syms) for syms in data["symbols"]]
+    return Targets(
+        **common,
+        shares={sid: shares[i] for sid, i in data["shares_of"].items()},
+        symbols={sid: symbols[i] for sid, i in data["symbols_of"].items()},
+    )
+
+
+def _indexed(by_sid: Mapping[str, _V]) -> tuple[list[_V], dict[str, int]]:
+    """The distinct values (by identity, in first-seen order) and each key's index in them."""
+    values: list[_V] = []
+    index_of: dict[int, int] = {}
+    of: dict[str, int] = {}
+    for sid, value in by_sid.items():
+        i = index_of.get(id(value))
+        if i is None:
+            i = index_of[id(value)] = len(values)
+            values.append(value)
+        of[sid] = i
+    return values, of
 
 
 def dumps(value: Any) -> str:

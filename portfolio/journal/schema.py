@@ -141,6 +141,11 @@ MIGRATIONS: list[str] = [
         ts INTEGER NOT NULL
     );
     """,
+    # 5: no table changes. A decision's targets keep each strategy's shares of its capital
+    # (once per distinct allocation) instead of its contributions, which are computed from
+    # them (`codec.encode_targets`). This code reads both forms; an older tradingd cannot read
+    # the new one, and the version makes it refuse the file instead of failing on a record.
+    "",
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 # The first version with the account and sequence tables: a reader of an older file (one the

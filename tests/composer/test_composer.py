@@ -423,6 +423,15 @@ def test_whole_universe_strategies_compose_the_numbers_of_the_per_symbol_loops(
         got, want = fast.compose(i), loops.compose(i)
         assert got.weights == want.weights
         assert got.by_strategy == want.by_strategy
+        # The contributions, computed on read, are the terms the weights summed (gross is
+        # under the cap here: no scaling).
+        for composed in (got, want):
+            contributions = composed.by_strategy
+            for s in universe:
+                total = 0.0
+                for sid in ("s0", "s1", "s2"):
+                    total += contributions[sid][s]
+                assert total == composed.weights[s]
         assert [math.copysign(1.0, w) for w in got.weights.values()] == [
             math.copysign(1.0, want.weights[s]) for s in got.weights
         ]

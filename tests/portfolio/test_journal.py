@@ -33,7 +33,7 @@ from portfolio.journal import (
     JournalReader,
     LedgerSnapshot,
 )
-from portfolio.journal.codec import dumps, encode_event
+from portfolio.journal.codec import decode_targets, dumps, encode_event, encode_targets, loads
 from portfolio.ledger import Ledger
 
 T0 = 1_700_000_000 * 10**9 // NS_PER_MINUTE * NS_PER_MINUTE
@@ -86,9 +86,54 @@ TARGETS = Targets(
     ts=T0,
     weights={"AAA": 0.5, "BBB": 0.25},
     strategy_weights={"m": 1.0},
-    by_strategy={"m": {"AAA": 0.5, "BBB": 0.25}},
     signals={"m": {"AAA": 1.0, "BBB": 0.5}},
+    shares={"m": {"AAA": 0.5, "BBB": 0.5}},
+    symbols={"m": ("AAA", "BBB")},
 )
+
+
+def test_targets_store_each_shared_allocation_and_symbol_list_once() -> None:
+    # Two strategies on one allocation dict and one symbol tuple (as inverse vol gives them),
+    # a third on its own: the text stores the shared ones once, and no contributions.
+    universe = ("AAA", "BBB")
+    split = {"AAA": 0.25, "BBB": 0.75}
+    targets = Targets(
+        ts=T0,
+        weights={"AAA": 0.125, "BBB": -0.1875},
+        strategy_weights={"a": 0.5, "b": 0.25, "c": 0.25},
+        signals={"a": {"AAA": 1.0, "BBB": -0.5}, "b": {"AAA": 0.0, "BBB": 0.0}, "c": {"BBB": 0.0}},
+        shares={"a": split, "b": split, "c": {"BBB": 1.0}},
+        symbols={"a": universe, "b": universe, "c": ("BBB",)},
+    )
+    text = dumps(encode_targets(targets))
+    assert text == (
+        f'{{"ts":{T0},"weights":{{"AAA":0.125,"BBB":-0.1875}},'
+        '"strategy_weights":{"a":0.5,"b":0.25,"c":0.25},'
+        '"signals":{"a":{"AAA":1.0,"BBB":-0.5},"b":{"AAA":0.0,"BBB":0.0},"c":{"BBB":0.0}},'
+        '"shares":[{"AAA":0.25,"BBB":0.75},{"BBB":1.0}],"shares_of":{"a":0,"b":0,"c":1},'
+        '"symbols":[["AAA","BBB"],["BBB"]],"symbols_of":{"a":0,"b":0,"c":1}}'
+    )
+    decoded = decode_targets(loads(text))
+    assert decoded == targets
+    assert decoded.by_strategy == {
+        "a": {"AAA": 0.125, "BBB": -0.1875},
+        "b": {"AAA": 0.0, "BBB": 0.0},
+        "c": {"BBB": 0.0},
+    }
+    assert dumps(encode_targets(decoded)) == text
+
+
+def test_targets_an_older_journal_stored_with_their_contributions_still_read() -> None:
+    # Before schema 5 a decision kept each strategy's contributions, not the shares.
+    text = (
+        f'{{"ts":{T0},"weights":{{"AAA":0.5,"BBB":0.25}},"strategy_weights":{{"m":1.0}},'
+        '"by_strategy":{"m":{"AAA":0.5,"BBB":0.25}},"signals":{"m":{"AAA":1.0,"BBB":0.5}}}'
+    )
+    targets = decode_targets(loads(text))
+    assert targets.weights == {"AAA": 0.5, "BBB": 0.25}
+    assert targets.signals == {"m": {"AAA": 1.0, "BBB": 0.5}}
+    assert targets.by_strategy == {"m": {"AAA": 0.5, "BBB": 0.25}}
+    assert loads(dumps(encode_targets(targets))) == loads(text)
 
 
 def test_an_event_is_stored_as_its_class_name_and_fields_in_order() -> None:

@@ -118,7 +118,7 @@ def test_a_schema_2_journal_upgrades_in_place_keeping_every_row(tmp_path: Path) 
         before = (reader.state(), reader.segments(), list(reader.inputs(1)), reader.decisions(1))
 
     with Journal(tmp_path) as journal:
-        assert journal.schema_version == SCHEMA_VERSION == 4
+        assert journal.schema_version == SCHEMA_VERSION == 5
         reader = journal.reader()
         assert reader.schema_version == SCHEMA_VERSION
         after = (reader.state(), reader.segments(), list(reader.inputs(1)), reader.decisions(1))
