@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, assert_never
 
 from brokers.base import LiveBroker
+from composer.targets import Targets
 from daemon.engine import Engine
 from daemon.live import turns
 from daemon.live.buckets import LiveBuckets
@@ -281,8 +282,9 @@ class EngineLoop:
             self._engine_bar(bar, to_broker=False, complete_decides=False)
         if engine.slice_ts is not None and not self._catching_up:
             self.slicer.closed()
+            replaced = engine.last_targets
             self.orders.decide(decided_at=decided_at)
-            self._decided()
+            self._decided(replaced)
 
     def _bucket_timeout(self, timeout: float | None) -> float | None:
         buckets = self.buckets
@@ -351,13 +353,19 @@ class EngineLoop:
 
     def _decide(self) -> None:
         self.slicer.closed()
+        replaced = self.engine.last_targets
         self.orders.decide(catch_up=self._catching_up)
-        self._decided()
+        self._decided(replaced)
 
-    def _decided(self) -> None:
-        # The recorder's rows of the slice's targets are written at the loop's next turn:
-        # the tasks the hand-over woke (the broker's sender) run first.
-        asyncio.get_running_loop().call_soon(self.recorder.write_due_targets)
+    def _decided(self, replaced: Targets | None) -> None:
+        # At the loop's next turn, after the tasks the hand-over woke (the broker's sender):
+        # the recorder's rows of the slice's targets, and the end of the targets the slice
+        # replaced. Holding them here makes that callback the last holder of their dicts, so
+        # the decision does not pay for freeing them (at 500 symbols, ~0.15 ms when the
+        # telemetry let the last reference go).
+        loop = asyncio.get_running_loop()
+        loop.call_soon(self.recorder.write_due_targets)
+        loop.call_soon(_release, replaced)
 
     # -- the broker -----------------------------------------------------------------------------
 
@@ -397,3 +405,7 @@ class EngineLoop:
 
 def _flush_bars(journal: Journal) -> None:
     journal.flush()
+
+
+def _release(_: object) -> None:
+    """Nothing: its callback's handle holds the object until the callback has run."""

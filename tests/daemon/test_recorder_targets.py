@@ -1,17 +1,23 @@
 """targets.csv and orders.csv: the rows the recorder writes in one piece are the ones csv.writer
-would write."""
+would write; a live decision's rows, and the end of the targets it replaced, come after it."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import time
+import weakref
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from composer.targets import Targets
+from daemon.live.loop import EngineLoop
 from daemon.logs import EventLog
 from daemon.recorder import Recorder
 from daemon.run_files import plain_row
@@ -36,7 +42,6 @@ def test_target_rows_are_csv_writer_rows(tmp_path: Path, names: list[str]) -> No
                 ts=T0 + k * 60 * 10**9,
                 weights=weights,
                 strategy_weights=strategies,
-                by_strategy={},
                 signals={},
             )
         )
@@ -68,7 +73,6 @@ def test_deferred_target_rows_are_the_rows_in_their_order(tmp_path: Path) -> Non
             ts=T0 + k * 60 * 10**9,
             weights={"AAA": 0.1 * k, "BBB": -0.05 * k},
             strategy_weights={"trend": 1.0},
-            by_strategy={},
             signals={},
         )
 
@@ -94,3 +98,34 @@ def test_deferred_target_rows_are_the_rows_in_their_order(tmp_path: Path) -> Non
     assert (tmp_path / "deferred" / "targets.csv").read_bytes() == (
         tmp_path / "at-once" / "targets.csv"
     ).read_bytes()
+
+
+async def test_the_targets_a_decision_replaced_end_after_the_tasks_it_woke() -> None:
+    # `EngineLoop._decided` runs after each live decision with the targets the decision
+    # replaced: a callback becomes their last holder, so they are freed after the broker's
+    # sender (woken by the hand-over) and the target rows have run, not inside the decision.
+    class Replaced:  # stands in for the Targets (a slots dataclass: no weak references)
+        pass
+
+    events: list[str] = []
+    handed_over = asyncio.Event()
+
+    async def sender() -> None:
+        await handed_over.wait()
+        events.append("sender ran" if ref() is not None else "sender ran after the free")
+
+    task = asyncio.create_task(sender())
+    await asyncio.sleep(0)  # the sender waits for the hand-over
+    replaced = Replaced()
+    ref = weakref.ref(replaced, lambda _: events.append("freed"))
+    handed_over.set()
+    recorder = SimpleNamespace(write_due_targets=lambda: events.append("rows"))
+    loop = SimpleNamespace(recorder=recorder)
+    EngineLoop._decided(cast(Any, loop), cast(Any, replaced))
+    del replaced
+    assert ref() is not None  # the decision's own turn does not free them
+    await asyncio.wait_for(task, timeout=5)
+    deadline = time.monotonic() + 5
+    while ref() is not None and time.monotonic() < deadline:
+        await asyncio.sleep(0)
+    assert events == ["sender ran", "rows", "freed"]
