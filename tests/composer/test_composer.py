@@ -195,6 +195,11 @@ def test_warmup_is_the_longest_of_strategies_and_method() -> None:
             "strategies.x.symbols: Q is not in the universe",
         ),
         (ComposerSettings(), {"x": Held([])}, "strategies.x.symbols: the strategy has no symbols"),
+        (
+            ComposerSettings(),
+            {"x": Held(["A", "B", "A"])},
+            "strategies.x.symbols: A is listed twice",
+        ),
         (ComposerSettings(), {}, "strategies: at least one strategy"),
     ],
 )
