@@ -124,6 +124,7 @@ class EngineLoop:
         queue = self.queue
         slicer = self.slicer
         self.recorder.defer_targets = True  # written by `_decided`
+        self.orders.journal_behind = True  # written by `_decided`
         stop = asyncio.ensure_future(self.stopping.wait())
         get: asyncio.Future[Any] = asyncio.ensure_future(queue.get())
         try:
@@ -359,13 +360,20 @@ class EngineLoop:
 
     def _decided(self, replaced: Targets | None) -> None:
         # At the loop's next turn, after the tasks the hand-over woke (the broker's sender):
-        # the recorder's rows of the slice's targets, and the end of the targets the slice
-        # replaced. Holding them here makes that callback the last holder of their dicts, so
-        # the decision does not pay for freeing them (at 500 symbols, ~0.15 ms when the
-        # telemetry let the last reference go).
+        # the journal's records of a slice that sent nothing (closed behind), the recorder's
+        # rows of the slice's targets, and the end of the targets the slice replaced. Holding
+        # them here makes that callback the last holder of their dicts, so the decision does
+        # not pay for freeing them (at 500 symbols, ~0.15 ms when the telemetry let the last
+        # reference go).
         loop = asyncio.get_running_loop()
+        loop.call_soon(self._write_behind)
         loop.call_soon(self.recorder.write_due_targets)
         loop.call_soon(_release, replaced)
+
+    def _write_behind(self) -> None:
+        # A failed write breaks the guard (the engine halts), as a failed close would have.
+        if self.guard.failed is None:
+            self.guard.write(Journal.write_behind)
 
     # -- the broker -----------------------------------------------------------------------------
 

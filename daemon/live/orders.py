@@ -102,6 +102,9 @@ class OrderPath:
         self.max_decision_age_s = max_decision_age_s
         self.market_now = market_now
         self.held: dict[str, int] = {}  # slices decided without orders, by reason
+        # A slice without orders is journaled behind: its records are written at the loop's
+        # next turn, before any later record (the live loop sets this and writes them).
+        self.journal_behind = False
         # Orders to send now of a decision's; others wait (auction orders outside their window).
         self.defer: Callable[[list[SubmitOrder]], list[SubmitOrder]] = _now
         self.not_sent: Counter[str] = Counter()  # orders the broker took back unsent, by why
@@ -148,9 +151,13 @@ class OrderPath:
         targets = engine.last_targets
         decided = targets if targets is not None and targets.ts == slice_ts else None
         # Write-ahead: the slice, its decision and the intents are on disk before any order
-        # leaves; without a journal nothing leaves.
+        # leaves; without a journal nothing leaves. A slice that sends nothing is written
+        # behind (`journal_behind`): no order waits on it.
+        behind = self.journal_behind and not orders
         if self.guard.failed is not None or not self.guard.write(
-            lambda j: j.close_slice(slice_ts, targets=decided, orders=orders, held=held)
+            lambda j: j.close_slice(
+                slice_ts, targets=decided, orders=orders, held=held, behind=behind
+            )
         ):
             self.unsent(orders, "journal unavailable: not sent")
             orders = []

@@ -4,7 +4,10 @@ The opener takes an exclusive `flock` on `STATE_DIR/journal.lock` and migrates t
 current schema. Bars are buffered in memory and written with the next close, event or control
 (one transaction), so a bar costs a list append. Every write that precedes an action is
 committed before the method returns (write-ahead): the caller sends the orders of a slice only
-after `close_slice` returned, and applies an execution event only after `event` returned.
+after `close_slice` returned, and applies an execution event only after `event` returned. A
+slice that sends nothing may be closed behind (`close_slice(..., behind=True)`): its records
+wait in memory and are written first by the next transaction of any kind, or by
+`write_behind()`, so the file holds the same records in the same order either way.
 
 Every sqlite3 or OS error becomes a `JournalError` naming the file.
 """
@@ -29,10 +32,7 @@ from portfolio.journal.codec import (
     AccountIdentity,
     LedgerSnapshot,
     dumps,
-    encode_event,
     encode_order_record,
-    encode_targets,
-    intent_row,
 )
 from portfolio.journal.lock import take_lock
 from portfolio.journal.reader import JournalReader
@@ -44,20 +44,16 @@ from portfolio.journal.schema import (
     migrate,
     user_version,
 )
+from portfolio.journal.slices import (
+    INSERT_BAR,
+    INSERT_INPUT,
+    SET_STATE,
+    BehindClose,
+    write_close,
+    write_decision,
+)
 
 _AUTOCHECKPOINT_PAGES = 10_000
-
-_INSERT_BAR = (
-    "INSERT INTO input (segment, kind, ts, symbol, open, high, low, close, volume, "
-    "trade_count, vwap) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_INPUT = "INSERT INTO input (segment, kind, ts, payload) VALUES (?, ?, ?, ?)"
-_INSERT_INTENT = (
-    "INSERT OR IGNORE INTO orders (segment, slice_ts, client_order_id, symbol, side, qty, "
-    "order_type, limit_price, time_in_force, ts, status) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'intent')"
-)
-_SET_STATE = "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)"
 
 
 class Journal:
@@ -82,6 +78,7 @@ class Journal:
         # The last write's failure, until a write succeeds: what /state and /readyz show.
         self.failed: str | None = None
         self._bars: list[tuple[Any, ...]] = []
+        self._behind: BehindClose | None = None
         self._closed = False
         self._lock_fd: int | None = take_lock(self.lock_path, self.path)
         db: sqlite3.Connection | None = None
@@ -120,20 +117,27 @@ class Journal:
 
     @contextlib.contextmanager
     def _write(self, what: str) -> Iterator[sqlite3.Connection]:
-        """One transaction. On failure: rolled back, the buffered bars kept, JournalError."""
+        """One transaction, which first writes a slice closed behind. On failure: rolled back,
+        the buffered bars and the slice closed behind kept, JournalError."""
         if self._closed:
             raise JournalError(f"journal {self.path}: {what}: the journal is closed")
         db = self._db
+        behind = self._behind
         try:
             db.execute("BEGIN IMMEDIATE")
+            if behind is not None:
+                behind.write(db)
             yield db
             db.execute("COMMIT")
         except (sqlite3.Error, OSError) as e:
             with contextlib.suppress(sqlite3.Error):
                 if db.in_transaction:
                     db.execute("ROLLBACK")
+            if behind is not None:
+                what = f"slice {behind.slice_ts} (closed behind), then {what}"
             self.failed = f"journal {self.path}: cannot write {what}: {e}"
             raise JournalError(self.failed) from None
+        self._behind = None
         self.failed = None
 
     def _segment_id(self) -> int:
@@ -143,7 +147,7 @@ class Journal:
 
     def _flush(self, db: sqlite3.Connection) -> None:
         if self._bars:
-            db.executemany(_INSERT_BAR, self._bars)
+            db.executemany(INSERT_BAR, self._bars)
 
     def _commit_bars(self) -> None:
         # The buffer is cleared only once its transaction committed.
@@ -211,7 +215,7 @@ class Journal:
         segment = self._segment_id()
         with self._write("warmup_done") as db:
             self._flush(db)
-            db.execute(_INSERT_INPUT, (segment, "warmup_done", ts, dumps({"ts": ts})))
+            db.execute(INSERT_INPUT, (segment, "warmup_done", ts, dumps({"ts": ts})))
         self._commit_bars()
 
     def close_slice(
@@ -221,6 +225,7 @@ class Journal:
         targets: Targets | None,
         orders: Sequence[SubmitOrder],
         held: str | None = None,
+        behind: bool = False,
     ) -> None:
         """Record a slice's close and what it decided, write-ahead.
 
@@ -230,54 +235,38 @@ class Journal:
         Args:
             held: why the slice was decided without orders (catch_up, broker_unavailable);
                 the audit replays it the same way.
+            behind: for a slice without orders (ignored with orders): keep its records, and
+                the bars buffered so far, in memory; the next transaction writes them first,
+                or `write_behind()` does (call it soon: a crash before loses them, as it loses
+                buffered bars). Nothing leaves on them, so nothing waits for the disk.
 
         Raises:
             JournalError: nothing was written; send nothing.
         """
         segment = self._segment_id()
+        if behind and not orders:
+            if self._behind is not None:
+                self.write_behind()  # one slice behind at most
+            self._behind = BehindClose(segment, slice_ts, targets, held, self._bars)
+            self._bars = []
+            return
         with self._write(f"slice {slice_ts}") as db:
             self._flush(db)
-            payload = (
-                f'{{"slice_ts":{slice_ts}}}'
-                if held is None
-                else f'{{"slice_ts":{slice_ts},"held":"{held}"}}'
+            write_close(
+                db, segment=segment, slice_ts=slice_ts, targets=targets, orders=orders, held=held
             )
-            db.execute(_INSERT_INPUT, (segment, "close", slice_ts, payload))
-            if targets is not None or orders:
-                self._decision(
-                    db=db,
-                    segment=segment,
-                    slice_ts=slice_ts,
-                    kind="close",
-                    targets=targets,
-                    orders=orders,
-                )
-            db.execute(_SET_STATE, ("last_slice_ts", str(slice_ts)))
         self._commit_bars()
 
-    def _decision(
-        self,
-        *,
-        db: sqlite3.Connection,
-        segment: int,
-        slice_ts: int,
-        kind: str,
-        targets: Targets | None,
-        orders: Sequence[SubmitOrder],
-    ) -> None:
-        db.execute(
-            "INSERT OR REPLACE INTO decision (segment, slice_ts, kind, targets, orders) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (
-                segment,
-                slice_ts,
-                kind,
-                None if targets is None else dumps(encode_targets(targets)),
-                dumps([encode_event(o) for o in orders]),
-            ),
-        )
-        if orders:
-            db.executemany(_INSERT_INTENT, [(segment, slice_ts, *intent_row(o)) for o in orders])
+    def write_behind(self) -> None:
+        """Write the slice closed behind, if any (with the bars buffered before its close).
+
+        Raises:
+            JournalError: nothing was written; the slice stays behind for the next write.
+        """
+        behind = self._behind
+        if behind is not None:
+            with self._write(f"slice {behind.slice_ts}"):
+                pass
 
     def event(self, event: ExecutionEvent) -> bool:
         """Record a broker event before the core applies it (write-ahead), and update its order.
@@ -325,10 +314,10 @@ class Journal:
             payload["orders"] = [o.client_order_id for o in orders]
         with self._write(f"control {action}") as db:
             self._flush(db)
-            db.execute(_INSERT_INPUT, (segment, "control", ts, dumps(payload)))
+            db.execute(INSERT_INPUT, (segment, "control", ts, dumps(payload)))
             if orders or action == "flatten":
-                self._decision(
-                    db=db, segment=segment, slice_ts=ts, kind="flatten", targets=None, orders=orders
+                write_decision(
+                    db, segment=segment, slice_ts=ts, kind="flatten", targets=None, orders=orders
                 )
         self._commit_bars()
 
@@ -342,7 +331,7 @@ class Journal:
 
     def _set_switch(self, name: str, on: bool, reason: str | None, ts: int) -> None:
         with self._write(name) as db:
-            db.execute(_SET_STATE, (name, dumps({"on": on, "reason": reason, "ts": ts})))
+            db.execute(SET_STATE, (name, dumps({"on": on, "reason": reason, "ts": ts})))
             db.execute(
                 "INSERT INTO switch (name, on_, reason, ts) VALUES (?, ?, ?, ?)",
                 (name, int(on), reason, ts),
@@ -438,8 +427,8 @@ class Journal:
         return cur.lastrowid
 
     def flush(self) -> None:
-        """Write the buffered bars now (close() does it too)."""
-        if self._bars:
+        """Write the slice closed behind and the buffered bars now (close() does it too)."""
+        if self._bars or self._behind is not None:
             with self._write("bars") as db:
                 self._flush(db)
             self._commit_bars()
@@ -482,7 +471,7 @@ class Journal:
         if self._closed:
             return
         try:
-            if self._bars and self.segment is not None:
+            if (self._bars or self._behind is not None) and self.segment is not None:
                 self.flush()
         finally:
             self._closed = True

@@ -103,7 +103,8 @@ def test_deferred_target_rows_are_the_rows_in_their_order(tmp_path: Path) -> Non
 async def test_the_targets_a_decision_replaced_end_after_the_tasks_it_woke() -> None:
     # `EngineLoop._decided` runs after each live decision with the targets the decision
     # replaced: a callback becomes their last holder, so they are freed after the broker's
-    # sender (woken by the hand-over) and the target rows have run, not inside the decision.
+    # sender (woken by the hand-over), the journal's records of a slice closed behind and the
+    # target rows have run, not inside the decision.
     class Replaced:  # stands in for the Targets (a slots dataclass: no weak references)
         pass
 
@@ -120,7 +121,7 @@ async def test_the_targets_a_decision_replaced_end_after_the_tasks_it_woke() -> 
     ref = weakref.ref(replaced, lambda _: events.append("freed"))
     handed_over.set()
     recorder = SimpleNamespace(write_due_targets=lambda: events.append("rows"))
-    loop = SimpleNamespace(recorder=recorder)
+    loop = SimpleNamespace(recorder=recorder, _write_behind=lambda: events.append("journal"))
     EngineLoop._decided(cast(Any, loop), cast(Any, replaced))
     del replaced
     assert ref() is not None  # the decision's own turn does not free them
@@ -128,4 +129,4 @@ async def test_the_targets_a_decision_replaced_end_after_the_tasks_it_woke() -> 
     deadline = time.monotonic() + 5
     while ref() is not None and time.monotonic() < deadline:
         await asyncio.sleep(0)
-    assert events == ["sender ran", "rows", "freed"]
+    assert events == ["sender ran", "journal", "rows", "freed"]

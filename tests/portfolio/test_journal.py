@@ -234,6 +234,73 @@ def test_every_input_kind_round_trips_in_order(tmp_path: Path) -> None:
         )
 
 
+def _rows(state_dir: Path) -> dict[str, list[tuple[object, ...]]]:
+    db = sqlite3.connect(state_dir / JOURNAL_FILE)
+    try:
+        return {
+            table: db.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
+            for table in ("input", "decision", "orders", "state")
+        }
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("then", ["event", "write_behind", "close"])
+def test_a_slice_closed_behind_leaves_the_file_of_a_slice_closed_at_once(
+    tmp_path: Path, then: str
+) -> None:
+    # Closed behind, a slice's records wait in memory with the bars before them; whatever
+    # writes next (an event, write_behind, the journal's close) writes them first, and a bar
+    # that came after the close stays after them: the same rows in the same order.
+    def run(state_dir: Path, *, behind: bool) -> None:
+        with Journal(state_dir) as journal:
+            begin(journal)
+            journal.bar(Bar("AAA", T0, 100.0, 101.0, 99.0, 100.5, 10.0))
+            journal.bar(Bar("BBB", T0, 50.0, 50.5, 49.5, 50.25, 10.0))
+            journal.close_slice(T0, targets=TARGETS, orders=[], behind=behind)
+            if behind:
+                with JournalReader.open(state_dir) as reader:
+                    assert reader.decisions(1) == {}  # nothing on disk yet
+            journal.bar(Bar("AAA", T0 + NS_PER_MINUTE, 100.5, 101.0, 100.0, 100.75, 10.0))
+            if then == "event":
+                journal.event(filled("o1", "e1"))
+            elif then == "write_behind":
+                journal.write_behind()
+                with JournalReader.open(state_dir) as reader:
+                    assert list(reader.decisions(1)) == [(T0, "close")]
+                    assert [i.kind for i in reader.inputs(1)] == ["bar", "bar", "close"]
+                journal.flush()
+
+    run(tmp_path / "at-once", behind=False)
+    run(tmp_path / "behind", behind=True)
+    assert _rows(tmp_path / "behind") == _rows(tmp_path / "at-once")
+
+
+def test_a_slice_with_orders_is_never_closed_behind(tmp_path: Path) -> None:
+    with Journal(tmp_path) as journal:
+        begin(journal)
+        journal.close_slice(T0, targets=TARGETS, orders=[order("o1")], behind=True)
+        with JournalReader.open(tmp_path) as reader:  # on disk before close_slice returned
+            assert reader.decisions(1)[(T0, "close")].orders == [order("o1")]
+            assert reader.has_order("o1")
+
+
+def test_a_second_slice_closed_behind_writes_the_first(tmp_path: Path) -> None:
+    with Journal(tmp_path) as journal:
+        begin(journal)
+        journal.close_slice(T0, targets=TARGETS, orders=[], behind=True)
+        journal.close_slice(T0 + NS_PER_MINUTE, targets=None, orders=[], behind=True)
+        with JournalReader.open(tmp_path) as reader:
+            assert [i.payload for i in reader.inputs(1)] == [{"slice_ts": T0}]
+        journal.write_behind()
+        with JournalReader.open(tmp_path) as reader:
+            assert [i.payload for i in reader.inputs(1)] == [
+                {"slice_ts": T0},
+                {"slice_ts": T0 + NS_PER_MINUTE},
+            ]
+            assert reader.state().last_slice_ts == T0 + NS_PER_MINUTE
+
+
 def test_a_fill_already_journaled_is_refused_and_writes_nothing(tmp_path: Path) -> None:
     with Journal(tmp_path) as journal:
         begin(journal)
