@@ -107,7 +107,8 @@ class Journal:
 
     def reader(self) -> JournalReader:
         """A reader on this writer's connection: it sees every committed write (not the bars
-        still buffered). Valid until the writer closes; its own `close` does nothing."""
+        still buffered, nor a slice closed behind until it is written). Valid until the writer
+        closes; its own `close` does nothing."""
         return self._reader
 
     def _unlock(self) -> None:
@@ -439,8 +440,9 @@ class Journal:
         return self._db
 
     def transaction(self, what: str) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE ... COMMIT), with the buffered bars written
-        first; on failure rolled back and a JournalError naming `what`."""
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT), with a slice closed behind
+        written first (not the buffered bars); on failure rolled back and a JournalError naming
+        `what`."""
         return self._write(what)
 
     def vacuum(self) -> None:
