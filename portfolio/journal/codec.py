@@ -259,8 +259,8 @@ def encode_targets(targets: Targets) -> dict[str, Any]:
 
     The shares and the symbol lists are stored once each however many strategies share them
     (`shares_of`, `symbols_of`: strategy id -> index). The contributions are not stored:
-    `Targets.by_strategy` computes them from the weights, signals and shares (targets decoded
-    from an older journal, which stored them, are written back in that form).
+    `Targets.by_strategy` computes them from the strategy weights, signals and shares (targets
+    decoded from an older journal, which stored them, are written back in that form).
     """
     data: dict[str, Any] = {
         "ts": targets.ts,
