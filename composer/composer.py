@@ -113,17 +113,15 @@ class Composer:
         }
         self._zeros = dict.fromkeys(universe, 0.0)
         self._pairs = tuple(self._strategies.items())
-        self._symbols_of: tuple[tuple[str, tuple[str, ...]], ...] = tuple(
-            (sid, s.symbols) for sid, s in self._strategies.items()
-        )
+        # Each strategy's symbols (in the Targets too): one tuple for all that trade the universe.
         everything = tuple(self._zeros)
-        self._universe_of_all = (
-            everything if all(syms == everything for _, syms in self._symbols_of) else None
-        )
-        # Each strategy's symbols for the Targets, one tuple for all that trade the universe.
-        self._symbols_by_sid: dict[str, tuple[str, ...]] = {
-            sid: everything if syms == everything else syms for sid, syms in self._symbols_of
+        self._symbols_of: dict[str, tuple[str, ...]] = {
+            sid: everything if s.symbols == everything else s.symbols
+            for sid, s in self._strategies.items()
         }
+        self._universe_of_all = (
+            everything if all(syms is everything for syms in self._symbols_of.values()) else None
+        )
         # The last compose's outputs, reused while neither the signals nor the allocation
         # change. None of these dicts is mutated once a Targets holds it.
         self._last: Targets | None = None
@@ -261,7 +259,7 @@ class Composer:
             strategy_weights=w_of,
             signals=signals,
             shares=a_of,
-            symbols=self._symbols_by_sid,
+            symbols=self._symbols_of,
         )
         self._last = targets
         self._last_a = a_of
@@ -286,7 +284,7 @@ class Composer:
                 key: np.fromiter(map(a.__getitem__, universe), np.float64, n)
                 for key, a in _distinct(a_of).items()
             }
-            for sid, _ in self._symbols_of:
+            for sid in self._symbols_of:
                 signal = np.fromiter(map(signals[sid].__getitem__, universe), np.float64, n)
                 products = signal * w_of[sid]
                 products *= arrays[id(a_of[sid])]
@@ -296,7 +294,7 @@ class Composer:
             # Every strategy trades the whole (small) universe: the same by C loops (map).
             sums: list[float] = [0.0] * len(universe)
             shares = {key: list(map(a.__getitem__, universe)) for key, a in _distinct(a_of).items()}
-            for sid, _ in self._symbols_of:
+            for sid in self._symbols_of:
                 parts = list(
                     map(
                         mul,
@@ -308,7 +306,7 @@ class Composer:
             weights = dict(zip(universe, sums, strict=True))
         else:
             weights = self._zeros.copy()
-            for sid, syms in self._symbols_of:
+            for sid, syms in self._symbols_of.items():
                 w = w_of[sid]
                 a = a_of[sid]
                 sig = signals[sid]
