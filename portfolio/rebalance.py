@@ -74,12 +74,36 @@ def exact_trade(
     The target quantity is `target_w` x `equity` / `price`, rounded toward zero to `quantum`.
     """
     target_qty = (Decimal(repr(target_w)) * equity / price).quantize(quantum, rounding=ROUND_DOWN)
+    delta = trade_to(target_qty, current, price, min_notional)
+    return None if delta is None else (target_qty, delta)
+
+
+def trade_to(
+    target_qty: Decimal, current: Decimal, price: Decimal, min_notional: Decimal
+) -> Decimal | None:
+    """The signed trade from `current` to `target_qty`, or None for no order (no change, or
+    a trade below `min_notional` that does not close the position)."""
     delta = target_qty - current
     if not delta:
         return None
     if target_qty and abs(delta) * price < min_notional:
         return None
-    return target_qty, delta
+    return delta
+
+
+def whole_target(t: float, t_err: float) -> int | None:
+    """The exact target quantity in whole shares (`exact_trade`'s, rounded toward zero) when
+    the float `t` settles it: None when a rounding boundary lies within `t_err` of `t` (or `t`
+    is out of the floats' whole-share range), and the exact path decides.
+
+    Args:
+        t: the unrounded target quantity in floats (see `no_trade_in_float`).
+        t_err: an upper bound of its error against the exact value.
+    """
+    if not (abs(t) < _MAX_FLOAT_QTY and t_err < _MAX_FLOAT_QTY):  # NaN, inf: not here
+        return None
+    k = math.trunc(t - t_err)
+    return k if k == math.trunc(t + t_err) else None
 
 
 def no_trade_in_float(
@@ -117,8 +141,8 @@ def no_trade_in_float(
     current_f = held_f + pending_f
     err = _SLACK * (abs(held_f) + abs(pending_f))  # bounds |current_f - the exact current|
     if whole:
-        k = math.trunc(t - t_err)
-        if k != math.trunc(t + t_err):
+        k = whole_target(t, t_err)
+        if k is None:
             return False  # the rounding to a whole share is too close to call
         # k is the exact target quantity; delta = k - current.
         delta_f = k - current_f
@@ -293,8 +317,10 @@ class Rebalancer:
         ledger: Ledger,
         prices: Mapping[str, float],
         open_qty: Mapping[str, Decimal],
-    ) -> list[tuple[str, float, float]]:
-        """(symbol, target weight, price) of every symbol that may trade, decided in floats.
+    ) -> list[tuple[str, float, float, int | None]]:
+        """(symbol, target weight, price, whole-share target) of every symbol that may trade,
+        decided in floats; the last is the exact target quantity when the floats settle it
+        (`whole_target`), else None.
 
         Hot: every symbol, every rebalance. The band test runs on the ledger's float mirrors;
         most symbols stop there, or, with a narrow band, at the float pre-check of the exact
@@ -309,7 +335,7 @@ class Rebalancer:
         whole = self._whole
         min_notional_f = self._min_notional_f
         rel_err = -1.0  # the relative error of the float equity, once needed
-        candidates: list[tuple[str, float, float]] = []
+        candidates: list[tuple[str, float, float, int | None]] = []
         for symbol, target_w in weights.items():
             px = get_price(symbol)
             if px is None:
@@ -322,7 +348,7 @@ class Rebalancer:
             if target_w == 0.0:
                 # Closes whatever is held or open; nothing to do for a symbol with neither.
                 if symbol in qty_float or (open_qty and symbol in open_qty):
-                    candidates.append((symbol, 0.0, px))
+                    candidates.append((symbol, 0.0, px, None))
                 continue
             if equity_f <= 0.0:
                 continue  # weights of nothing: only closes make sense
@@ -339,9 +365,10 @@ class Rebalancer:
                 rel_err = _SLACK + ledger.equity_float_error() / equity_f
             t = target_w * equity_f / px
             pos = positions.get(symbol)
+            t_err = abs(t) * rel_err
             if no_trade_in_float(
                 t,
-                abs(t) * rel_err,
+                t_err,
                 px,
                 held=None if pos is None else pos.qty,
                 held_f=held_f,
@@ -350,7 +377,7 @@ class Rebalancer:
                 min_notional_f=min_notional_f,
             ):
                 continue
-            candidates.append((symbol, target_w, px))
+            candidates.append((symbol, target_w, px, whole_target(t, t_err) if whole else None))
         if not positions.keys() <= weights.keys():
             for symbol, pos in positions.items():
                 if symbol not in weights:
@@ -358,21 +385,23 @@ class Rebalancer:
                     if px is None:
                         px = float(pos.last_price)
                     if px > 0.0:
-                        candidates.append((symbol, 0.0, px))
+                        candidates.append((symbol, 0.0, px, None))
         return candidates
 
     def _deltas(
         self,
-        candidates: list[tuple[str, float, float]],
+        candidates: list[tuple[str, float, float, int | None]],
         ledger: Ledger,
         open_qty: Mapping[str, Decimal],
     ) -> tuple[list[tuple[str, Decimal, Decimal]], Decimal | None]:
         """The exact rule for each candidate: [(symbol, signed quantity, price)] of the trades,
-        and the exact equity if it was needed (None: not computed)."""
+        and the exact equity if it was needed (None: not computed). A target quantity the
+        floats settled is taken as it is (the same Decimal the exact rule rounds to)."""
         positions = ledger.positions
+        min_notional = self._min_notional
         equity: Decimal | None = None
         deltas: list[tuple[str, Decimal, Decimal]] = []
-        for symbol, target_w, px in candidates:
+        for symbol, target_w, px, settled in candidates:
             pending = open_qty.get(symbol)
             current = _ZERO if pending is None else pending
             pos = positions.get(symbol)
@@ -383,19 +412,26 @@ class Rebalancer:
                 if current:
                     deltas.append((symbol, -current, price))
                 continue
-            if equity is None:
-                equity = ledger.equity
-            trade = exact_trade(
-                target_w,
-                equity,
-                price,
-                current,
-                quantum=self._quantum,
-                min_notional=self._min_notional,
-            )
-            if trade is None:
-                continue
-            target_qty, delta = trade
+            if settled is not None:
+                target_qty = Decimal(settled)
+                found = trade_to(target_qty, current, price, min_notional)
+                if found is None:
+                    continue
+                delta = found
+            else:
+                if equity is None:
+                    equity = ledger.equity
+                trade = exact_trade(
+                    target_w,
+                    equity,
+                    price,
+                    current,
+                    quantum=self._quantum,
+                    min_notional=min_notional,
+                )
+                if trade is None:
+                    continue
+                target_qty, delta = trade
             if pending is not None and _undoes_open_order(pending, pos, target_qty):
                 continue
             deltas.append((symbol, delta, price))

@@ -12,7 +12,7 @@ from decimal import ROUND_DOWN, Decimal
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from portfolio.rebalance import exact_trade, no_trade_in_float
+from portfolio.rebalance import exact_trade, no_trade_in_float, whole_target
 
 D = Decimal
 WHOLE = D(1)
@@ -173,6 +173,50 @@ def test_right_at_the_boundaries_the_float_check_never_disagrees(
         mirror_rel=mirror_rel,
     )
     assert not fast or exact
+
+
+def float_target(target_w: float, equity: Decimal, px: float, mirror_rel: float) -> int | None:
+    """`whole_target` as the rebalancer asks it (the float equity off by `mirror_rel`)."""
+    equity_f = float(equity) * (1.0 + mirror_rel)
+    equity_err = abs(equity_f - float(equity)) + 2.0**-52 * abs(float(equity))
+    t = target_w * equity_f / px
+    t_err = abs(t) * (SLACK + equity_err / abs(equity_f)) if equity_f else 0.0
+    return whole_target(t, t_err)
+
+
+def exact_target(target_w: float, equity: Decimal, px: float) -> Decimal:
+    return (D(repr(target_w)) * equity / D(repr(px))).quantize(WHOLE, rounding=ROUND_DOWN)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(target_w=WEIGHTS, equity=EQUITIES, px=PRICES, mirror_rel=MIRROR)
+@example(0.5, D(100_000), 100.0, 0.0)  # exactly 500 shares
+@example(0.5, D("99999.99"), 100.0, 0.0)  # a hair below: 499
+def test_a_whole_share_target_settled_in_floats_is_the_exact_rules(
+    target_w: float, equity: Decimal, px: float, mirror_rel: float
+) -> None:
+    settled = float_target(target_w, equity, px, mirror_rel)
+    if settled is not None:
+        assert D(settled) == exact_target(target_w, equity, px)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    k=st.integers(min_value=-100_000, max_value=100_000),
+    px_cents=st.integers(min_value=1, max_value=1_000_000),
+    target_w=st.sampled_from([0.3, 0.25, 0.5, 1.0, 1 / 3, -0.4, 0.07]),
+    nudge=st.sampled_from([D(0), D("0.01"), D("-0.01"), D("1e-12"), D("-1e-12")]),
+    mirror_rel=MIRROR,
+)
+def test_right_at_a_whole_share_the_float_target_is_exact_or_unsettled(
+    k: int, px_cents: int, target_w: float, nudge: Decimal, mirror_rel: float
+) -> None:
+    """Equity chosen so the unrounded target is k shares, then a hair either side."""
+    px = px_cents / 100
+    equity = D(k) * D(repr(px)) / D(repr(target_w)) + nudge
+    settled = float_target(target_w, equity, px, mirror_rel)
+    if settled is not None:
+        assert D(settled) == exact_target(target_w, equity, px)
 
 
 def test_the_float_check_settles_nearly_every_ordinary_no_change() -> None:
