@@ -12,7 +12,7 @@ from decimal import ROUND_DOWN, Decimal
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from portfolio.rebalance import exact_trade, no_trade_in_float, whole_target
+from portfolio.trade_rule import exact_trade, no_trade_in_float, whole_target
 
 D = Decimal
 WHOLE = D(1)
