@@ -20,6 +20,23 @@ FRACTION = D("1e-9")
 SLACK = 1e-12
 
 
+def float_target_and_error(
+    target_w: float, equity: Decimal, px: float, mirror_rel: float
+) -> tuple[float, float]:
+    """The unrounded target quantity in floats and its error bound, as the rebalancer computes
+    them: the float equity is the exact one off by `mirror_rel` (as the ledger's float mirror
+    may be)."""
+    equity_f = float(equity) * (1.0 + mirror_rel)
+    equity_err = abs(equity_f - float(equity)) + 2.0**-52 * abs(float(equity))
+    t = target_w * equity_f / px
+    return t, abs(t) * (SLACK + equity_err / abs(equity_f)) if equity_f else 0.0
+
+
+def exact_target(target_w: float, equity: Decimal, px: float) -> Decimal:
+    """The exact rule's target quantity in whole shares."""
+    return (D(repr(target_w)) * equity / D(repr(px))).quantize(WHOLE, rounding=ROUND_DOWN)
+
+
 def decide(
     target_w: float,
     equity: Decimal,
@@ -33,13 +50,10 @@ def decide(
 ) -> tuple[bool, bool]:
     """(the float check's "no order", the exact rule's "no order"), as the rebalancer asks.
 
-    The float equity is the exact one off by `mirror_rel` (as the ledger's float mirror may
-    be), with the error bound the rebalancer would pass.
+    The float equity is the exact one off by `mirror_rel`, with the error bound the rebalancer
+    would pass (`float_target_and_error`).
     """
-    equity_f = float(equity) * (1.0 + mirror_rel)
-    equity_err = abs(equity_f - float(equity)) + 2.0**-52 * abs(float(equity))
-    t = target_w * equity_f / px
-    t_err = abs(t) * (SLACK + equity_err / abs(equity_f)) if equity_f else 0.0
+    t, t_err = float_target_and_error(target_w, equity, px, mirror_rel)
     fast = no_trade_in_float(
         t,
         t_err,
@@ -81,6 +95,11 @@ PRICES = st.one_of(
 )
 EQUITIES = st.integers(min_value=-(10**9), max_value=10**12).map(lambda c: D(c).scaleb(-2))
 MIRROR = st.sampled_from([0.0, 0.0, 1e-16, -3e-16, 2e-15, -1e-13, 1e-10])
+# Cases put exactly on a whole share (k shares at px_cents), then nudged a hair either side.
+SHARES = st.integers(min_value=-100_000, max_value=100_000)
+PRICE_CENTS = st.integers(min_value=1, max_value=1_000_000)
+BOUNDARY_WEIGHTS = st.sampled_from([0.3, 0.25, 0.5, 1.0, 1 / 3, -0.4, 0.07])
+NUDGES = st.sampled_from([D(0), D("0.01"), D("-0.01"), D("1e-12"), D("-1e-12")])
 NOTIONALS = st.one_of(
     st.sampled_from([D(0), D(1), D(100), D(500)]),
     st.integers(min_value=0, max_value=10**7).map(lambda c: D(c).scaleb(-2)),
@@ -126,10 +145,10 @@ def test_the_float_check_says_no_order_only_where_the_exact_rule_proposes_none(
 
 @settings(max_examples=1500, deadline=None)
 @given(
-    k=st.integers(min_value=-100_000, max_value=100_000),
-    px_cents=st.integers(min_value=1, max_value=1_000_000),
-    target_w=st.sampled_from([0.3, 0.25, 0.5, 1.0, 1 / 3, -0.4, 0.07]),
-    nudge=st.sampled_from([D(0), D("0.01"), D("-0.01"), D("1e-12"), D("-1e-12")]),
+    k=SHARES,
+    px_cents=PRICE_CENTS,
+    target_w=BOUNDARY_WEIGHTS,
+    nudge=NUDGES,
     held_offset=st.sampled_from([0, 1, -1, 2]),
     held_hair=st.sampled_from([D(0), D(0), D("1e-12"), D("-1e-12")]),
     notional_offset=st.sampled_from([None, D(0), D("0.01"), D("-0.01")]),
@@ -159,8 +178,7 @@ def test_right_at_the_boundaries_the_float_check_never_disagrees(
     if not held:
         held = None
     current = (pending or D(0)) + (held or D(0))
-    target_qty = (D(repr(target_w)) * equity / price).quantize(WHOLE, rounding=ROUND_DOWN)
-    notional = abs(target_qty - current) * price
+    notional = abs(exact_target(target_w, equity, px) - current) * price
     min_notional = D(100) if notional_offset is None else max(D(0), notional + notional_offset)
     fast, exact = decide(
         target_w,
@@ -177,15 +195,7 @@ def test_right_at_the_boundaries_the_float_check_never_disagrees(
 
 def float_target(target_w: float, equity: Decimal, px: float, mirror_rel: float) -> int | None:
     """`whole_target` as the rebalancer asks it (the float equity off by `mirror_rel`)."""
-    equity_f = float(equity) * (1.0 + mirror_rel)
-    equity_err = abs(equity_f - float(equity)) + 2.0**-52 * abs(float(equity))
-    t = target_w * equity_f / px
-    t_err = abs(t) * (SLACK + equity_err / abs(equity_f)) if equity_f else 0.0
-    return whole_target(t, t_err)
-
-
-def exact_target(target_w: float, equity: Decimal, px: float) -> Decimal:
-    return (D(repr(target_w)) * equity / D(repr(px))).quantize(WHOLE, rounding=ROUND_DOWN)
+    return whole_target(*float_target_and_error(target_w, equity, px, mirror_rel))
 
 
 @settings(max_examples=2000, deadline=None)
@@ -202,10 +212,10 @@ def test_a_whole_share_target_settled_in_floats_is_the_exact_rules(
 
 @settings(max_examples=1500, deadline=None)
 @given(
-    k=st.integers(min_value=-100_000, max_value=100_000),
-    px_cents=st.integers(min_value=1, max_value=1_000_000),
-    target_w=st.sampled_from([0.3, 0.25, 0.5, 1.0, 1 / 3, -0.4, 0.07]),
-    nudge=st.sampled_from([D(0), D("0.01"), D("-0.01"), D("1e-12"), D("-1e-12")]),
+    k=SHARES,
+    px_cents=PRICE_CENTS,
+    target_w=BOUNDARY_WEIGHTS,
+    nudge=NUDGES,
     mirror_rel=MIRROR,
 )
 def test_right_at_a_whole_share_the_float_target_is_exact_or_unsettled(
@@ -227,7 +237,7 @@ def test_the_float_check_settles_nearly_every_ordinary_no_change() -> None:
         px = rng.randint(1_000, 50_000) / 100
         equity = D(rng.randint(10**6, 10**9)).scaleb(-2)
         target_w = rng.choice([0.3, 0.25, 0.1, 0.5])
-        target = (D(repr(target_w)) * equity / D(repr(px))).quantize(WHOLE, rounding=ROUND_DOWN)
+        target = exact_target(target_w, equity, px)
         held = target + rng.choice([0, 0, 0, 1, -1])
         for min_notional in (D(0), D(100)):
             fast, exact = decide(
